@@ -1,0 +1,110 @@
+"""The one place a SparkSession is built.
+
+Run from plain Python (the CLI, tests), the session is embedded in local mode
+(`local[*]`); run under `spark-submit --master ...`, the master and conf given
+there win, because nothing here sets a master unless asked to. A profile under
+`infra/spark/<name>.conf` (spark-defaults format) or `--spark-conf k=v` adds conf.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "infra" / "spark"
+
+# Settings every stage relies on; profiles and flags may override them.
+BASE_CONF: dict[str, str] = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Batches of a few hundred documents keep mapInArrow memory bounded even
+    # when documents are large.
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "512",
+    "spark.sql.session.timeZone": "UTC",
+    # Row groups of a few thousand documents: Spark makes one input task per
+    # row group, so huge row groups would serialize the next stage.
+    "spark.hadoop.parquet.block.size": str(32 * 1024 * 1024),
+    "spark.hadoop.parquet.block.row.count.limit": "4096",
+    "spark.sql.parquet.compression.codec": "zstd",
+    "spark.python.worker.reuse": "true",
+}
+
+
+def read_profile(name_or_path: str) -> dict[str, str]:
+    """Parse a spark-defaults style file: `key value` per line, `#` comments."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILES_DIR / f"{name_or_path}.conf"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.conf")))
+        raise FileNotFoundError(f"Spark profile not found: {name_or_path} (known: {known})")
+    conf: dict[str, str] = {}
+    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{lineno}: expected 'key value', got {raw!r}")
+        conf[parts[0]] = parts[1].strip()
+    return conf
+
+
+def parse_conf_pairs(pairs: Iterable[str] | None) -> dict[str, str]:
+    conf = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--spark-conf expects key=value, got {pair!r}")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def get_spark(app_name: str = "crawl2model", master: str | None = None,
+              profile: str | None = None, conf: dict[str, str] | None = None) -> "SparkSession":
+    """Return the active session, or build one with the project's settings."""
+    # Workers must run this interpreter so they find the installed packages.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+
+    settings = dict(BASE_CONF)
+    log4j = PROFILES_DIR / "log4j2.properties"
+    if log4j.is_file():
+        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
+    if os.environ.get("CRAWL2MODEL_SPARK_UI", "1") == "0":
+        settings["spark.ui.enabled"] = "false"
+    if profile:
+        settings.update(read_profile(profile))
+    settings.update(conf or {})
+    master = master or settings.pop("spark.master", None)
+
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("CRAWL2MODEL_SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+def add_spark_arguments(parser) -> None:
+    g = parser.add_argument_group("Spark")
+    g.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
+    g.add_argument("--spark-profile", metavar="NAME|FILE",
+                   help="conf profile from infra/spark/ (local, standalone, yarn, k8s) or a file")
+    g.add_argument("--spark-conf", metavar="KEY=VALUE", action="append",
+                   help="extra Spark conf, repeatable")
+
+
+def spark_from_args(args, app_name: str) -> "SparkSession":
+    return get_spark(app_name, master=args.master, profile=args.spark_profile,
+                     conf=parse_conf_pairs(args.spark_conf))

@@ -1,0 +1,1 @@
+"""Training and loading of the fastText and KenLM models the filters use."""

@@ -1,0 +1,1 @@
+"""Tokenizer: 100k byte-level BPE with DeepSeek-style pre-tokenization."""

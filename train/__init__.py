@@ -1,0 +1,1 @@
+"""Pretraining: model, data loader, engine, scaling laws."""
