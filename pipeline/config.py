@@ -76,3 +76,23 @@ def resolve(cls: type[T], section: str, args: argparse.Namespace | dict | None =
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2,
+               "MIB": 1024**2, "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4, "TB": 1024**4,
+               "TIB": 1024**4}
+
+
+def parse_size(value: str | int) -> int:
+    """'256MB' -> 268435456. Sizes are binary (1 KB = 1024 B), as in Spark's conf."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().upper().replace("_", "")
+    num = text.rstrip("KMGTIB")
+    unit = text[len(num):]
+    try:
+        if unit not in _SIZE_UNITS:
+            raise ValueError
+        return int(float(num) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise ConfigError(f"not a size: {value!r} (examples: 512KB, 256MB, 2GB)") from None

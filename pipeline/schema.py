@@ -18,7 +18,7 @@ DOC_SCHEMA = pa.schema(
         pa.field("host", pa.string()),
         pa.field("warc_date", pa.string()),
         pa.field("content_type", pa.string()),
-        pa.field("text", pa.large_string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
         pa.field("n_chars", pa.int64(), nullable=False),
     ]
 )
