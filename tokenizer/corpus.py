@@ -1,0 +1,171 @@
+"""Training text for the tokenizer: files and folders in, a deterministic sample out.
+
+The corpus may be far larger than the byte budget (the paper sampled 24 GB),
+and must never be loaded whole. So every file's text size is estimated from
+metadata alone (file size, the gzip trailer, Parquet column statistics), a
+keep-rate `budget / estimate` is derived, and then documents are streamed and
+kept by a random draw seeded from (seed, file): the same inputs and seed give
+the same sample, independent of how many cores read them. Files are visited
+in a seed-shuffled order, so the hard stop at the budget does not always cut
+the same tail.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+TEXT_SUFFIXES = (".txt", ".txt.gz", ".text", ".md")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
+PARQUET_SUFFIXES = (".parquet",)
+# Plain text is cut into documents at line ends once this long, so that one
+# huge file is still sampled in small units.
+TEXT_CHUNK_CHARS = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusFile:
+    path: str
+    key: str        # path relative to the input it was found under: seeds its draws
+    kind: str       # "text" | "jsonl" | "parquet"
+    est_bytes: int  # estimated UTF-8 bytes of text inside
+
+
+def file_kind(name: str) -> str | None:
+    lower = name.lower()
+    for kind, suffixes in (("text", TEXT_SUFFIXES), ("jsonl", JSONL_SUFFIXES), ("parquet", PARQUET_SUFFIXES)):
+        if lower.endswith(suffixes):
+            return kind
+    return None
+
+
+def estimate_bytes(path: str, kind: str) -> int:
+    """UTF-8 bytes of text in a file, from metadata only."""
+    size = os.path.getsize(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        md = pq.ParquetFile(path).metadata
+        names = [md.schema.column(i).name for i in range(md.num_columns)]
+        if "text" not in names:
+            raise ValueError(f"{path}: Parquet file has no 'text' column (columns: {', '.join(names)})")
+        col = names.index("text")
+        return sum(md.row_group(g).column(col).total_uncompressed_size for g in range(md.num_row_groups))
+    if path.endswith(".gz") and size >= 18:
+        with open(path, "rb") as f:  # ISIZE: uncompressed length mod 2**32 of the last member
+            f.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(f.read(4), "little")
+        return isize if isize >= size else 4 * size
+    return size
+
+
+def discover(inputs: list[str]) -> list[CorpusFile]:
+    """Readable files under `inputs`, sorted. In folders, hidden and `_` files and
+    unknown suffixes are skipped; a file named explicitly is read as text if its
+    suffix is unknown."""
+    found: dict[str, CorpusFile] = {}
+    for spec in inputs:
+        if os.path.isdir(spec):
+            for root, dirs, files in os.walk(spec):
+                dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+                for name in sorted(files):
+                    kind = file_kind(name)
+                    if kind is None or name.startswith((".", "_")):
+                        continue
+                    path = os.path.join(root, name)
+                    found[path] = CorpusFile(path, os.path.relpath(path, spec), kind, estimate_bytes(path, kind))
+        elif os.path.isfile(spec):
+            kind = file_kind(spec) or "text"
+            found[spec] = CorpusFile(spec, os.path.basename(spec), kind, estimate_bytes(spec, kind))
+        else:
+            raise FileNotFoundError(f"tokenizer input not found: {spec}")
+    if not found:
+        raise FileNotFoundError(f"no text, JSONL or Parquet files in {', '.join(inputs)}")
+    return sorted(found.values(), key=lambda f: f.path)
+
+
+def _open_text(path: str) -> io.TextIOBase:
+    raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+
+
+def iter_documents(f: CorpusFile) -> Iterator[str]:
+    """The documents of one file, streamed."""
+    if f.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(f.path).iter_batches(batch_size=1024, columns=["text"]):
+            yield from (t for t in batch.column(0).to_pylist() if t)
+    elif f.kind == "jsonl":
+        with _open_text(f.path) as fh:
+            for line in fh:
+                if line.strip():
+                    text = json.loads(line).get("text")
+                    if text:
+                        yield text
+    else:
+        with _open_text(f.path) as fh:
+            chunk: list[str] = []
+            size = 0
+            for line in fh:
+                chunk.append(line)
+                size += len(line)
+                if size >= TEXT_CHUNK_CHARS:
+                    yield "".join(chunk)
+                    chunk, size = [], 0
+            if chunk:
+                yield "".join(chunk)
+
+
+@dataclass
+class SampleStats:
+    files: int = 0
+    files_read: int = 0
+    est_bytes: int = 0
+    keep_rate: float = 1.0
+    docs_seen: int = 0
+    docs_kept: int = 0
+    bytes_kept: int = 0
+    seconds: float = 0.0
+
+
+def sample(files: list[CorpusFile], max_bytes: int, seed: int, stats: SampleStats | None = None,
+           progress: Callable[[str], None] | None = None, every_bytes: int = 64 << 20) -> Iterator[str]:
+    """Documents of `files` kept with probability budget/estimate, until `max_bytes` UTF-8 bytes."""
+    stats = stats if stats is not None else SampleStats()
+    stats.files = len(files)
+    stats.est_bytes = sum(f.est_bytes for f in files)
+    stats.keep_rate = min(1.0, max_bytes / max(stats.est_bytes, 1))
+    order = list(files)
+    random.Random(seed).shuffle(order)
+    t0 = time.time()
+    next_report = every_bytes
+    for f in order:
+        stats.files_read += 1
+        rng = random.Random(f"{seed}\0{f.key}")
+        for doc in iter_documents(f):
+            stats.docs_seen += 1
+            if rng.random() >= stats.keep_rate:
+                continue
+            stats.docs_kept += 1
+            stats.bytes_kept += len(doc.encode("utf-8", "surrogatepass"))
+            yield doc
+            if progress and stats.bytes_kept >= next_report:
+                next_report += every_bytes
+                mb = stats.bytes_kept / 1e6
+                progress(f"sampled {mb:,.0f} / {max_bytes / 1e6:,.0f} MB from {stats.files_read}/{len(files)} "
+                         f"files ({mb / max(time.time() - t0, 1e-9):,.1f} MB/s)")
+            if stats.bytes_kept >= max_bytes:
+                stats.seconds = time.time() - t0
+                return
+    stats.seconds = time.time() - t0
+
+
+def log(msg: str) -> None:
+    print(f"[tokenizer] {msg}", file=sys.stderr, flush=True)

@@ -1,0 +1,76 @@
+"""The tokenizer folder: tokenizer.json plus the two files transformers reads.
+
+The folder is written by hand rather than by `save_pretrained` so that its
+content does not drift with the installed transformers version, and so that
+transformers loads tokenizer.json unchanged: `tokenizer_class` is the generic
+fast tokenizer, which (unlike `LlamaTokenizerFast`) rebuilds no pre-tokenizer
+of its own.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from tokenizer.specials import BOS, EOS, N_SPECIAL
+
+TOKENIZER_JSON = "tokenizer.json"
+CONFIG_JSON = "tokenizer_config.json"
+SPECIAL_MAP_JSON = "special_tokens_map.json"
+
+
+def write_folder(tokenizer, folder: str, n_ordinary: int, padded_vocab_size: int,
+                 model_max_length: int, extra: dict[str, Any] | None = None) -> None:
+    """Write the three files into `folder` (which must exist)."""
+    tokenizer.save(os.path.join(folder, TOKENIZER_JSON))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "pad_token": None,
+        "unk_token": None,
+        # Documents in token shards are `tokens + EOS`; encode() adds nothing, so a
+        # model sees at inference what it saw in training.
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": model_max_length,
+        # The model's embedding rows; ids n_ordinary+15 .. padded-1 are never produced.
+        "padded_vocab_size": padded_vocab_size,
+        "crawl2model": {"ordinary_tokens": n_ordinary, "special_tokens": N_SPECIAL,
+                        "total_tokens": n_ordinary + N_SPECIAL, "bos_id": n_ordinary,
+                        "eos_id": n_ordinary + 1, **(extra or {})},
+    }
+    _write_json(os.path.join(folder, CONFIG_JSON), config)
+    _write_json(os.path.join(folder, SPECIAL_MAP_JSON), {"bos_token": BOS, "eos_token": EOS})
+
+
+def _write_json(path: str, obj: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+
+
+def load(folder: str):
+    """The `tokenizers.Tokenizer` saved in `folder`."""
+    from tokenizers import Tokenizer
+
+    path = os.path.join(folder, TOKENIZER_JSON)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {TOKENIZER_JSON} in {folder} (train one with `crawl2model tokenizer train`)")
+    return Tokenizer.from_file(path)
+
+
+def read_config(folder: str) -> dict[str, Any]:
+    with open(os.path.join(folder, CONFIG_JSON), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def fingerprint(folder: str) -> str:
+    """sha256 of tokenizer.json: names the exact tokenizer that made a token shard."""
+    h = hashlib.sha256()
+    with open(os.path.join(folder, TOKENIZER_JSON), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,161 @@
+"""Byte-level BPE training: sampled text -> 100,000 ordinary tokens + 15 specials.
+
+    crawl2model tokenizer train --input shards/ --output runs/x/tokenizer --max-bytes 2GB
+
+See `tokenizer.specials` for the id layout and why the 13 invalid-UTF-8 bytes
+sit after BOS/EOS rather than in the trained alphabet.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from pipeline.config import ConfigError, parse_size
+from tokenizer import corpus, files
+from tokenizer.specials import (BOS, EOS, N_SPECIAL, padded_size, special_layout,
+                                valid_utf8_alphabet)
+
+
+@dataclass
+class TrainConfig:
+    input: list[str] = field(default_factory=list)
+    output: str = ""
+    # Ordinary tokens (the paper's 100,000); the specials follow them.
+    vocab_size: int = 100_000
+    # Text sampled for training; the paper used ~24 GB.
+    max_bytes: int | str = "2GB"
+    seed: int = 0
+    # Pairs seen fewer times are never merged: on small corpora this stops BPE
+    # from memorizing one-off strings to fill the vocabulary.
+    min_frequency: int = 2
+    # Embedding rows of the model (default: the paper's 102,400 when it fits).
+    padded_vocab_size: int | None = None
+    model_max_length: int = 4096
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if isinstance(self.input, str):
+            self.input = [self.input]
+        if not self.input:
+            raise ConfigError("tokenizer train: --input is required")
+        if not self.output:
+            raise ConfigError("tokenizer train: --output is required")
+        self.max_bytes = parse_size(self.max_bytes)
+        if self.max_bytes <= 0:
+            raise ConfigError("tokenizer train: max_bytes must be positive")
+        alphabet = len(valid_utf8_alphabet())
+        if self.vocab_size <= alphabet:
+            raise ConfigError(f"tokenizer train: vocab_size must exceed the {alphabet}-byte alphabet")
+        try:
+            padded_size(self.vocab_size + N_SPECIAL, self.padded_vocab_size)
+        except ValueError as e:
+            raise ConfigError(f"tokenizer train: {e}") from None
+
+
+def new_tokenizer():
+    """An untrained tokenizer with the project's pre-tokenizer and byte-level decoder."""
+    from tokenizers import Tokenizer, decoders, models
+
+    from tokenizer.pretokenize import build_pre_tokenizer
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = build_pre_tokenizer()
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def train_bpe(texts, vocab_size: int, min_frequency: int = 2, show_progress: bool = False):
+    """Train the ordinary vocabulary (no specials yet) on an iterator of documents."""
+    from tokenizers import trainers
+
+    tok = new_tokenizer()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                  initial_alphabet=valid_utf8_alphabet(), special_tokens=[],
+                                  show_progress=show_progress)
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+def add_specials(tok):
+    """Append BOS, EOS and the 13 byte tokens after the ordinary vocabulary.
+
+    Done on the serialized form because `add_special_tokens` cannot choose ids
+    and the byte tokens must be model entries, not added tokens.
+    """
+    from tokenizers import Tokenizer
+
+    data = json.loads(tok.to_str())
+    vocab: dict[str, int] = data["model"]["vocab"]
+    n = len(vocab)
+    if sorted(vocab.values()) != list(range(n)):
+        raise ValueError("ordinary vocabulary ids are not 0..n-1")
+    layout = special_layout(n)
+    clash = set(layout) & set(vocab)
+    if clash:
+        raise ValueError(f"special tokens already in the ordinary vocabulary: {sorted(clash)}")
+    vocab.update(layout)
+    data["added_tokens"] = [
+        {"id": layout[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True}
+        for t in (BOS, EOS)
+    ]
+    return Tokenizer.from_str(json.dumps(data, ensure_ascii=False)), n
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
+
+
+def run(cfg: TrainConfig) -> dict:
+    """Train and write the tokenizer folder atomically; returns the report."""
+    from pipeline.outputs import StageOutput
+
+    out = StageOutput(cfg.output, overwrite=bool(cfg.overwrite))
+    if out.done:
+        corpus.log(f"{cfg.output} is already finished (_SUCCESS); use --overwrite to retrain")
+        return json.loads(open(os.path.join(cfg.output, "report.json")).read())
+    inputs = corpus.discover(cfg.input)
+    stats = corpus.SampleStats()
+    corpus.log(f"{len(inputs)} files, ~{sum(f.est_bytes for f in inputs) / 1e6:,.1f} MB of text; "
+               f"sampling up to {cfg.max_bytes / 1e6:,.1f} MB with seed {cfg.seed}")
+    t0 = time.time()
+    texts = corpus.sample(inputs, cfg.max_bytes, cfg.seed, stats, progress=corpus.log)
+    tok = train_bpe(texts, cfg.vocab_size, cfg.min_frequency, show_progress=sys.stderr.isatty())
+    seconds_train = time.time() - t0
+    tok, n_ordinary = add_specials(tok)
+    if n_ordinary < cfg.vocab_size:
+        corpus.log(f"warning: the sample supports only {n_ordinary} ordinary tokens of the "
+                   f"{cfg.vocab_size} asked for (too little text or min_frequency too high)")
+    total = n_ordinary + N_SPECIAL
+    padded = padded_size(total, cfg.padded_vocab_size)
+    report = {
+        "stage": "tokenizer-train",
+        "ordinary_tokens": n_ordinary,
+        "special_tokens": N_SPECIAL,
+        "total_tokens": total,
+        "padded_vocab_size": padded,
+        "seconds_train": round(seconds_train, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "sample": asdict(stats),
+        "config": asdict(cfg),
+    }
+    out.begin()
+    try:
+        files.write_folder(tok, out.tmp_path, n_ordinary, padded, cfg.model_max_length,
+                           extra={"seed": cfg.seed, "sampled_bytes": stats.bytes_kept})
+        with open(out.path("report.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        out.commit("tokenizer-train")
+    except BaseException:
+        out.abort()
+        raise
+    corpus.log(f"{n_ordinary:,} ordinary + {N_SPECIAL} special = {total:,} tokens "
+               f"(padded {padded:,}) in {seconds_train:.1f} s -> {cfg.output}")
+    return report
