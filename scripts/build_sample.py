@@ -73,12 +73,16 @@ class Dump:
     start: datetime
     segments: tuple[str, ...]
 
-    def warc_path(self, segment: int, kind: str = "warc") -> str:
-        """Spell a file the way Common Crawl does: crawl start, end, file number."""
-        begin = self.start + timedelta(hours=segment)
+    def warc_path(self, number: int, kind: str = "warc") -> str:
+        """Spell file `number` the way Common Crawl does: crawl start, end, file number.
+
+        Files alternate between the dump's segments.
+        """
+        segment = number % len(self.segments)
+        begin = self.start + timedelta(hours=number)
         end = begin + timedelta(hours=3)
         suffix = {"warc": "warc.gz", "wet": "warc.wet.gz"}[kind]
-        name = f"CC-MAIN-{begin:%Y%m%d%H%M%S}-{end:%Y%m%d%H%M%S}-{segment:05d}.{suffix}"
+        name = f"CC-MAIN-{begin:%Y%m%d%H%M%S}-{end:%Y%m%d%H%M%S}-{number:05d}.{suffix}"
         return f"{self.name}/segments/{self.segments[segment]}/{kind}/{name}"
 
     def fetch_time(self, key: str) -> datetime:
