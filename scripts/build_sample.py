@@ -289,7 +289,7 @@ def distinctive_sentence(page: str, codec: str) -> str | None:
     that codec reads back the same way.
     """
     best = None
-    for inner in re.findall(r"<p(?:\s[^>]*)?>(.*?)</p>", page, re.S):
+    for inner in re.findall(r'<(?:p|div class="para")(?:\s[^>]*)?>(.*?)</(?:p|div)>', page, re.S):
         for run in re.split(r"<[^>]+>", inner):
             run = run.strip(" \t\u3000「」『』。，、：:;,.-([")
             native = sum(ch.isalpha() and (codec == "utf-8" or not ch.isascii()) for ch in run)
