@@ -1,0 +1,46 @@
+"""Tokenize stage: document table -> token shards (Arrow IPC) + manifest.json.
+
+    crawl2model tokenize --tokenizer runs/x/tokenizer --input runs/x/shards --output runs/x/tokens
+    spark-submit jobs/tokenize.py --tokenizer runs/x/tokenizer --input runs/x/shards --output runs/x/tokens
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = (
+    "Encode the 'text' of a Parquet document table (remix shards, or any table with text and "
+    "doc_id, optional domain) with a trained tokenizer, and write memory-mappable Arrow IPC "
+    "token shards (input_ids: large_list<uint32> with EOS appended, doc_id, domain), "
+    "manifest.json (per shard: documents, tokens, sha256; totals; tokenizer hash) and report.json."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from jobs.stage import add_io_arguments
+
+    add_io_arguments(p, many_inputs=True,
+                     input_help="Parquet document table(s): folders or files",
+                     output_help="token shard folder (written atomically, with _SUCCESS)")
+    p.add_argument("--tokenizer", metavar="DIR", help="folder from `crawl2model tokenizer train`")
+    p.add_argument("--num-shards", type=int, metavar="N",
+                   help="write N shards, hashed by doc_id (default: one per input partition)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobs.stage import run_stage
+    from pipeline import token_shards
+
+    return run_stage(args, "tokenize", token_shards.TokenizeConfig, token_shards.run)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("tokenize", help="document table -> token shards", description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+if __name__ == "__main__":
+    from jobs.stage import standalone_main
+
+    sys.exit(standalone_main("jobs/tokenize.py", add_arguments, run, DESCRIPTION))
