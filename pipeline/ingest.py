@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import ConfigError, parse_size
 from pipeline.inputs import InputFile, Split, discover, pack_tasks, plan_splits
-from pipeline.outputs import StageOutput, filesystem
+from pipeline.outputs import StageOutput, deterministic_part_names, filesystem
 from pipeline.schema import DOC_SCHEMA, host_of, make_doc_id
 
 
@@ -292,8 +292,10 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
     if not files:
         raise ConfigError(f"ingest: no input files found in {', '.join(cfg.input)}")
     splits = plan_splits(files, cfg.split_size)
-    tasks = pack_tasks(splits, cfg.task_size)
     total_bytes = sum(f.size for f in files)
+    # Small inputs still get about two tasks per core.
+    per_task = -(-total_bytes // (2 * spark.sparkContext.defaultParallelism))
+    tasks = pack_tasks(splits, max(1, min(cfg.task_size, per_task)))
     _log(f"{len(files)} files ({total_bytes / 2**20:.1f} MiB) in "
          f"{len({f.dump for f in files})} dumps -> {len(splits)} splits in {len(tasks)} tasks; "
          f"{len(ignored)} files ignored")
@@ -319,6 +321,7 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
                      .collect())
     finally:
         rows.unpersist()
+    deterministic_part_names(out.fs, out.tmp_path)
 
     per_dump: Counter = Counter()
     skipped: Counter = Counter()

@@ -14,6 +14,7 @@ import pytest
 
 from jobs.cli import main as cli
 from pipeline.outputs import read_json
+from pipeline.tables import arrow_dataset
 
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _table(path: Path):
     """The document table sorted by doc_id (file order is not part of the contract)."""
-    t = ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
+    t = arrow_dataset(str(path)).to_table()
     return t.select(sorted(t.column_names)).sort_by("doc_id")
 
 
@@ -58,12 +59,13 @@ def test_cjk_pages_decode_correctly(ingested, sample_dir):
     by_url = {}
     for url, dump, text in zip(t["url"].to_pylist(), t["dump"].to_pylist(), t["text"].to_pylist()):
         by_url[(url, dump)] = text
-    cases = expected if isinstance(expected, list) else expected.get("records", [])
-    assert cases
+    cases = [c for c in expected if c["encoding"].lower().replace("-", "") != "utf8"]
+    assert {c["encoding"].lower() for c in cases} >= {"gb18030", "gbk", "big5", "shift_jis"}
     for case in cases:
         text = by_url.get((case["url"], case["dump"]))
         assert text is not None, case
-        assert case["sentence"] in text, (case["encoding"], case["url"])
+        squash = lambda x: " ".join(x.split())  # noqa: E731  extraction may re-flow lines
+        assert squash(case["sentence"]) in squash(text), (case["encoding"], case["url"])
 
 
 def test_finished_output_is_not_recomputed(ingested):
