@@ -284,7 +284,7 @@ class _GzipSource(_Source):
         d = self.d
         while not self.ended:
             if self.ci >= len(self.cbuf) and not self._read_compressed():
-                raise _GzipError(self.member, f"gzip member at byte {self.member} is cut off at end of file",
+                raise _GzipError(self.member, f"gzip member at byte {self.member} does not end before end of file",
                                  at_eof=True)
             feed = self.cmv[self.ci:self.ci + _FEED]
             try:
@@ -727,10 +727,8 @@ def _iter_gzip(f: BinaryIO, chunk: int, fmt: str, start: int, end: int | None,
             yield from _records(src, fmt, end, cap)
             return
         except _GzipError as e:
-            if e.at_eof:
-                yield Skip(e.member, "truncated_record", e.detail)
-                return
-            yield Skip(e.member, "corrupt_gzip", e.detail)
+            # a member that runs to EOF may have swallowed damaged neighbours: rescan either way
+            yield Skip(e.member, "truncated_record" if e.at_eof else "corrupt_gzip", e.detail)
             if not src.rescan(e.member + 1, end):
                 return
 
@@ -738,8 +736,6 @@ def _iter_gzip(f: BinaryIO, chunk: int, fmt: str, start: int, end: int | None,
 def _iter_plain(f: BinaryIO, chunk: int, fmt: str, start: int, end: int | None,
                 cap: int) -> Iterator[Record | Skip]:
     if start > 0:
-        if fmt == "arc":
-            return      # ARC has no record marker to find a start by: one task reads it all
         src = _PlainSource(f, chunk, start - 1)
         if not _next_warc_start(src):
             return
@@ -791,40 +787,49 @@ def iter_records(source: str | BinaryIO, *, start: int = 0, end: int | None = No
     """Records (and skips) of a crawl file whose offsets lie in [start, end).
 
     `source` is a path or URI (opened through pyarrow.fs) or a seekable binary
-    file object, which is left open. Bad content never raises; an unreadable
-    path does.
+    file object, which is left open. For a file that is not splittable, the
+    range starting at 0 yields the whole file and later ranges yield nothing,
+    so consecutive ranges always cover every record once. Bad content never
+    raises; an unreadable path does.
     """
     f, owned, chunk = _open(source)
     try:
         gz, fmt = _sniff(f, chunk)
-        if gz:
-            if start > 0 and not _gzip_splittable(f, chunk):
+        fmt = fmt or "warc"
+        if (start > 0 or end is not None) and not (_gzip_splittable(f, chunk) if gz else fmt == "warc"):
+            if start > 0:
                 return
-            yield from _iter_gzip(f, chunk, fmt or "warc", start, end, max_payload_bytes)
+            end = None      # the task that owns offset 0 reads an unsplittable file whole
+        if gz:
+            yield from _iter_gzip(f, chunk, fmt, start, end, max_payload_bytes)
         else:
-            yield from _iter_plain(f, chunk, fmt or "warc", start, end, max_payload_bytes)
+            yield from _iter_plain(f, chunk, fmt, start, end, max_payload_bytes)
     finally:
         if owned:
             f.close()
 
 
 def _gzip_splittable(f: BinaryIO, chunk: int) -> bool:
-    """True when the first member holds exactly one record and another member follows.
+    """True when a member holds exactly one record and another member follows.
 
     That is the member-per-record layout; a single gzip stream (or members of
-    several records) cannot be entered at an arbitrary member.
+    several records) cannot be entered at an arbitrary member. The first
+    member decides, or the first good one when it is damaged, so that one bad
+    member does not send a whole file to a single task.
     """
-    src = _GzipSource(f, chunk)
-    if not src.start_member(0):
-        return False
-    try:
-        fmt = "warc" if src.peek(5) == b"WARC/" else "arc"
-        reader = _read_warc if fmt == "warc" else _read_arc
-        reader(src, 0, 1 << 16)      # ends with _check_next: the member must end right after the record
-        src.skip_ws()
-        return not src.peek(1) and src.advance()
-    except (_BadRecord, _GzipError):
-        return False
+    at: int | None = 0
+    for _ in range(2):
+        src = _GzipSource(f, chunk)
+        if at is None or not src.start_member(at):
+            return False
+        try:
+            reader = _read_warc if src.peek(5) == b"WARC/" else _read_arc
+            reader(src, at, 1 << 16)      # ends with _check_next: the member must end right after the record
+            src.skip_ws()
+            return not src.peek(1) and src.advance()
+        except (_BadRecord, _GzipError):
+            at = _scan_members(f, at + 1, None, chunk)
+    return False
 
 
 def is_splittable(path: str | BinaryIO) -> bool:

@@ -128,6 +128,7 @@ def test_single_stream_gzip(tmp_path: Path) -> None:
     assert {r.offset for r in items} == {0}
     assert not is_splittable(str(path))
     assert list(iter_records(str(path), start=1)) == []
+    assert urls(list(iter_records(str(path), start=0, end=10))) == urls(items)   # split 0 reads it whole
 
 
 def test_header_variants(tmp_path: Path) -> None:
@@ -330,6 +331,7 @@ def test_arc_samples() -> None:
     assert not is_splittable(str(DATA / "example.arc"))
     assert is_splittable(str(DATA / "example.arc.gz"))
     assert list(iter_records(str(DATA / "example.arc"), start=10)) == []
+    assert len(list(iter_records(str(DATA / "example.arc"), start=0, end=10))) == 2
 
 
 def test_bad_arc_keeps_good_record() -> None:
@@ -392,13 +394,41 @@ def test_splits_yield_each_record_once(tmp_path: Path, gz: bool) -> None:
         assert [key(i) for i in split_items(path, [c])] == full, c
 
 
-def test_split_of_corrupt_gzip_file(tmp_path: Path) -> None:
-    """A damaged member whose start still decodes is reported once, whichever split it falls in."""
+@pytest.mark.parametrize("damaged", [0, 3])
+def test_split_of_corrupt_gzip_file(tmp_path: Path, damaged: int) -> None:
+    """A damaged member whose start still decodes is reported once, whichever split it falls in;
+    a damaged first member does not make the file unsplittable."""
     members = [gzip.compress(good(i)) for i in range(8)]
-    members[3] = members[3][: len(members[3]) // 2]
+    members[damaged] = members[damaged][: len(members[damaged]) // 2]
     data = b"".join(members)
     (tmp_path / "c.warc.gz").write_bytes(data)
     path = str(tmp_path / "c.warc.gz")
+    assert is_splittable(path)
     full = [key(i) for i in iter_records(path)]
+    assert len(records_of(list(iter_records(path)))) == 7
     for c in range(1, len(data), 7):
         assert [key(i) for i in split_items(path, [c])] == full, c
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_random_damage_never_raises_or_loses_untouched_records(gz: bool) -> None:
+    """Flip, delete or insert a few bytes anywhere: only the records the damage touches may go."""
+    rng = random.Random(11)
+    parts = [gzip.compress(good(i)) if gz else good(i) for i in range(10)]
+    bounds, o = [], 0
+    for p in parts:
+        bounds.append((o, o + len(p)))
+        o += len(p)
+    for _ in range(60):
+        data = bytearray(b"".join(parts))
+        pos, n, op = rng.randrange(len(data)), rng.randrange(1, 40), rng.randrange(3)
+        if op == 0:
+            data[pos:pos + n] = rng.randbytes(len(data[pos:pos + n]))
+        elif op == 1:
+            del data[pos:pos + n]
+        else:
+            data[pos:pos] = rng.randbytes(n)
+        reach = pos + (0 if op == 2 else n)
+        untouched = {f"http://example.com/{i}" for i, (a, b) in enumerate(bounds) if not (a <= reach and pos < b)}
+        items = list(iter_records(io.BytesIO(bytes(data))))
+        assert untouched <= set(urls(items)), (op, pos, n)
