@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from jobs.cli import main as cli
 from tokenizer import files
-from tokenizer.pretokenize import build_pre_tokenizer, character_ranges, pieces, split_patterns
+from tokenizer.pretokenize import (build_pre_tokenizer, character_ranges, fused_pattern, pieces,
+                                   split_patterns)
 from tokenizer.specials import (BOS, EOS, INVALID_UTF8_BYTES, byte_to_glyph, decode_bytes,
                                 encode_bytes, glyph_to_byte, valid_utf8_alphabet)
 
@@ -59,7 +60,7 @@ def test_kelvin_sign_does_not_widen_the_letter_class():
     """U+212A normalizes to 'K'; a pasted range 'K-ℭ' would cover most of the BMP."""
     letters = character_ranges()["letters"]
     assert all(hi - lo < 0x2000 for lo, hi in letters)
-    for _, rx in split_patterns():
+    for rx in [fused_pattern()] + [rx for _, rx in split_patterns()]:
         assert rx.isascii(), "character classes must be written as \\x{...} escapes"
 
 
@@ -143,10 +144,22 @@ def _comparable(ch: str) -> bool:
     return ch.isspace() == in_ws and _ref_is_cjk(ch) == in_cjk
 
 
+def _sequential_splits():
+    """The rules as DeepSeek serializes them: one `Split` per rule."""
+    from tokenizers import Regex, pre_tokenizers
+
+    return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(rx), behavior="isolated") for _, rx in split_patterns()]
+                                   + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+
+SEQUENTIAL = _sequential_splits()
+
+
 @settings(max_examples=300, deadline=None)
 @given(MIXED)
 def test_pieces_match_reference_and_cover_the_text(text):
     got = pieces(text, PRE)
+    assert got == pieces(text, SEQUENTIAL), "the fused pattern must cut exactly like the six splits"
     assert b"".join(bytes(glyph_to_byte()[g] for g in p) for p in got) == text.encode()
     if all(_comparable(c) for c in text):
         assert [bytes(glyph_to_byte()[g] for g in p).decode() for p in got] == _ref_pieces(text)

