@@ -127,11 +127,6 @@ def char_tables() -> CharTables:
     return CharTables(classes, context_free, map_offsets, map_data)
 
 
-def char_classes() -> np.ndarray:
-    """uint8[0x110000]: the class of every code point (KEEP, SPACE, DIGIT, CJK, DROP)."""
-    return char_tables().classes
-
-
 def utf8_view(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """(data uint8, offsets int64[n+1]) of a string array, without copying the text.
 
@@ -395,11 +390,6 @@ def _shingle_sets_kernel(data, offsets, tables, ngram, max_shingles):
                     w += 1
         row_offsets[row + 1] = w
     return row_offsets, out[:w].copy()
-
-
-def nfkc_lower(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """The reference for the kernels' mapping: Arrow's NFKC, then Arrow's lowercase."""
-    return pc.utf8_lower(pc.utf8_normalize(_string_array(texts), "NFKC"))
 
 
 def normalize(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
