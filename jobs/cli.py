@@ -13,10 +13,12 @@ import sys
 
 from pipeline.config import ConfigError
 
-# (module, why it may be absent). Order is the order of the flow.
+# Order is the order of the flow; a module not yet written is left out.
 COMMAND_MODULES = [
     "jobs.ingest",
+    "jobs.dedup",
     "tokenizer.cli",
+    "jobs.tokenize",
     "train.scaling_cli",
     "jobs.demo",
 ]

@@ -143,8 +143,9 @@ def record_to_doc(rec, dump: str, cfg: IngestConfig, source: str) -> dict:
         return skip(f"record_type_{rec.rec_type}", "not a document record")
     if rec.rec_type == "response" and rec.http_status is not None and rec.http_status != 200:
         return skip(_status_reason(rec.http_status), f"HTTP status {rec.http_status}")
-    if rec.truncated:
+    if rec.truncated and len(rec.payload) >= cfg.max_payload_bytes:
         return skip("payload_too_large", f"body exceeds {cfg.max_payload_bytes} bytes")
+    # A body the crawler truncated (WARC-Truncated) still extracts; it is kept.
     if not rec.payload:
         return skip("empty_body", "record has no body")
     if rec.rec_type == "conversion":

@@ -1,8 +1,8 @@
 """The one place a SparkSession is built.
 
 Run from plain Python (the CLI, tests), the session is embedded in local mode
-(`local[*]`); run under `spark-submit --master ...`, the master and conf given
-there win, because nothing here sets a master unless asked to. A profile under
+with the `local` profile; run under `spark-submit --master ...`, the master and
+conf given there win, because nothing here sets a master unless asked to. A profile under
 `infra/spark/<name>.conf` (spark-defaults format) or `--spark-conf k=v` adds conf.
 """
 from __future__ import annotations
@@ -81,8 +81,15 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
         settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
     if os.environ.get("CRAWL2MODEL_SPARK_UI", "1") == "0":
         settings["spark.ui.enabled"] = "false"
+    if not sys.stderr.isatty():
+        settings["spark.ui.showConsoleProgress"] = "false"  # progress bars garble logs
+    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     if profile:
         settings.update(read_profile(profile))
+    elif not master and not under_spark_submit:
+        # Embedded local mode: the local profile's small shuffle sizes, not the
+        # cluster default of 200 partitions per shuffle.
+        settings.update(read_profile("local"))
     settings.update(conf or {})
     master = master or settings.pop("spark.master", None)
 

@@ -1,0 +1,67 @@
+"""Dedup stage: exact + MinHash-LSH deduplication across all dumps.
+
+    crawl2model dedup --input runs/x/documents --output runs/x/deduped
+    spark-submit jobs/dedup.py --input runs/x/documents --output runs/x/deduped
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script (spark-submit), this file's folder comes first on sys.path, and
+# jobs/tokenize.py would shadow the standard library's tokenize: drop the folder.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+
+DESCRIPTION = (
+    "Remove exact and near duplicates across all dumps (or within each dump with --mode per-dump). "
+    "Writes kept/ (the document table), duplicates/ (each removed document, its representative, "
+    "reason exact|near and estimated Jaccard), report.json with the removal rate by number of dumps, "
+    "and rate_by_dumps.png."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from jobs.stage import add_io_arguments
+
+    add_io_arguments(p, input_help="document table (ingest output or any Parquet with doc_id, dump, text)",
+                     output_help="output folder (kept/, duplicates/, report.json)")
+    p.add_argument("--threshold", type=float, help="Jaccard similarity of near duplicates (default 0.8)")
+    p.add_argument("--num-perm", type=int, help="MinHash permutations (default 128)")
+    p.add_argument("--ngram", type=int, help="shingle length in words, or characters for CJK (default 5)")
+    p.add_argument("--bands", type=int, help="LSH bands (default: derived from --threshold)")
+    p.add_argument("--rows", type=int, help="LSH rows per band (default: derived from --threshold)")
+    p.add_argument("--mode", choices=["global", "per-dump"], help="deduplicate across all dumps (default) or within each")
+    p.add_argument("--keep", choices=["earliest", "latest", "longest"],
+                   help="which copy survives: from the oldest dump (default), the newest, or the longest")
+    p.add_argument("--seed", type=int, help="MinHash seed (default 42)")
+    p.add_argument("--scheme", choices=["fast", "datasketch"],
+                   help="signature scheme: fast (default) or datasketch-compatible k-permutation MinHash")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
+                   help="check LSH candidates by estimated Jaccard (default on)")
+    p.add_argument("--url-dedup", action=argparse.BooleanOptionalAction, default=None,
+                   help="also treat documents with the same URL as duplicates (default off)")
+    p.add_argument("--rate-by-dumps", action=argparse.BooleanOptionalAction, default=None,
+                   help="compute the removal rate for the first k dumps, k = 1..N (default on)")
+    p.add_argument("--max-shingles", type=int, help="cap on shingles per document (default 100000)")
+    p.add_argument("--output-partitions", type=int, help="files per dump in kept/ (default 4)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobs.stage import run_stage
+    from pipeline import dedup
+
+    return run_stage(args, "dedup", dedup.DedupConfig, dedup.run)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("dedup", help="exact + near-duplicate removal across dumps", description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+if __name__ == "__main__":
+    from jobs.stage import standalone_main
+
+    sys.exit(standalone_main("jobs/dedup.py", add_arguments, run, DESCRIPTION))

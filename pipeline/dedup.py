@@ -1,0 +1,446 @@
+"""Deduplication across dumps: exact, then MinHash-LSH, then connected components.
+
+Each document gets a node id: its position in (dump order, doc_id) order, so
+the smallest node of any group is its copy from the oldest dump. Exact
+duplicates (same normalized text) and LSH candidates (same band hash) become
+star edges to the smallest node of their group, never all pairs, so a giant
+boilerplate bucket costs linear work. Candidate edges can be verified by the
+signatures' Jaccard estimate. Connected components of all edges are the
+duplicate clusters; in each, the `--keep` policy picks the representative and
+every other member is removed, with its reason and its estimated Jaccard to
+the representative. Nothing is collected to the driver but counts.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.config import ConfigError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+KEEP_POLICIES = ("earliest", "latest", "longest")
+MODES = ("global", "per-dump")
+
+
+@dataclass
+class DedupConfig:
+    input: str = ""
+    output: str = ""
+    threshold: float = 0.8
+    num_perm: int = 128
+    ngram: int = 5
+    # Optional; otherwise derived from threshold by minimising FP+FN probability mass.
+    bands: int | None = None
+    rows: int | None = None
+    mode: str = "global"
+    keep: str = "earliest"
+    seed: int = 42
+    scheme: str = "fast"
+    # Verify LSH candidates by the signatures' Jaccard estimate before joining clusters.
+    verify: bool = True
+    url_dedup: bool = False
+    max_shingles: int = 100_000
+    # The removal-rate-by-number-of-dumps curve (one components run per prefix of dumps).
+    rate_by_dumps: bool = True
+    # Output files per dump partition; fixed so reruns on any cluster write the same files.
+    output_partitions: int = 4
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if not self.input or not self.output:
+            raise ConfigError("dedup: --input and --output are required")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(f"dedup: threshold must be in (0, 1], got {self.threshold}")
+        if self.mode not in MODES:
+            raise ConfigError(f"dedup: --mode must be one of {', '.join(MODES)}")
+        if self.keep not in KEEP_POLICIES:
+            raise ConfigError(f"dedup: --keep must be one of {', '.join(KEEP_POLICIES)}")
+        if (self.bands is None) != (self.rows is None):
+            raise ConfigError("dedup: give both --bands and --rows, or neither")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ConfigError(f"dedup: bands*rows = {self.bands * self.rows} exceeds num_perm {self.num_perm}")
+        if self.num_perm < 2 or self.ngram < 1 or self.output_partitions < 1:
+            raise ConfigError("dedup: num_perm >= 2, ngram >= 1 and output_partitions >= 1 are required")
+
+    def lsh(self) -> tuple[int, int]:
+        from pipeline.minhash import optimal_bands
+
+        if self.bands is not None:
+            return self.bands, self.rows
+        return optimal_bands(self.threshold, self.num_perm)
+
+    def minhash_params(self):
+        from pipeline.minhash import MinHashParams
+
+        return MinHashParams(num_perm=self.num_perm, ngram=self.ngram, seed=self.seed,
+                             scheme=self.scheme, max_shingles=self.max_shingles)
+
+
+def _log(msg: str) -> None:
+    print(f"[dedup] {msg}", file=sys.stderr, flush=True)
+
+
+# --- per-batch work (pure, runs in mapInArrow) -------------------------------------------
+
+SIG_SCHEMA = pa.schema([("node", pa.int64()), ("exact", pa.string()), ("sig", pa.binary()),
+                        ("bands", pa.list_(pa.int64()))])
+
+
+def _fixed_binary(rows: np.ndarray) -> pa.Array:
+    """One binary value per row of a 2-D array, without copying row by row."""
+    n, width = rows.shape[0], rows.shape[1] * rows.itemsize
+    offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * width).tobytes())
+    return pa.Array.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(np.ascontiguousarray(rows).tobytes())])
+
+
+def _rows_of(binary: pa.Array, dtype=np.uint32) -> np.ndarray:
+    """Inverse of `_fixed_binary`: a (n, k) view of equal-width binary values."""
+    if isinstance(binary, pa.ChunkedArray):
+        binary = binary.combine_chunks()
+    n = len(binary)
+    if n == 0:
+        return np.zeros((0, 0), dtype=dtype)
+    offsets = np.frombuffer(binary.buffers()[1], dtype=np.int32)[binary.offset: binary.offset + n + 1]
+    data = np.frombuffer(binary.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
+    return data.view(dtype).reshape(n, -1)
+
+
+def signature_batch(batch: pa.RecordBatch, params, bands: int, rows: int) -> pa.RecordBatch:
+    """(node, text) -> (node, exact hash, signature, band hashes).
+
+    Documents without a single shingle get no bands: their all-max signatures
+    would otherwise all collide into one giant bucket. They still take part in
+    exact deduplication.
+    """
+    from pipeline.minhash import band_hashes, exact_hash, normalize, signatures
+
+    texts = batch.column("text")
+    exact = exact_hash(normalize(texts))
+    sigs = signatures(texts, params)
+    bh = band_hashes(sigs, bands, rows).astype(np.uint64, copy=False).view(np.int64)
+    has_shingles = ~(sigs == np.iinfo(sigs.dtype).max).all(axis=1)
+    counts = np.where(has_shingles, bands, 0).astype(np.int32)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    band_list = pa.ListArray.from_arrays(pa.array(offsets), pa.array(bh[has_shingles].ravel()))
+    return pa.RecordBatch.from_arrays(
+        [batch.column("node"), exact, _fixed_binary(sigs), band_list], schema=SIG_SCHEMA)
+
+
+def jaccard_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """(src, dst, sig_src, sig_dst) -> (src, dst, jaccard estimate)."""
+    a, b = _rows_of(batch.column("sig_src")), _rows_of(batch.column("sig_dst"))
+    j = (a == b).mean(axis=1) if len(a) else np.zeros(0)
+    return pa.RecordBatch.from_arrays([batch.column("src"), batch.column("dst"), pa.array(j, pa.float64())],
+                                      names=["src", "dst", "jaccard"])
+
+
+# --- graph building ---------------------------------------------------------------------
+
+def star_edges(members: "DataFrame", key_cols: list[str]) -> tuple["DataFrame", "DataFrame"]:
+    """Edges from every member of a group (rows sharing `key_cols`) to the group's smallest node.
+
+    Returns (edges(src, dst), groups(key..., size)) for groups of two or more.
+    """
+    from pyspark.sql import functions as F
+
+    groups = (members.groupBy(*key_cols)
+                     .agg(F.min("node").alias("center"), F.count(F.lit(1)).alias("size"))
+                     .where(F.col("size") > 1))
+    edges = (members.join(groups.select(*key_cols, "center"), key_cols)
+                    .where(F.col("node") != F.col("center"))
+                    .select(F.col("node").alias("src"), F.col("center").alias("dst")))
+    return edges, groups
+
+
+def _size_histogram(sizes: "DataFrame", col: str = "size") -> dict[str, int]:
+    """Counts of group sizes in power-of-two bins: {'2': n, '3-4': n, '5-8': n, ...}."""
+    from pyspark.sql import functions as F
+
+    rows = (sizes.select(F.ceil(F.log2(F.col(col).cast("double"))).cast("int").alias("b"))
+                 .groupBy("b").count().orderBy("b").collect())
+    out = {}
+    for r in rows:
+        hi = 2 ** r["b"]
+        lo = hi // 2 + 1
+        out[str(hi) if lo == hi else f"{lo}-{hi}"] = r["count"]
+    return out
+
+
+# --- the job ----------------------------------------------------------------------------
+
+def _number_documents(docs: "DataFrame", dumps: list[str]) -> "DataFrame":
+    """(doc_id, dump, dump_idx, node): node = rank in (dump order, doc_id) order.
+
+    A global sort, then row numbers within each sorted partition plus the sizes
+    of the partitions before it: ranks without one-partition windows and without
+    Python serialization, and the same whatever the partitioning.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    dump_idx = F.create_map(*[x for i, d in enumerate(dumps) for x in (F.lit(d), F.lit(i))])
+    ordered = (docs.select("doc_id", "dump").withColumn("dump_idx", dump_idx[F.col("dump")])
+                   .orderBy("dump_idx", "doc_id").withColumn("pid", F.spark_partition_id()))
+    local = ordered.withColumn(
+        "r", F.row_number().over(Window.partitionBy("pid").orderBy("dump_idx", "doc_id")) - 1).persist()
+    sizes = sorted((r["pid"], r["count"]) for r in local.groupBy("pid").count().collect())
+    offsets, total = [], 0
+    for pid, n in sizes:
+        offsets += [F.lit(pid), F.lit(total)]
+        total += n
+    nodes = local.select("doc_id", "dump", "dump_idx",
+                         (F.create_map(*offsets)[F.col("pid")] + F.col("r")).cast("long").alias("node"))
+    return nodes
+
+
+def _components(edges: "DataFrame", label: str, checkpoint: bool) -> tuple["DataFrame", int]:
+    from pipeline.components import connected_components
+
+    return connected_components(edges, reliable_checkpoint=checkpoint, log_prefix=f"[dedup] {label}")
+
+
+def _removed_by_prefix(edges: "DataFrame", dump_sizes: list[int], checkpoint: bool) -> list[dict]:
+    """Fraction of documents removed when only the first k dumps are deduplicated together.
+
+    Node ids are ordered by dump, so "dumps 1..k" is "node < first node of dump
+    k+1". Star edges point to a group's smallest node, which lies in the group's
+    oldest dump, so restricting edges to a prefix of dumps gives exactly the
+    graph that deduplicating that prefix alone would build. Removed documents =
+    nodes in clusters minus clusters (each cluster keeps one).
+    """
+    from pyspark.sql import functions as F
+
+    out, bound, n_docs = [], 0, 0
+    for k, size in enumerate(dump_sizes, 1):
+        bound += size
+        n_docs += size
+        sub = edges.where((F.col("src") < bound) & (F.col("dst") < bound))
+        comps, _ = _components(sub, f"prefix {k}", checkpoint)
+        row = comps.agg(F.count(F.lit(1)).alias("nodes"), F.countDistinct("component").alias("clusters")).first()
+        removed = (row["nodes"] or 0) - (row["clusters"] or 0)
+        out.append({"dumps": k, "docs": n_docs, "removed": removed,
+                    "removed_fraction": round(removed / n_docs, 6) if n_docs else 0.0})
+    return out
+
+
+def build_edges(sigs: "DataFrame", cfg: DedupConfig, per_dump: bool, stats: dict | None = None) -> "DataFrame":
+    """Exact and (verified) near-duplicate star edges as (src, dst); fills `stats` when given."""
+    from pyspark.sql import functions as F
+
+    scope = ["dump_idx"] if per_dump else []
+    exact_edges, exact_groups = star_edges(sigs.select("node", "exact", *scope), ["exact", *scope])
+    survivors = sigs.join(exact_edges.select(F.col("src").alias("node")), "node", "left_anti")
+    band_rows = survivors.select("node", *scope, F.posexplode("bands").alias("band", "bh"))
+    cand, buckets = star_edges(band_rows, ["band", "bh", *scope])
+    cand = cand.distinct()
+    if cfg.verify:
+        s = sigs.select("node", "sig")
+        pairs = (cand.join(s.withColumnRenamed("node", "src").withColumnRenamed("sig", "sig_src"), "src")
+                     .join(s.withColumnRenamed("node", "dst").withColumnRenamed("sig", "sig_dst"), "dst"))
+        scored = pairs.select("src", "dst", "sig_src", "sig_dst").mapInArrow(
+            lambda it: (jaccard_batch(b) for b in it), "src long, dst long, jaccard double")
+        near = scored.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")
+    else:
+        near = cand
+    edges = exact_edges.unionByName(near)
+    if cfg.url_dedup:
+        url_edges, _ = star_edges(sigs.where(F.col("url").isNotNull()).select("node", "url", *scope), ["url", *scope])
+        edges = edges.unionByName(url_edges)
+    if stats is not None:
+        bucket_stats = buckets.agg(F.count(F.lit(1)).alias("n"), F.max("size").alias("max"),
+                                   F.expr("percentile_approx(size, 0.99)").alias("p99")).first()
+        stats.update({
+            "exact_groups": exact_groups.count(),
+            "exact_duplicates": exact_edges.count(),
+            "candidate_edges": cand.count(),
+            "verified_edges": near.count(),
+            "buckets_with_collisions": bucket_stats["n"],
+            "bucket_size_max": bucket_stats["max"],
+            "bucket_size_p99": bucket_stats["p99"],
+            "candidate_edges_per_band": {str(r["band"]): r["count"] for r in
+                                         cand.join(band_rows.select(F.col("node").alias("src"), "band"), "src")
+                                             .groupBy("band").count().orderBy("band").collect()},
+        })
+    return edges
+
+
+def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from pipeline.minhash import fp_fn_curve, fp_fn_mass
+    from pipeline.outputs import deterministic_part_names
+    from pipeline.tables import read_table
+
+    t0 = time.time()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: list[float] = [t0]) -> None:
+        now = time.time()
+        timings[name] = round(now - since[0], 3)
+        since[0] = now
+
+    spark.sparkContext.setCheckpointDir(f"{out.tmp_uri}/_checkpoints")
+    docs = read_table(spark, cfg.input)
+    missing = {"doc_id", "dump", "text"} - set(docs.columns)
+    if missing:
+        raise ConfigError(f"dedup: {cfg.input} lacks document columns: {', '.join(sorted(missing))}")
+    bands, rows = cfg.lsh()
+    params = cfg.minhash_params()
+    dumps = sorted(r["dump"] for r in docs.select("dump").distinct().collect())
+    _log(f"{len(dumps)} dumps; LSH {bands} bands x {rows} rows over {cfg.num_perm} permutations "
+         f"({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, keep {cfg.keep}")
+
+    nodes = _number_documents(docs, dumps).persist(StorageLevel.MEMORY_AND_DISK)
+    dump_sizes = [0] * len(dumps)
+    for r in nodes.groupBy("dump_idx").count().collect():
+        dump_sizes[r["dump_idx"]] = r["count"]
+    docs_in = sum(dump_sizes)
+    lap("number_documents")
+
+    extra = ["url"] if cfg.url_dedup else []
+    text = docs.select("doc_id", "text", *extra).join(nodes.select("doc_id", "node"), "doc_id")
+    sigs = (text.select("node", "text")
+                .mapInArrow(lambda it: (signature_batch(b, params, bands, rows) for b in it), SIG_SCHEMA_DDL)
+                .join(nodes.select("node", "dump_idx"), "node"))
+    if cfg.url_dedup:
+        sigs = sigs.join(text.select("node", "url"), "node")
+    sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
+    sigs.count()
+    lap("signatures")
+
+    stats: dict = {}
+    edges = build_edges(sigs, cfg, per_dump=cfg.mode == "per-dump", stats=stats).localCheckpoint()
+    lap("edges")
+    comps, rounds = _components(edges, "components", checkpoint=True)
+    comps = comps.persist(StorageLevel.MEMORY_AND_DISK)
+    lap("components")
+
+    # Representatives by the keep policy, then every other member is a duplicate.
+    attrs = nodes.select("node", "doc_id", "dump", "dump_idx")
+    if cfg.keep == "longest":
+        attrs = attrs.join(docs.select("doc_id", F.col("n_chars") if "n_chars" in docs.columns
+                                       else F.length("text").alias("n_chars")), "doc_id")
+        key = F.struct(-F.col("n_chars"), F.col("node"))
+    elif cfg.keep == "latest":
+        key = F.struct(-F.col("dump_idx"), F.col("doc_id"))
+    else:
+        key = F.struct(F.col("node"))
+    members = comps.join(attrs, "node").withColumn("key", key)
+    reps = members.groupBy("component").agg(F.min(F.struct("key", "node")).alias("best")) \
+                  .select("component", F.col("best.node").alias("rep"))
+    dup_nodes = members.join(reps, "component").where(F.col("node") != F.col("rep")).select("node", "rep")
+    s = sigs.select("node", "exact", "sig")
+    scored = (dup_nodes.join(s, "node")
+                       .join(s.select(F.col("node").alias("rep"), F.col("exact").alias("rep_exact"),
+                                      F.col("sig").alias("rep_sig")), "rep"))
+    j = scored.select(F.col("node").alias("src"), F.col("rep").alias("dst"),
+                      F.col("sig").alias("sig_src"), F.col("rep_sig").alias("sig_dst")) \
+              .mapInArrow(lambda it: (jaccard_batch(b) for b in it), "src long, dst long, jaccard double")
+    rep_attrs = attrs.select(F.col("node").alias("rep"), F.col("doc_id").alias("representative"),
+                             F.col("dump").alias("representative_dump"))
+    duplicates = (scored.select("node", "rep", F.when(F.col("exact") == F.col("rep_exact"), "exact")
+                                .otherwise("near").alias("reason"))
+                        .join(j.select(F.col("src").alias("node"), "jaccard"), "node")
+                        .join(attrs.select("node", "doc_id", "dump"), "node")
+                        .join(rep_attrs, "rep")
+                        .withColumn("jaccard", F.when(F.col("reason") == "exact", F.lit(1.0))
+                                    .otherwise(F.col("jaccard")))
+                        .select("doc_id", "dump", "representative", "representative_dump", "reason", "jaccard"))
+    duplicates = duplicates.persist(StorageLevel.MEMORY_AND_DISK)
+
+    parts = cfg.output_partitions
+    (duplicates.repartition(parts, "doc_id").sortWithinPartitions("doc_id")
+               .write.mode("overwrite").parquet(f"{out.tmp_uri}/duplicates"))
+    kept = docs.join(duplicates.select("doc_id"), "doc_id", "left_anti")
+    (kept.repartition(parts, "dump", "doc_id").sortWithinPartitions("dump", "doc_id")
+         .select(*docs.columns).write.mode("overwrite").partitionBy("dump").parquet(f"{out.tmp_uri}/kept"))
+    deterministic_part_names(out.fs, out.path("duplicates"))
+    deterministic_part_names(out.fs, out.path("kept"))
+    lap("write")
+
+    removed_per_dump = {d: 0 for d in dumps}
+    by_reason = {"exact": 0, "near": 0}
+    for r in duplicates.groupBy("dump", "reason").count().collect():
+        removed_per_dump[r["dump"]] += r["count"]
+        by_reason[r["reason"]] += r["count"]
+    docs_removed = sum(removed_per_dump.values())
+    component_sizes = comps.groupBy("component").count().withColumnRenamed("count", "size")
+    report = {
+        "stage": "dedup",
+        "docs_in": docs_in,
+        "docs_kept": docs_in - docs_removed,
+        "docs_removed": docs_removed,
+        "removed_fraction": round(docs_removed / docs_in, 6) if docs_in else 0.0,
+        "removed_by_reason": by_reason,
+        "docs_per_dump": dict(zip(dumps, dump_sizes)),
+        "removed_per_dump": removed_per_dump,
+        "component_size_histogram": _size_histogram(component_sizes),
+        "components_rounds": rounds,
+        "lsh": {"bands": bands, "rows": rows, "num_perm": cfg.num_perm, "threshold": cfg.threshold,
+                "false_positive_mass": None, "false_negative_mass": None,
+                "candidate_curve": fp_fn_curve(bands, rows)},
+        **stats,
+    }
+    fp, fn = fp_fn_mass(cfg.threshold, bands, rows)
+    report["lsh"].update(false_positive_mass=round(fp, 6), false_negative_mass=round(fn, 6))
+    kept_rows = read_table(spark, f"{out.tmp_uri}/kept").count()
+    if kept_rows != report["docs_kept"]:
+        raise RuntimeError(f"dedup: wrote {kept_rows} kept documents, expected {report['docs_kept']}")
+
+    if cfg.rate_by_dumps and cfg.mode == "global":
+        report["rate_by_dumps"] = _removed_by_prefix(edges, dump_sizes, checkpoint=True)
+        report["rate_by_dumps_method"] = (
+            "for k = 1..N, the star edges (exact and LSH, verified) among documents of the first k dumps "
+            "in chronological (name) order; removed = documents in duplicate clusters minus clusters; "
+            "fraction of the documents in those k dumps")
+        per_dump_edges = build_edges(sigs, cfg, per_dump=True)
+        pcomps, _ = _components(per_dump_edges, "per-dump", checkpoint=True)
+        row = pcomps.agg(F.count(F.lit(1)).alias("nodes"), F.countDistinct("component").alias("c")).first()
+        removed = (row["nodes"] or 0) - (row["c"] or 0)
+        report["per_dump_mode_removed"] = removed
+        report["per_dump_mode_removed_fraction"] = round(removed / docs_in, 6) if docs_in else 0.0
+        lap("rate_by_dumps")
+        _plot_rate(report, out)
+
+    for df in (duplicates, comps, sigs, nodes):
+        df.unpersist()
+    report["timings"] = timings
+    report["seconds"] = round(time.time() - t0, 3)
+    assert report["docs_in"] == report["docs_kept"] + report["docs_removed"]
+    _log(f"{docs_in} documents in, {docs_removed} removed ({report['removed_fraction']:.1%}: "
+         f"{by_reason['exact']} exact, {by_reason['near']} near), {report['docs_kept']} kept, "
+         f"{report['seconds']:.1f}s")
+    return report
+
+
+SIG_SCHEMA_DDL = "node long, exact string, sig binary, bands array<long>"
+
+
+def _plot_rate(report: dict, out) -> None:
+    """rate_by_dumps.png: removal rate against the number of dumps deduplicated together."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = report["rate_by_dumps"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([p["dumps"] for p in pts], [100 * p["removed_fraction"] for p in pts], "o-", label="dumps 1..k together")
+    ax.axhline(100 * report["per_dump_mode_removed_fraction"], color="gray", ls="--", label="each dump alone")
+    ax.set_xlabel("dumps deduplicated together (k, oldest first)")
+    ax.set_ylabel("documents removed (%)")
+    ax.set_title("Deduplication rate vs. number of dumps")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with out.fs.open_output_stream(out.path("rate_by_dumps.png")) as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
