@@ -49,7 +49,7 @@ class DedupConfig:
     max_shingles: int = 100_000
     # The removal-rate-by-number-of-dumps curve (one components run per prefix of dumps).
     rate_by_dumps: bool = True
-    # Output files per dump partition; fixed so reruns on any cluster write the same files.
+    # Files the outputs are hashed into; fixed, so reruns on any cluster write the same bytes.
     output_partitions: int = 4
     overwrite: bool = False
 
@@ -276,7 +276,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from pyspark.sql import functions as F
 
     from pipeline.minhash import fp_fn_curve, fp_fn_mass
-    from pipeline.outputs import deterministic_part_names
+    from pipeline.parquet_out import write_parquet
     from pipeline.tables import read_table
 
     t0 = time.time()
@@ -357,13 +357,10 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     duplicates = duplicates.persist(StorageLevel.MEMORY_AND_DISK)
 
     parts = cfg.output_partitions
-    (duplicates.repartition(parts, "doc_id").sortWithinPartitions("doc_id")
-               .write.mode("overwrite").parquet(f"{out.tmp_uri}/duplicates"))
-    kept = docs.join(duplicates.select("doc_id"), "doc_id", "left_anti")
-    (kept.repartition(parts, "dump", "doc_id").sortWithinPartitions("dump", "doc_id")
-         .select(*docs.columns).write.mode("overwrite").partitionBy("dump").parquet(f"{out.tmp_uri}/kept"))
-    deterministic_part_names(out.fs, out.path("duplicates"))
-    deterministic_part_names(out.fs, out.path("kept"))
+    write_parquet(duplicates, f"{out.tmp_uri}/duplicates", sort_by=["doc_id"], num_files=parts)
+    kept = docs.join(duplicates.select("doc_id"), "doc_id", "left_anti").select(*docs.columns)
+    kept_rows = sum(n for _, n in write_parquet(kept, f"{out.tmp_uri}/kept", partition_by=["dump"],
+                                                 sort_by=["doc_id"], num_files=parts))
     lap("write")
 
     removed_per_dump = {d: 0 for d in dumps}
@@ -391,7 +388,6 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     }
     fp, fn = fp_fn_mass(cfg.threshold, bands, rows)
     report["lsh"].update(false_positive_mass=round(fp, 6), false_negative_mass=round(fn, 6))
-    kept_rows = read_table(spark, f"{out.tmp_uri}/kept").count()
     if kept_rows != report["docs_kept"]:
         raise RuntimeError(f"dedup: wrote {kept_rows} kept documents, expected {report['docs_kept']}")
 

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 
 from pipeline.config import ConfigError, parse_size
 from pipeline.inputs import InputFile, Split, discover, pack_tasks, plan_splits
-from pipeline.outputs import StageOutput, deterministic_part_names, filesystem
+from pipeline.outputs import StageOutput, filesystem
+from pipeline.parquet_out import write_parquet
 from pipeline.schema import DOC_SCHEMA, host_of, make_doc_id
 
 
@@ -312,17 +313,17 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         docs = rows.where(F.col("kind") == "doc").select(*DOC_SCHEMA.names)
-        docs.write.mode("overwrite").partitionBy("dump").parquet(out.tmp_uri)
+        # About one output file per GiB of input; a fixed count keeps reruns byte-identical.
+        n_files = max(1, -(-total_bytes // 2**30))
+        write_parquet(docs, out.tmp_uri, partition_by=["dump"], sort_by=["doc_id"], num_files=n_files)
         t_write = time.time()
-        (rows.where(F.col("kind") == "skip")
-             .select("dump", "url", "source", "offset", "reason", "detail")
-             .coalesce(1).write.mode("overwrite").parquet(f"{out.tmp_uri}/_skipped"))
+        write_parquet(rows.where(F.col("kind") == "skip").select("dump", "url", "source", "offset", "reason", "detail"),
+                      f"{out.tmp_uri}/_skipped", sort_by=["source", "offset", "reason", "detail"], num_files=1)
         stats = (rows.groupBy("kind", "dump", "reason")
                      .agg(F.count(F.lit(1)).alias("n"), F.sum("bytes_read").alias("bytes"))
                      .collect())
     finally:
         rows.unpersist()
-    deterministic_part_names(out.fs, out.tmp_path)
 
     per_dump: Counter = Counter()
     skipped: Counter = Counter()

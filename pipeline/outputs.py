@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
 import secrets
 import sys
 import time
@@ -107,26 +106,3 @@ class StageOutput:
         if exists(self.fs, self.tmp_path):
             self.fs.delete_dir(self.tmp_path)
 
-
-_PART = re.compile(r"^(part-\d+)-[0-9a-f-]{36}(-c\d+)?(\..+)$")
-
-
-def deterministic_part_names(fs: pafs.FileSystem, folder: str) -> int:
-    """Rename Spark's `part-00003-<uuid>-c000.zstd.parquet` to `part-00003-c000.zstd.parquet`.
-
-    Spark puts a random job id in every file name; without it, a rerun on the
-    same input writes the same names with the same bytes. Checksum sidecars of
-    the old names are removed. Returns the number of files renamed.
-    """
-    renamed = 0
-    for info in fs.get_file_info(pafs.FileSelector(folder, recursive=True)):
-        if info.type != pafs.FileType.File:
-            continue
-        if info.base_name.endswith(".crc") and info.base_name.startswith("."):
-            fs.delete_file(info.path)
-            continue
-        m = _PART.match(info.base_name)
-        if m:
-            fs.move(info.path, posixpath.join(posixpath.dirname(info.path), m.group(1) + (m.group(2) or "") + m.group(3)))
-            renamed += 1
-    return renamed
