@@ -17,8 +17,12 @@ from pipeline.config import ConfigError
 COMMAND_MODULES = [
     "jobs.ingest",
     "jobs.dedup",
+    "jobs.filter",
+    "jobs.remix",
+    "quality_models.cli",
     "tokenizer.cli",
     "jobs.tokenize",
+    "train.cli",
     "train.scaling_cli",
     "jobs.demo",
 ]
