@@ -1,0 +1,141 @@
+"""fastText supervised classifiers: the quality classifier here, domain labels in remix.
+
+fastText reads training data from a file with one `__label__X text` line per
+example, so texts are flattened to one line first (a newline would split an
+example in two). Training runs on one thread with a fixed seed: the same data
+gives the same model bytes. Models are loaded once per process and cached, so
+a Spark worker that scores many batches pays the load once.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tempfile
+from typing import Any
+
+LABEL_PREFIX = "__label__"
+_SPACES = re.compile(r"\s+")
+QUANTIZE_CUTOFF = 50_000  # embedding rows kept by quantize(): ~1 MB at dim 64
+
+
+def one_line(text: str) -> str:
+    """fastText treats a newline as the end of an example: collapse all whitespace to spaces."""
+    return _SPACES.sub(" ", text).strip()
+
+
+def train_classifier(texts: list[str], labels: list[str], output: str, *, epoch: int = 10, lr: float = 0.5,
+                     word_ngrams: int = 2, dim: int = 64, min_count: int = 1, seed: int = 0,
+                     quantize: bool = False, bucket: int = 200_000) -> str:
+    """Train on (text, label) pairs and save the model; returns the path written.
+
+    Labels are plain names ("hq", "wiki"); the `__label__` prefix is added here.
+    With `quantize` the model is compressed (product quantization, keeping the
+    QUANTIZE_CUTOFF most important rows) and saved with the `.ftz` suffix, which
+    is how the small shipped models are made. `bucket` (hashed n-gram rows) is
+    10x under fastText's 2M default: at dim 64 the default makes a 512 MB model.
+    """
+    import fasttext
+
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    if not texts:
+        raise ValueError("no training examples")
+    fd, train_path = tempfile.mkstemp(suffix=".txt", prefix="fasttext-train-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for text, label in zip(texts, labels):
+                f.write(f"{LABEL_PREFIX}{_SPACES.sub('_', label.strip())} {one_line(text)}\n")
+        model = fasttext.train_supervised(input=train_path, epoch=epoch, lr=lr, wordNgrams=word_ngrams,
+                                          dim=dim, minCount=min_count, seed=seed, bucket=bucket,
+                                          thread=1, verbose=0)
+        root, ext = os.path.splitext(output)
+        if quantize:
+            model.quantize(input=train_path, retrain=True, qnorm=True, cutoff=QUANTIZE_CUTOFF, dsub=4,
+                           thread=1, verbose=0)
+            output = root + ".ftz" if ext in ("", ".bin") else output
+        elif not ext:
+            output = root + ".bin"
+    finally:
+        os.unlink(train_path)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    model.save_model(output)
+    return output
+
+
+@functools.lru_cache(maxsize=8)
+def load_classifier(path: str) -> Any:
+    """The fastText model at `path`, loaded once per process."""
+    import fasttext
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"fastText model not found: {path}")
+    # fasttext.load_model prints a deprecation warning to stderr on every load; the
+    # underlying FastText wrapper is the same object without the noise.
+    return fasttext.FastText._FastText(model_path=path)
+
+
+def predict(model: Any, texts: list[str], k: int = 1) -> tuple[list[str], list[float]]:
+    """Top label (without `__label__`) and its probability for each text."""
+    if not texts:
+        return [], []
+    labels, probs = model.predict([one_line(t) for t in texts], k=k)
+    top = [ls[0][len(LABEL_PREFIX):] if ls else "" for ls in labels]
+    return top, [float(p[0]) if len(p) else 0.0 for p in probs]
+
+
+def label_probabilities(model: Any, texts: list[str], label: str) -> list[float]:
+    """P(label | text) for each text: the quality score is P(hq), whatever the top label is."""
+    if not texts:
+        return []
+    want = LABEL_PREFIX + label
+    labels, probs = model.predict([one_line(t) for t in texts], k=-1)
+    return [float(dict(zip(ls, ps)).get(want, 0.0)) for ls, ps in zip(labels, probs)]
+
+
+def _heldout(text: str, fraction: float) -> bool:
+    """A stable split: the same examples are held out on every run and machine."""
+    import hashlib
+
+    h = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+    return h / 2**64 < fraction
+
+
+def train_classifier_from_files(output: str, *, labelled: str | None = None, positive: list[str] | None = None,
+                                negative: list[str] | None = None, text_field: str = "text",
+                                label_field: str = "label", heldout: float = 0.1, **train_args: Any) -> dict:
+    """Train from files, measure accuracy on a held-out split, write MODEL.card.json; returns the card.
+
+    With positive/negative files the labels are `hq` (reference quality) and
+    `lq` (random web), the ones the filter's quality_score reads.
+    """
+    import json
+
+    from quality_models.corpus import read_labelled, read_texts
+
+    if labelled:
+        texts, labels = read_labelled(labelled, text_field, label_field)
+        sources = {"labelled": labelled}
+    else:
+        pos = [t for p in positive or [] for t in read_texts(p, text_field)]
+        neg = [t for p in negative or [] for t in read_texts(p, text_field)]
+        texts, labels = pos + neg, ["hq"] * len(pos) + ["lq"] * len(neg)
+        sources = {"positive": positive, "negative": negative}
+    test = [_heldout(t, heldout) for t in texts]
+    train_x = [t for t, h in zip(texts, test) if not h]
+    train_y = [y for y, h in zip(labels, test) if not h]
+    path = train_classifier(train_x, train_y, output, **train_args)
+    test_x = [t for t, h in zip(texts, test) if h]
+    test_y = [y for y, h in zip(labels, test) if h]
+    pred, _ = predict(load_classifier(path), test_x)
+    accuracy = sum(p == y for p, y in zip(pred, test_y)) / len(test_y) if test_y else float("nan")
+    counts: dict[str, int] = {}
+    for y in labels:
+        counts[y] = counts.get(y, 0) + 1
+    card = {"model": path, "bytes": os.path.getsize(path), "kind": "fasttext-supervised",
+            "labels": counts, "train_examples": len(train_x), "heldout_examples": len(test_x),
+            "heldout_accuracy": round(accuracy, 4), "params": train_args, "sources": sources}
+    with open(os.path.splitext(path)[0] + ".card.json", "w", encoding="utf-8") as f:
+        json.dump(card, f, indent=2)
+        f.write("\n")
+    return card
