@@ -165,6 +165,16 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 1000
     save_every: int = 1000
+    # Trainer settings (train/): how a run executes, not what it computes.
+    engine: str = "deepspeed"  # "deepspeed" (ZeRO-1) or "torch" (DDP)
+    deepspeed_config: str | None = None  # default infra/deepspeed/zero1.json
+    dtype: str = "auto"  # "auto" = bf16 on GPU, fp32 on CPU; or "bf16", "fp32"
+    attention: str = "auto"  # "auto" = flash-attn where usable, else SDPA; or "flash", "sdpa", "reference"
+    eval_windows: int = 64  # held-out windows of seq_len scored at each evaluation
+    tokenizer: str | None = None  # for bits-per-byte; default: the one named in the shards' manifest
+    num_workers: int = 1  # DataLoader worker processes per rank
+    keep_checkpoints: int = 2  # older step-* folders are deleted after a new one is complete
+    peak_tflops: float | None = None  # accelerator peak for MFU; default: known GPUs' bf16 dense peak
 
     def validate(self) -> None:
         """Raise ConfigError on values no trainer could run with."""
@@ -188,6 +198,16 @@ class TrainConfig:
             raise ConfigError("train.beta1 and beta2 must be in [0, 1)")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ConfigError("train.grad_clip and weight_decay must be >= 0")
+        choices = {"engine": ("deepspeed", "torch"), "dtype": ("auto", "bf16", "fp32"),
+                   "attention": ("auto", "flash", "sdpa", "reference")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("log_every", "eval_every", "save_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.eval_windows < 0 or self.num_workers < 0:
+            raise ConfigError("train.eval_windows and num_workers must be >= 0")
         if self.micro_batch_size and self.batch_size and self.batch_size % self.micro_batch_size:
             raise ConfigError(
                 f"train.batch_size ({self.batch_size}) must be a multiple of micro_batch_size ({self.micro_batch_size})"

@@ -1,0 +1,123 @@
+"""`crawl2model train` and `crawl2model export-hf`.
+
+    crawl2model train --config run.toml                          one process (CPU or one GPU)
+    crawl2model train --config run.toml --nproc-per-node 8       re-launched under torchrun
+    crawl2model train --config run.toml --launcher deepspeed --hostfile hosts   multi-node via DeepSpeed
+    crawl2model train --config run.toml --resume                 continue from OUTPUT/checkpoints/latest
+    crawl2model export-hf --checkpoint OUT/checkpoints/step-00001000 --output hf/
+
+Flags override the run file's [train] table. Under a launcher (RANK set in the
+environment) the command trains directly; otherwise, asked for several
+processes, it starts the launcher with the same arguments and waits for it.
+torch and DeepSpeed are imported only when a command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# [train] fields that have a flag: --max-steps, --lr, ...
+OVERRIDES = {"data": str, "val_data": str, "max_steps": int, "total_tokens": int, "lr": float,
+             "batch_size": int, "micro_batch_size": int, "engine": str, "dtype": str, "attention": str,
+             "seed": int, "log_every": int, "eval_every": int, "save_every": int, "num_workers": int}
+
+
+def _config(args: argparse.Namespace):
+    from train.config import load_run_config
+
+    model, train = load_run_config(args.config)
+    changes = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
+    if "max_steps" in changes:
+        changes.setdefault("total_tokens", None)
+    elif "total_tokens" in changes:
+        changes["max_steps"] = None
+    train = dataclasses.replace(train, **changes)
+    train.validate()
+    return model, train
+
+
+def _child_argv(args: argparse.Namespace, output: str) -> list[str]:
+    """The same training command for each launched process, without the launch flags."""
+    argv = ["train", "--config", args.config, "--output", output]
+    for name in OVERRIDES:
+        if getattr(args, name) is not None:
+            argv += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+    if args.resume:
+        argv += ["--resume", args.resume]
+    return argv
+
+
+def _launch(args: argparse.Namespace, output: str) -> int:
+    rest = _child_argv(args, output)
+    if args.launcher == "deepspeed":
+        cmd = ["deepspeed", "--no_local_rank"]
+        if args.hostfile:
+            cmd += ["--hostfile", args.hostfile]
+        if args.nproc_per_node:
+            cmd += ["--num_gpus", str(args.nproc_per_node)]
+        cmd += ["--module", "jobs.cli", *rest]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={args.nproc_per_node}", "-m", "jobs.cli", *rest]
+    print("launching: " + " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.config import ConfigError
+
+    model, train = _config(args)
+    output = args.output or train.output_dir or str(Path("runs") / Path(args.config).stem)
+    under_launcher = "RANK" in os.environ
+    if not under_launcher and ((args.nproc_per_node or 1) > 1 or args.launcher == "deepspeed"):
+        return _launch(args, output)
+    if args.hostfile and args.launcher != "deepspeed":
+        raise ConfigError("--hostfile needs --launcher deepspeed")
+    from train import trainer
+
+    trainer.run(model, train, output, resume=args.resume)
+    return 0
+
+
+def cmd_export_hf(args: argparse.Namespace) -> int:
+    from train import checkpoint, export_hf
+
+    ckpt = Path(args.checkpoint)
+    if not (ckpt / checkpoint.TRAINER_JSON).is_file():
+        latest = checkpoint.latest(ckpt) or checkpoint.latest(ckpt / "checkpoints")
+        if latest is None:
+            raise FileNotFoundError(f"no checkpoint at {ckpt} (give a step-* folder, a checkpoints folder or a run folder)")
+        ckpt = latest
+    out = export_hf.export(ckpt, args.output, args.tokenizer)
+    print(f"exported {ckpt} -> {out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="pretrain the model on token shards (DeepSpeed ZeRO-1 or torch DDP)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, metavar="RUN.toml", help="run file with [model] and [train] tables")
+    p.add_argument("--output", metavar="DIR", help="run folder (default: [train] output_dir, else runs/<config name>)")
+    p.add_argument("--resume", nargs="?", const="latest", metavar="CKPT",
+                   help="continue from OUTPUT's latest checkpoint, or from CKPT (a step-* folder, e.g. of a "
+                        "shorter run: continual training)")
+    for name, kind in OVERRIDES.items():
+        p.add_argument("--" + name.replace("_", "-"), type=kind, metavar=name.upper(), help=f"override [train] {name}")
+    p.add_argument("--nproc-per-node", type=int, metavar="N", help="processes (GPUs) per node; >1 starts torchrun")
+    p.add_argument("--launcher", choices=("torchrun", "deepspeed"), default="torchrun",
+                   help="launcher for several processes (deepspeed: multi-node with --hostfile)")
+    p.add_argument("--hostfile", metavar="FILE", help="DeepSpeed hostfile (see infra/deepspeed/hostfile.example)")
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("export-hf", help="export a checkpoint as a Hugging Face Llama folder",
+                              description="Write config.json, model.safetensors and the tokenizer files that "
+                                          "transformers' LlamaForCausalLM and AutoTokenizer load.")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="a step-* checkpoint folder (or a run/checkpoints folder: its latest)")
+    p.add_argument("--output", required=True, metavar="HF_DIR", help="folder to write")
+    p.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder (default: the one the run's shards name)")
+    p.set_defaults(func=cmd_export_hf)

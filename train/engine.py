@@ -1,0 +1,195 @@
+"""Distributed setup and the two engines that turn micro-batches into optimizer steps.
+
+    DeepSpeedEngine  ZeRO stage 1 (the paper's setup): optimizer states sharded
+                     across data-parallel ranks, bf16 on GPU, config from
+                     infra/deepspeed/zero1.json with the run's values filled in
+    TorchEngine      plain torch: DistributedDataParallel over >1 ranks, AdamW,
+                     bf16 autocast on GPU; for debugging and small jobs
+
+Both expose the same four calls (`step`, `set_lr`, `save`, `load`) so the
+training loop never branches on the engine. The learning rate is set by the
+loop before every step (multi-step schedule), never by an engine scheduler.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from train.config import TrainConfig
+from train.optim import adamw
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DEEPSPEED_CONFIG = ROOT / "infra" / "deepspeed" / "zero1.json"
+ENGINES = ("deepspeed", "torch")
+
+
+@dataclass
+class Dist:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    owns_group: bool  # this process created the process group, so it destroys it
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(engine: str) -> Dist:
+    """Join (or, without a launcher, create a one-process) process group: NCCL on GPU, gloo on CPU.
+
+    Launchers (torchrun, deepspeed) set RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/
+    MASTER_PORT; a plain `crawl2model train` sets them for one process, since
+    DeepSpeed otherwise falls back to asking for mpi4py.
+    """
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(_free_port()))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    owns = not dist.is_initialized()
+    backend = "nccl" if cuda else "gloo"
+    if engine == "deepspeed":
+        import deepspeed
+        import deepspeed.ops
+
+        if not cuda:
+            # The shared-memory all-reduce op only speeds up CPU collectives and costs a
+            # ~40 s g++ build on first use; gloo is what CPU runs (tests) need.
+            deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+        deepspeed.init_distributed(dist_backend=backend)
+    elif owns:
+        dist.init_process_group(backend, device_id=device if cuda else None)
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, owns)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r} (known: auto, bf16, fp32)") from None
+
+
+def mean_over_ranks(value: float, device: torch.device) -> float:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        t = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.item() / dist.get_world_size()
+    return value
+
+
+class TorchEngine:
+    def __init__(self, model: torch.nn.Module, train: TrainConfig, env: Dist, dtype: torch.dtype) -> None:
+        self.module = model.to(env.device)
+        self.env, self.dtype, self.grad_clip = env, dtype, train.grad_clip
+        self.wrapped = (torch.nn.parallel.DistributedDataParallel(self.module) if env.world_size > 1
+                        else self.module)
+        self.optimizer = adamw(self.module, train)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self, micro_batches: list[torch.Tensor]) -> tuple[float, float]:
+        """One optimizer step over this rank's micro-batches: (mean loss over all ranks, grad norm before clipping)."""
+        total = 0.0
+        for i, batch in enumerate(micro_batches):
+            batch = batch.to(self.env.device, non_blocking=True)
+            last = i == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if last or self.wrapped is self.module else self.wrapped.no_sync()
+            autocast = torch.autocast(self.env.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+            with sync, autocast:
+                loss = self.wrapped(batch[:, :-1], batch[:, 1:]) / len(micro_batches)
+            loss.backward()
+            total += loss.item()
+        norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip or float("inf"))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return mean_over_ranks(total, self.env.device), float(norm)
+
+    def save(self, folder: Path) -> None:
+        if self.env.rank == 0:
+            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+
+    def load(self, folder: Path) -> None:
+        from train.checkpoint import MODEL_FILE, load_weights
+
+        load_weights(self.module, folder / MODEL_FILE)
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=self.env.device))
+
+
+def deepspeed_config(train: TrainConfig, micro_batch: int, world_size: int, dtype: torch.dtype) -> dict:
+    """infra/deepspeed/zero1.json (or the run's own file) with every run-dependent key filled in."""
+    path = Path(train.deepspeed_config) if train.deepspeed_config else DEFAULT_DEEPSPEED_CONFIG
+    config = json.loads(path.read_text())
+    config.update(
+        train_batch_size=train.batch_size,
+        train_micro_batch_size_per_gpu=micro_batch,
+        gradient_accumulation_steps=train.batch_size // (micro_batch * world_size),
+        gradient_clipping=train.grad_clip,
+        bf16={"enabled": dtype == torch.bfloat16},
+    )
+    optimizer = config.setdefault("optimizer", {"type": "AdamW", "params": {"torch_adam": True}})
+    optimizer["params"].update(lr=train.lr, betas=[train.beta1, train.beta2], eps=train.eps,
+                               weight_decay=train.weight_decay)
+    return config
+
+
+class DeepSpeedEngine:
+    TAG = "deepspeed"
+
+    def __init__(self, model: torch.nn.Module, train: TrainConfig, env: Dist, dtype: torch.dtype,
+                 micro_batch: int) -> None:
+        import deepspeed
+
+        from train.optim import param_groups
+
+        self.env = env
+        config = deepspeed_config(train, micro_batch, env.world_size, dtype)
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(
+            model=model.to(env.device), model_parameters=param_groups(model, train.weight_decay), config=config)
+        self.module = self.engine.module
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self, micro_batches: list[torch.Tensor]) -> tuple[float, float]:
+        total = 0.0
+        for batch in micro_batches:
+            batch = batch.to(self.env.device, non_blocking=True)
+            loss = self.engine(batch[:, :-1], batch[:, 1:])
+            self.engine.backward(loss)  # scaled by 1/accumulation steps inside
+            self.engine.step()  # the optimizer (and ZeRO's clipping) runs at the accumulation boundary
+            total += loss.item() / len(micro_batches)
+        return mean_over_ranks(total, self.env.device), float(self.engine.get_global_grad_norm())
+
+    def save(self, folder: Path) -> None:
+        self.engine.save_checkpoint(str(folder), tag=self.TAG, save_latest=False)
+
+    def load(self, folder: Path) -> None:
+        path, _ = self.engine.load_checkpoint(str(folder), tag=self.TAG, load_lr_scheduler_states=False)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint in {folder}/{self.TAG}")
+
+
+def build_engine(model: torch.nn.Module, train: TrainConfig, env: Dist, micro_batch: int):
+    dtype = resolve_dtype(train.dtype, env.device)
+    if train.engine == "deepspeed":
+        return DeepSpeedEngine(model, train, env, dtype, micro_batch)
+    return TorchEngine(model, train, env, dtype)

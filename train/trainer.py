@@ -1,0 +1,193 @@
+"""The training loop: one process of a (possibly one-process) data-parallel run.
+
+Everything a run needs is resolved up front, in this order: the laws fill a
+missing lr or batch size (`train.scaling.resolve_hparams`), the batch is split
+into micro-batches per rank, the run length becomes a step count, and the
+resolved run file is written next to the output. Then, per optimizer step: set
+the lr from the multi-step schedule, feed this rank's micro-batches to the
+engine, log; evaluate and checkpoint on their intervals and at the end.
+
+A checkpoint is also written, and never pruned, at the first LR decay: the end
+of the first stage, from which a longer run can continue (paper section 2.3).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from pipeline.config import ConfigError
+from train import checkpoint
+from train.config import ModelConfig, TrainConfig, dump_run_config
+from train.data import shard_files, train_loader
+from train.engine import build_engine, init_distributed, resolve_dtype
+from train.evaluate import evaluate, token_byte_lengths
+from train.metrics import MetricsLogger, peak_flops, progress_line
+from train.model import Transformer, train_flops_per_token
+from train.optim import schedule_for
+from train.scaling import resolve_hparams
+
+
+@dataclasses.dataclass
+class Plan:
+    """A run's derived shape: what every rank must agree on."""
+
+    seq_len: int
+    micro_batch: int
+    accumulation: int
+    total_steps: int
+
+
+def plan(model: ModelConfig, train: TrainConfig, world_size: int) -> tuple[TrainConfig, Plan]:
+    """Resolve lr/batch from the laws when missing, and the batch split and step count; ConfigError if impossible."""
+    if train.lr is None or train.batch_size is None:
+        train = resolve_hparams(model, train)
+    seq_len = train.seq_len or model.seq_len
+    if seq_len > model.seq_len:
+        raise ConfigError(f"train.seq_len {seq_len} exceeds the model's context length {model.seq_len}")
+    batch = train.batch_size
+    if batch % world_size:
+        raise ConfigError(f"train.batch_size {batch} is not divisible by {world_size} data-parallel ranks")
+    micro = train.micro_batch_size or batch // world_size
+    if batch % (micro * world_size):
+        raise ConfigError(f"train.batch_size {batch} must be a multiple of micro_batch_size {micro} x {world_size} ranks")
+    steps = train.max_steps or math.ceil(train.total_tokens / (batch * seq_len))
+    return dataclasses.replace(train, seq_len=seq_len), Plan(seq_len, micro, batch // (micro * world_size), steps)
+
+
+def _log(rank: int, message: str) -> None:
+    if rank == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _check_data(model: ModelConfig, train: TrainConfig) -> str | None:
+    """The tokenizer folder for bits-per-byte; errors when the shards' ids do not fit the model."""
+    if not train.data:
+        raise ConfigError("train.data is required: a token shard folder from `crawl2model tokenize`")
+    tokenizer = shard_files(train.data)[2].get("tokenizer", {})
+    if tokenizer.get("vocab_size", 0) > model.vocab_size:
+        raise ConfigError(f"the token shards use {tokenizer['vocab_size']} ids but model.vocab_size is "
+                          f"{model.vocab_size}: set it to the tokenizer's padded size "
+                          f"({tokenizer.get('padded_vocab_size')})")
+    path = train.tokenizer or tokenizer.get("path")
+    return path if path and (Path(path) / "tokenizer.json").is_file() else None
+
+
+def _resume_folder(resume: str, checkpoints: Path) -> Path | None:
+    if resume != "latest":
+        return Path(resume)
+    return checkpoint.latest(checkpoints)
+
+
+def run(model_cfg: ModelConfig, train_cfg: TrainConfig, output_dir: str | Path,
+        resume: str | None = None) -> dict[str, Any]:
+    """Train; returns the summary that is also written to OUTPUT/summary.json (rank 0).
+
+    `resume`: "latest" continues from OUTPUT/checkpoints if there is one (a fresh
+    start otherwise); a path continues from that checkpoint, possibly of another
+    run with a longer schedule (continual training)."""
+    out = Path(output_dir)
+    tokenizer_dir = _check_data(model_cfg, train_cfg)
+    env = init_distributed(train_cfg.engine)
+    try:
+        return _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env)
+    finally:
+        if env.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env) -> dict[str, Any]:
+    train_cfg, shape = plan(model_cfg, train_cfg, env.world_size)
+    rank, checkpoints = env.rank, out / "checkpoints"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.toml").write_text(dump_run_config(model_cfg, train_cfg, "resolved run config (crawl2model train)"))
+    schedule = schedule_for(train_cfg, shape.total_steps)
+    first_stage_end = schedule.boundaries()[0] if schedule.boundaries() else None
+    dtype = resolve_dtype(train_cfg.dtype, env.device)
+    batch_tokens = train_cfg.batch_size * shape.seq_len
+    flops_token = train_flops_per_token(model_cfg, shape.seq_len)
+    peak = peak_flops(train_cfg.peak_tflops)
+
+    torch.manual_seed(train_cfg.seed)  # identical initial weights on every rank
+    model = Transformer(model_cfg, attention=train_cfg.attention)
+    engine = build_engine(model, train_cfg, env, shape.micro_batch)
+
+    step = 0
+    folder = _resume_folder(resume, checkpoints) if resume else None
+    if folder is not None:
+        saved = checkpoint.read_state(folder)
+        if saved["engine"] != train_cfg.engine:
+            raise ConfigError(f"{folder} was written by the {saved['engine']} engine; resume it with that engine")
+        if train_cfg.engine == "deepspeed" and saved["world_size"] != env.world_size:
+            raise ConfigError(f"{folder}: DeepSpeed's ZeRO-1 optimizer shards are for {saved['world_size']} ranks, "
+                              f"not {env.world_size}; resume with {saved['world_size']} processes (the torch "
+                              "engine's checkpoints resume under any number of ranks)")
+        state = checkpoint.load(folder, engine, rank, env.world_size)
+        if state["model"] != dataclasses.asdict(model_cfg):
+            raise ConfigError(f"{folder}: the checkpoint's model config differs from this run's [model]")
+        step = state["step"]
+        if state["samples"] != step * train_cfg.batch_size:
+            raise ConfigError(f"{folder}: batch size changed ({state['samples'] // step} -> {train_cfg.batch_size});"
+                              " the data cursor would not line up")
+        _log(rank, f"resumed from {folder} at step {step} ({state['world_size']} -> {env.world_size} ranks)")
+        if state["total_steps"] != shape.total_steps:
+            stage = "inside" if first_stage_end is None or step <= first_stage_end else "PAST"
+            _log(rank, f"continual training: schedule {state['total_steps']} -> {shape.total_steps} steps; "
+                       f"step {step} is {stage} the new run's first LR stage")
+
+    loader = train_loader(train_cfg.data, shape.seq_len, train_cfg.batch_size, shape.micro_batch,
+                          seed=train_cfg.seed, consumed=step * train_cfg.batch_size, rank=rank,
+                          world_size=env.world_size, num_workers=train_cfg.num_workers)
+    byte_lengths = token_byte_lengths(tokenizer_dir, model_cfg.vocab_size) if tokenizer_dir else None
+    metrics = MetricsLogger(out, enabled=rank == 0)
+    _log(rank, f"training {model_cfg.n_params() / 1e6:.2f}M params ({train_cfg.engine}, {env.world_size} ranks, "
+               f"{env.device.type}, {dtype}): {shape.total_steps} steps of {train_cfg.batch_size} x {shape.seq_len} "
+               f"tokens ({shape.accumulation} x {shape.micro_batch} per rank), peak lr {train_cfg.lr:.3g}")
+
+    def state_at(s: int) -> dict[str, Any]:
+        return {"step": s, "samples": s * train_cfg.batch_size, "tokens": s * batch_tokens,
+                "total_steps": shape.total_steps, "world_size": env.world_size, "engine": train_cfg.engine,
+                "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
+
+    batches = iter(loader)
+    summary: dict[str, Any] = {}
+    window_start, window_steps = time.perf_counter(), 0
+    while step < shape.total_steps:
+        lr = train_cfg.lr * schedule(step)
+        engine.set_lr(lr)
+        loss, grad_norm = engine.step([next(batches) for _ in range(shape.accumulation)])
+        step += 1
+        window_steps += 1
+        record = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": step * batch_tokens}
+        if step % train_cfg.log_every == 0 or step == shape.total_steps:
+            elapsed = time.perf_counter() - window_start
+            tps = window_steps * batch_tokens / elapsed
+            record.update(tokens_per_s=tps, step_s=elapsed / window_steps,
+                          mfu=tps * flops_token / (env.world_size * peak) if peak else None)
+            _log(rank, progress_line(step, shape.total_steps, record))
+            window_start, window_steps = time.perf_counter(), 0
+        if train_cfg.val_data and (step % train_cfg.eval_every == 0 or step == shape.total_steps):
+            record.update(evaluate(engine.module, train_cfg.val_data, shape.seq_len, train_cfg.eval_windows,
+                                   shape.micro_batch, byte_lengths, env.device, dtype))
+            _log(rank, f"step {step}: val loss {record['val_loss']:.4f}"
+                       + (f", {record['val_bpb']:.4f} bits/byte" if "val_bpb" in record else ""))
+        metrics.log(step, record)
+        summary.update(record)
+        if step % train_cfg.save_every == 0 or step == shape.total_steps or step == first_stage_end:
+            checkpoint.save(checkpoints, step, engine, state_at(step), rank, train_cfg.keep_checkpoints,
+                            keep_forever=step == first_stage_end)
+    metrics.close()
+    summary.update(steps=shape.total_steps, seq_len=shape.seq_len, batch_size=train_cfg.batch_size,
+                   batch_tokens=batch_tokens, peak_lr=train_cfg.lr, flops_per_token=flops_token,
+                   world_size=env.world_size, engine=train_cfg.engine)
+    if rank == 0:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
