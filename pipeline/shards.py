@@ -1,0 +1,157 @@
+"""Curated Parquet shards of about a target size, with the same bytes on every rerun.
+
+Rows arrive at a Spark task sorted by (shard, shuffle key); each shard is
+written by one task with pyarrow, named by its shard number, in row groups of
+exactly ROW_GROUP_ROWS rows however Spark cut its Arrow batches, so the bytes
+depend only on the rows. The driver decides which rows go to which shard
+before anything is written: file size is modelled as `overhead + ratio * raw
+bytes`, both measured by writing a sample of the real rows twice (as one file
+and as two), and shards are cut where the modelled size reaches the target.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+from typing import Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.outputs import filesystem
+from pipeline.parquet_out import ROW_GROUP_ROWS, _plain
+from pipeline.token_shards import _sha256 as sha256_file
+
+COMPRESSION = "zstd"
+RESULT_SCHEMA = pa.schema([("shard", pa.int32()), ("path", pa.string()), ("documents", pa.int64()),
+                           ("bytes", pa.int64()), ("row_groups", pa.string()), ("domains", pa.string()),
+                           ("sha256", pa.string())])
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.parquet"
+
+
+def file_schema(schema: pa.Schema, columns: Sequence[str]) -> pa.Schema:
+    return pa.schema([pa.field(c, _plain(schema.field(c).type)) for c in columns])
+
+
+class ShardFile:
+    """One Parquet file written in row groups of exactly `row_group_rows` rows (the last may be short)."""
+
+    def __init__(self, sink, schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+        self.schema, self.rows = schema, row_group_rows
+        self.writer = pq.ParquetWriter(sink, schema, compression=COMPRESSION)
+        self.pending: list[pa.RecordBatch] = []
+        self.n_pending = 0
+        self.row_groups: list[int] = []
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.pending.append(batch.select(self.schema.names).cast(self.schema))
+        self.n_pending += batch.num_rows
+        if self.n_pending >= self.rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        table = pa.Table.from_batches(self.pending, self.schema)
+        start = 0
+        while table.num_rows - start >= self.rows or (final and start < table.num_rows):
+            chunk = table.slice(start, self.rows)
+            self.writer.write_table(chunk, row_group_size=self.rows)
+            self.row_groups.append(chunk.num_rows)
+            start += chunk.num_rows
+        self.pending = table.slice(start).to_batches()
+        self.n_pending = table.num_rows - start
+
+    def close(self) -> list[int]:
+        if self.n_pending:
+            self._flush(final=True)
+        self.writer.close()
+        return self.row_groups
+
+
+def calibrate(sample: pa.Table, columns: Sequence[str], raw_col: str) -> tuple[float, float]:
+    """(per-file overhead, file bytes per raw byte) of shards made of rows like `sample`.
+
+    Writing the sample as one file and as two halves gives two equations; their
+    difference is one file's fixed cost (footer, schema, column chunk headers).
+    """
+    schema = file_schema(sample.schema, columns)
+
+    def size(tables: list[pa.Table]) -> int:
+        total = 0
+        for t in tables:
+            sink = io.BytesIO()
+            f = ShardFile(sink, schema)
+            for b in t.to_batches():
+                f.write(b)
+            f.close()
+            total += sink.tell()
+        return total
+
+    raw = float(sum(sample.column(raw_col).to_pylist()))
+    if sample.num_rows < 2 or raw <= 0:
+        return 0.0, 1.0
+    half = sample.num_rows // 2
+    one, two = size([sample]), size([sample.slice(0, half), sample.slice(half)])
+    overhead = max(0.0, float(two - one))
+    return overhead, max((one - overhead) / raw, 1e-6)
+
+
+def cut(raw_per_bucket: Sequence[float], target: int, overhead: float, ratio: float) -> list[int]:
+    """Shard number of each bucket (buckets in shuffle order): a shard closes at the bucket
+    boundary where its modelled file size is closest to `target`."""
+    shard, acc, out = 0, 0.0, []
+    for raw in raw_per_bucket:
+        size = ratio * raw
+        if acc > 0 and abs(overhead + acc - target) <= abs(overhead + acc + size - target):
+            shard, acc = shard + 1, 0.0
+        acc += size
+        out.append(shard)
+    return out
+
+
+def write_shards(batches: Iterable[pa.RecordBatch], folder: str, columns: Sequence[str], shard_col: str,
+                 domain_col: str, size_col: str) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: rows sorted by shard -> one file per shard, one result row per shard.
+
+    A file is written under a temporary name and moved into place, so a retried
+    task never leaves half a shard behind.
+    """
+    fs, base = filesystem(folder)
+    current: dict | None = None
+
+    def finish(state: dict) -> pa.RecordBatch:
+        row_groups = state["file"].close()
+        state["sink"].close()
+        final = posixpath.join(base, shard_name(state["shard"]))
+        fs.move(state["tmp"], final)
+        stats = {d: {"documents": n, "units": u} for d, (n, u) in sorted(state["domains"].items())}
+        return pa.record_batch([[state["shard"]], [shard_name(state["shard"])], [sum(row_groups)],
+                                [fs.get_file_info(final).size], [json.dumps(row_groups)], [json.dumps(stats)],
+                                [sha256_file(fs, final)]], schema=RESULT_SCHEMA)
+
+    for batch in batches:
+        shards = batch.column(shard_col).to_pylist()
+        domains = batch.column(domain_col).to_pylist()
+        sizes = batch.column(size_col).to_pylist()
+        start = 0
+        for i in range(1, batch.num_rows + 1):
+            if i < batch.num_rows and shards[i] == shards[start]:
+                continue
+            if current is not None and current["shard"] != shards[start]:
+                yield finish(current)
+                current = None
+            if current is None:
+                tmp = posixpath.join(base, f".{shard_name(shards[start])}.{os.getpid()}.inprogress")
+                sink = fs.open_output_stream(tmp)
+                current = {"shard": shards[start], "tmp": tmp, "sink": sink, "domains": {},
+                           "file": ShardFile(sink, file_schema(batch.schema, columns))}
+            current["file"].write(batch.slice(start, i - start))
+            for d, s in zip(domains[start:i], sizes[start:i]):
+                n, u = current["domains"].get(d, (0, 0))
+                current["domains"][d] = (n + 1, u + s)
+            start = i
+    if current is not None:
+        yield finish(current)
