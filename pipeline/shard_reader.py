@@ -1,8 +1,9 @@
 """Streaming reader of remix shards (manifest.json + Parquet) for the stages after remix.
 
-The unit of work is a Parquet row group: row groups are numbered in manifest
-order and dealt round-robin to the consumers, consumer = rank * num_workers +
-worker, so every document is read by exactly one consumer per epoch and a
+The unit of work is a Parquet row group: row groups are dealt in manifest order
+to the consumers (consumer = rank * num_workers + worker), each to the one with
+the fewest documents so far, so every document is read by exactly one consumer
+per epoch, the consumers' counts differ by less than one row group, and a
 consumer reads only its own row groups (no n-fold I/O). Within a consumer,
 documents go through an optional shuffle buffer; its choices come from a hash
 of (seed, epoch, consumer, step), not from a stateful generator, so the whole
@@ -16,6 +17,7 @@ Any filesystem pyarrow knows works with the same code: a local path, a URI
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import posixpath
 import struct
@@ -50,6 +52,18 @@ def _as_arrow_fs(fs: Any) -> pafs.FileSystem:
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs))  # an fsspec filesystem
 
 
+def _deal(units: list[tuple[int, int, int]], consumers: int) -> list[list[tuple[int, int, int]]]:
+    """Row groups (shard, group, rows) in manifest order, each to the consumer with the fewest rows so far
+    (ties: the lowest number): every consumer's share is within one row group of the others'."""
+    heap = [(0, c) for c in range(consumers)]
+    out: list[list[tuple[int, int, int]]] = [[] for _ in range(consumers)]
+    for unit in units:
+        rows, c = heapq.heappop(heap)
+        out[c].append(unit)
+        heapq.heappush(heap, (rows + unit[2], c))
+    return out
+
+
 def _draw(*values: int) -> int:
     return int.from_bytes(hashlib.blake2b(struct.pack(f"<{len(values)}q", *values), digest_size=8).digest(), "little")
 
@@ -80,9 +94,8 @@ class ShardReader:
         self.consumer, self.consumers = rank * num_workers + worker, world_size * num_workers
         self._identity = {"rank": rank, "world_size": world_size, "worker": worker, "num_workers": num_workers,
                           "seed": seed, "shuffle_buffer": shuffle_buffer, "manifest_sha256": self.manifest_sha256}
-        units = [(s, g, n) for s, shard in enumerate(self.manifest["shards"])
-                 for g, n in enumerate(shard["row_groups"])]
-        self.units = units[self.consumer::self.consumers]
+        self.units = _deal([(s, g, n) for s, shard in enumerate(self.manifest["shards"])
+                            for g, n in enumerate(shard["row_groups"])], self.consumers)[self.consumer]
         self._open: tuple[int, pq.ParquetFile] | None = None
         self._verified: set[int] = set()
         self._rows: tuple[int, list[dict]] | None = None
@@ -92,7 +105,7 @@ class ShardReader:
 
     @property
     def documents_per_epoch(self) -> int:
-        """Documents this consumer yields per epoch (the consumers' counts differ by at most a row group)."""
+        """Documents this consumer yields per epoch."""
         return sum(n for _, _, n in self.units)
 
     # --- reading ------------------------------------------------------------------------
