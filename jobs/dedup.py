@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="compute the removal rate for the first k dumps, k = 1..N (default on)")
     p.add_argument("--max-shingles", type=int, help="cap on shingles per document (default 100000)")
     p.add_argument("--output-partitions", type=int, help="files per dump in kept/ (default 4)")
+    p.add_argument("--index", metavar="DIR",
+                   help="incremental mode: deduplicate only dumps newer than those in this index, "
+                        "against it, then add them to it (created if missing)")
 
 
 def run(args: argparse.Namespace) -> int:

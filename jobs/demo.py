@@ -14,20 +14,32 @@ SAMPLE_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "sample
 
 
 def steps(sample: str, run_dir: Path) -> list[tuple[str, list[str], Path]]:
-    """(stage, argv, output folder) in flow order."""
-    docs = run_dir / "documents"
+    """(stage, argv, output folder) in flow order; each reads the previous stage's output."""
+    docs, deduped = run_dir / "documents", run_dir / "deduped"
+    tok, tokens = run_dir / "tokenizer", run_dir / "tokens"
+    curated = deduped / "kept"
     return [
         ("ingest", ["ingest", "--input", sample, "--output", str(docs)], docs),
+        ("dedup", ["dedup", "--input", str(docs), "--output", str(deduped)], deduped),
+        # The sample is ~1 MB of text: a small vocabulary, not the 100k of a real run.
+        ("tokenizer", ["tokenizer", "train", "--input", str(curated), "--output", str(tok),
+                       "--vocab-size", "4000"], tok),
+        ("tokenize", ["tokenize", "--tokenizer", str(tok), "--input", str(curated), "--output", str(tokens)],
+         tokens),
     ]
 
 
-def _summary(stage: str, report: dict) -> str:
+def _summary(stage: str, r: dict) -> str:
     if stage == "ingest":
-        skipped = ", ".join(f"{k} {v}" for k, v in list(report["records_skipped"].items())[:6])
-        dumps = ", ".join(f"{k}: {v}" for k, v in report["per_dump"].items())
-        return (f"{report['docs_out']} documents from {report['records_in']} records "
-                f"({dumps}); skipped: {skipped}; {report['seconds']:.1f}s")
-    return ", ".join(f"{k}={v}" for k, v in report.items() if isinstance(v, (int, float, str)))
+        skipped = ", ".join(f"{k} {v}" for k, v in list(r["records_skipped"].items())[:6])
+        dumps = ", ".join(f"{k}: {v}" for k, v in r["per_dump"].items())
+        return f"{r['docs_out']} documents from {r['records_in']} records ({dumps}); skipped: {skipped}"
+    if stage == "dedup":
+        curve = ", ".join(f"{p['dumps']}: {p['removed_fraction']:.1%}" for p in r.get("rate_by_dumps", []))
+        return (f"{r['docs_in']} in, {r['docs_removed']} removed ({r['removed_by_reason']['exact']} exact, "
+                f"{r['removed_by_reason']['near']} near), {r['docs_kept']} kept; removed by dumps together: "
+                f"{curve}; each dump alone: {r.get('per_dump_mode_removed_fraction', 0):.1%}")
+    return ", ".join(f"{k}={v}" for k, v in r.items() if isinstance(v, (int, float, str)) and k != "stage")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,7 @@ import pyarrow as pa
 from pipeline.config import ConfigError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 KEEP_POLICIES = ("earliest", "latest", "longest")
 MODES = ("global", "per-dump")
@@ -51,6 +51,8 @@ class DedupConfig:
     rate_by_dumps: bool = True
     # Files the outputs are hashed into; fixed, so reruns on any cluster write the same bytes.
     output_partitions: int = 4
+    # Incremental mode: band-hash index of what was deduplicated before; only new dumps are processed.
+    index: str | None = None
     overwrite: bool = False
 
     def validate(self) -> None:
@@ -66,6 +68,9 @@ class DedupConfig:
             raise ConfigError("dedup: give both --bands and --rows, or neither")
         if self.bands is not None and self.bands * self.rows > self.num_perm:
             raise ConfigError(f"dedup: bands*rows = {self.bands * self.rows} exceeds num_perm {self.num_perm}")
+        if self.index and (self.keep != "earliest" or self.mode != "global"):
+            raise ConfigError("dedup: --index (incremental) needs --keep earliest and --mode global: "
+                              "otherwise a new copy could replace an old one and rewrite older outputs")
         if self.num_perm < 2 or self.ngram < 1 or self.output_partitions < 1:
             raise ConfigError("dedup: num_perm >= 2, ngram >= 1 and output_partitions >= 1 are required")
 
@@ -175,7 +180,7 @@ def _size_histogram(sizes: "DataFrame", col: str = "size") -> dict[str, int]:
 
 # --- the job ----------------------------------------------------------------------------
 
-def _number_documents(docs: "DataFrame", dumps: list[str]) -> "DataFrame":
+def _number_documents(docs: "DataFrame", dumps: list[str], first_node: int = 0) -> "DataFrame":
     """(doc_id, dump, dump_idx, node): node = rank in (dump order, doc_id) order.
 
     A global sort, then row numbers within each sorted partition plus the sizes
@@ -191,7 +196,7 @@ def _number_documents(docs: "DataFrame", dumps: list[str]) -> "DataFrame":
     local = ordered.withColumn(
         "r", F.row_number().over(Window.partitionBy("pid").orderBy("dump_idx", "doc_id")) - 1).persist()
     sizes = sorted((r["pid"], r["count"]) for r in local.groupBy("pid").count().collect())
-    offsets, total = [], 0
+    offsets, total = [], first_node
     for pid, n in sizes:
         offsets += [F.lit(pid), F.lit(total)]
         total += n
@@ -271,97 +276,154 @@ def build_edges(sigs: "DataFrame", cfg: DedupConfig, per_dump: bool, stats: dict
     return edges
 
 
+class _Timer:
+    """Seconds per phase, for the report."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.time()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.time()
+        self.laps[name] = round(now - self.last, 3)
+        self.last = now
+
+
+def _signatures(docs: "DataFrame", nodes: "DataFrame", cfg: DedupConfig, bands: int, rows: int) -> "DataFrame":
+    """(node, exact, sig, bands, dump_idx[, url]) for the documents in `nodes`."""
+    params = cfg.minhash_params()
+    extra = ["url"] if cfg.url_dedup else []
+    text = docs.select("doc_id", "text", *extra).join(nodes.select("doc_id", "node", "dump_idx"), "doc_id")
+    sigs = (text.select("node", "text")
+                .mapInArrow(lambda it: (signature_batch(b, params, bands, rows) for b in it), SIG_SCHEMA_DDL)
+                .join(text.select("node", "dump_idx", *extra), "node"))
+    return sigs
+
+
+def _duplicates(comps: "DataFrame", attrs: "DataFrame", sigs: "DataFrame", keep: str,
+                removable: "Column | None" = None) -> "DataFrame":
+    """Pick each cluster's representative by the keep policy; every other member is a duplicate.
+
+    Rows: doc_id, dump, representative, representative_dump, reason (exact when the
+    normalized texts are equal), jaccard (estimated, to the representative).
+    `removable` limits which members may be removed (incremental mode: new dumps only).
+    """
+    from pyspark.sql import functions as F
+
+    key = {"longest": F.struct(-F.col("n_chars"), F.col("node")),
+           "latest": F.struct(-F.col("dump_idx"), F.col("doc_id")),
+           "earliest": F.struct(F.col("node"))}[keep]
+    members = comps.join(attrs, "node").withColumn("key", key)
+    reps = members.groupBy("component").agg(F.min(F.struct("key", "node")).alias("best")) \
+                  .select("component", F.col("best.node").alias("rep"))
+    dup_nodes = members.join(reps, "component").where(F.col("node") != F.col("rep"))
+    if removable is not None:
+        dup_nodes = dup_nodes.where(removable)
+    s = sigs.select("node", "exact", "sig")
+    pairs = (dup_nodes.select("node", "rep").join(s, "node")
+                      .join(s.select(F.col("node").alias("rep"), F.col("exact").alias("rep_exact"),
+                                     F.col("sig").alias("rep_sig")), "rep"))
+    scored = pairs.select(F.col("node").alias("src"), F.col("rep").alias("dst"),
+                          F.col("sig").alias("sig_src"), F.col("rep_sig").alias("sig_dst"),
+                          F.when(F.col("exact") == F.col("rep_exact"), "exact").otherwise("near").alias("reason"))
+    j = scored.select("src", "dst", "sig_src", "sig_dst").mapInArrow(
+        lambda it: (jaccard_batch(b) for b in it), "src long, dst long, jaccard double")
+    rep_attrs = attrs.select(F.col("node").alias("dst"), F.col("doc_id").alias("representative"),
+                             F.col("dump").alias("representative_dump"))
+    return (scored.select("src", "dst", "reason")
+                  .join(j.select("src", "jaccard"), "src")
+                  .join(attrs.select(F.col("node").alias("src"), "doc_id", "dump"), "src")
+                  .join(rep_attrs, "dst")
+                  .withColumn("jaccard", F.when(F.col("reason") == "exact", F.lit(1.0)).otherwise(F.col("jaccard")))
+                  .select("doc_id", "dump", "representative", "representative_dump", "reason", "jaccard"))
+
+
+def _rate_by_dumps(sigs: "DataFrame", edges: "DataFrame", cfg: DedupConfig, dump_sizes: list[int],
+                   report: dict, out) -> None:
+    """The paper's curve (removal for the first k dumps together) and per-dump removal, into `report`."""
+    from pyspark.sql import functions as F
+
+    docs_in = sum(dump_sizes)
+    report["rate_by_dumps"] = _removed_by_prefix(edges, dump_sizes, checkpoint=True)
+    report["rate_by_dumps_method"] = (
+        "for k = 1..N, the star edges (exact and LSH, verified) among documents of the first k dumps "
+        "in chronological (name) order; removed = documents in duplicate clusters minus clusters; "
+        "fraction of the documents in those k dumps")
+    pcomps, _ = _components(build_edges(sigs, cfg, per_dump=True), "per-dump", checkpoint=True)
+    row = pcomps.agg(F.count(F.lit(1)).alias("nodes"), F.countDistinct("component").alias("c")).first()
+    removed = (row["nodes"] or 0) - (row["c"] or 0)
+    report["per_dump_mode_removed"] = removed
+    report["per_dump_mode_removed_fraction"] = round(removed / docs_in, 6) if docs_in else 0.0
+    _plot_rate(report, out)
+
+
 def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    from pipeline.dedup_index import DedupIndex
     from pipeline.minhash import fp_fn_curve, fp_fn_mass
     from pipeline.parquet_out import write_parquet
     from pipeline.tables import read_table
 
-    t0 = time.time()
-    timings: dict[str, float] = {}
-
-    def lap(name: str, since: list[float] = [t0]) -> None:
-        now = time.time()
-        timings[name] = round(now - since[0], 3)
-        since[0] = now
-
+    timer = _Timer()
     spark.sparkContext.setCheckpointDir(f"{out.tmp_uri}/_checkpoints")
     docs = read_table(spark, cfg.input)
     missing = {"doc_id", "dump", "text"} - set(docs.columns)
     if missing:
         raise ConfigError(f"dedup: {cfg.input} lacks document columns: {', '.join(sorted(missing))}")
+    if "n_chars" not in docs.columns:
+        docs = docs.withColumn("n_chars", F.length("text"))
     bands, rows = cfg.lsh()
-    params = cfg.minhash_params()
-    dumps = sorted(r["dump"] for r in docs.select("dump").distinct().collect())
-    _log(f"{len(dumps)} dumps; LSH {bands} bands x {rows} rows over {cfg.num_perm} permutations "
-         f"({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, keep {cfg.keep}")
+    input_dumps = sorted(r["dump"] for r in docs.select("dump").distinct().collect())
+    index = DedupIndex.open(spark, cfg, bands, rows) if cfg.index else None
+    first_node, old_dumps = (index.next_node, index.dumps) if index else (0, [])
+    dumps = [d for d in input_dumps if d not in old_dumps]
+    if index:
+        index.check_newer(dumps)
+        if not dumps:
+            _log(f"every input dump is already in the index {cfg.index}: nothing to do")
+            return {"stage": "dedup", "docs_in": 0, "docs_kept": 0, "docs_removed": 0,
+                    "already_indexed_dumps": input_dumps}
+        docs = docs.where(F.col("dump").isin(dumps))
+    _log(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows over "
+         f"{cfg.num_perm} permutations ({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, keep {cfg.keep}")
 
-    nodes = _number_documents(docs, dumps).persist(StorageLevel.MEMORY_AND_DISK)
+    nodes = _number_documents(docs, old_dumps + dumps, first_node).persist(StorageLevel.MEMORY_AND_DISK)
     dump_sizes = [0] * len(dumps)
     for r in nodes.groupBy("dump_idx").count().collect():
-        dump_sizes[r["dump_idx"]] = r["count"]
+        dump_sizes[r["dump_idx"] - len(old_dumps)] = r["count"]
     docs_in = sum(dump_sizes)
-    lap("number_documents")
+    timer.lap("number_documents")
 
-    extra = ["url"] if cfg.url_dedup else []
-    text = docs.select("doc_id", "text", *extra).join(nodes.select("doc_id", "node"), "doc_id")
-    sigs = (text.select("node", "text")
-                .mapInArrow(lambda it: (signature_batch(b, params, bands, rows) for b in it), SIG_SCHEMA_DDL)
-                .join(nodes.select("node", "dump_idx"), "node"))
-    if cfg.url_dedup:
-        sigs = sigs.join(text.select("node", "url"), "node")
+    sigs = _signatures(docs, nodes, cfg, bands, rows)
+    attrs = nodes.join(docs.select("doc_id", "n_chars"), "doc_id").select("node", "doc_id", "dump", "dump_idx", "n_chars")
+    if index:
+        sigs = sigs.unionByName(index.signatures())
+        attrs = attrs.unionByName(index.attributes())
     sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
     sigs.count()
-    lap("signatures")
+    timer.lap("signatures")
 
     stats: dict = {}
-    edges = build_edges(sigs, cfg, per_dump=cfg.mode == "per-dump", stats=stats).localCheckpoint()
-    lap("edges")
+    edges = build_edges(sigs, cfg, per_dump=cfg.mode == "per-dump", stats=stats)
+    new_only = None
+    if index:  # old documents were deduplicated already: only edges that touch a new one matter
+        edges = edges.where((F.col("src") >= first_node) | (F.col("dst") >= first_node))
+        new_only = F.col("node") >= first_node
+    edges = edges.localCheckpoint()
+    timer.lap("edges")
     comps, rounds = _components(edges, "components", checkpoint=True)
     comps = comps.persist(StorageLevel.MEMORY_AND_DISK)
-    lap("components")
+    timer.lap("components")
 
-    # Representatives by the keep policy, then every other member is a duplicate.
-    attrs = nodes.select("node", "doc_id", "dump", "dump_idx")
-    if cfg.keep == "longest":
-        attrs = attrs.join(docs.select("doc_id", F.col("n_chars") if "n_chars" in docs.columns
-                                       else F.length("text").alias("n_chars")), "doc_id")
-        key = F.struct(-F.col("n_chars"), F.col("node"))
-    elif cfg.keep == "latest":
-        key = F.struct(-F.col("dump_idx"), F.col("doc_id"))
-    else:
-        key = F.struct(F.col("node"))
-    members = comps.join(attrs, "node").withColumn("key", key)
-    reps = members.groupBy("component").agg(F.min(F.struct("key", "node")).alias("best")) \
-                  .select("component", F.col("best.node").alias("rep"))
-    dup_nodes = members.join(reps, "component").where(F.col("node") != F.col("rep")).select("node", "rep")
-    s = sigs.select("node", "exact", "sig")
-    scored = (dup_nodes.join(s, "node")
-                       .join(s.select(F.col("node").alias("rep"), F.col("exact").alias("rep_exact"),
-                                      F.col("sig").alias("rep_sig")), "rep"))
-    j = scored.select(F.col("node").alias("src"), F.col("rep").alias("dst"),
-                      F.col("sig").alias("sig_src"), F.col("rep_sig").alias("sig_dst")) \
-              .mapInArrow(lambda it: (jaccard_batch(b) for b in it), "src long, dst long, jaccard double")
-    rep_attrs = attrs.select(F.col("node").alias("rep"), F.col("doc_id").alias("representative"),
-                             F.col("dump").alias("representative_dump"))
-    duplicates = (scored.select("node", "rep", F.when(F.col("exact") == F.col("rep_exact"), "exact")
-                                .otherwise("near").alias("reason"))
-                        .join(j.select(F.col("src").alias("node"), "jaccard"), "node")
-                        .join(attrs.select("node", "doc_id", "dump"), "node")
-                        .join(rep_attrs, "rep")
-                        .withColumn("jaccard", F.when(F.col("reason") == "exact", F.lit(1.0))
-                                    .otherwise(F.col("jaccard")))
-                        .select("doc_id", "dump", "representative", "representative_dump", "reason", "jaccard"))
-    duplicates = duplicates.persist(StorageLevel.MEMORY_AND_DISK)
-
+    duplicates = _duplicates(comps, attrs, sigs, cfg.keep, new_only).persist(StorageLevel.MEMORY_AND_DISK)
     parts = cfg.output_partitions
     write_parquet(duplicates, f"{out.tmp_uri}/duplicates", sort_by=["doc_id"], num_files=parts)
     kept = docs.join(duplicates.select("doc_id"), "doc_id", "left_anti").select(*docs.columns)
     kept_rows = sum(n for _, n in write_parquet(kept, f"{out.tmp_uri}/kept", partition_by=["dump"],
                                                  sort_by=["doc_id"], num_files=parts))
-    lap("write")
+    timer.lap("write")
 
     removed_per_dump = {d: 0 for d in dumps}
     by_reason = {"exact": 0, "near": 0}
@@ -369,47 +431,39 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         removed_per_dump[r["dump"]] += r["count"]
         by_reason[r["reason"]] += r["count"]
     docs_removed = sum(removed_per_dump.values())
-    component_sizes = comps.groupBy("component").count().withColumnRenamed("count", "size")
+    if kept_rows != docs_in - docs_removed:
+        raise RuntimeError(f"dedup: wrote {kept_rows} kept documents, expected {docs_in - docs_removed}")
+    fp, fn = fp_fn_mass(cfg.threshold, bands, rows)
     report = {
         "stage": "dedup",
         "docs_in": docs_in,
-        "docs_kept": docs_in - docs_removed,
+        "docs_kept": kept_rows,
         "docs_removed": docs_removed,
         "removed_fraction": round(docs_removed / docs_in, 6) if docs_in else 0.0,
         "removed_by_reason": by_reason,
         "docs_per_dump": dict(zip(dumps, dump_sizes)),
         "removed_per_dump": removed_per_dump,
-        "component_size_histogram": _size_histogram(component_sizes),
+        "component_size_histogram": _size_histogram(comps.groupBy("component").count().withColumnRenamed("count", "size")),
         "components_rounds": rounds,
         "lsh": {"bands": bands, "rows": rows, "num_perm": cfg.num_perm, "threshold": cfg.threshold,
-                "false_positive_mass": None, "false_negative_mass": None,
+                "false_positive_mass": round(fp, 6), "false_negative_mass": round(fn, 6),
                 "candidate_curve": fp_fn_curve(bands, rows)},
         **stats,
     }
-    fp, fn = fp_fn_mass(cfg.threshold, bands, rows)
-    report["lsh"].update(false_positive_mass=round(fp, 6), false_negative_mass=round(fn, 6))
-    if kept_rows != report["docs_kept"]:
-        raise RuntimeError(f"dedup: wrote {kept_rows} kept documents, expected {report['docs_kept']}")
-
-    if cfg.rate_by_dumps and cfg.mode == "global":
-        report["rate_by_dumps"] = _removed_by_prefix(edges, dump_sizes, checkpoint=True)
-        report["rate_by_dumps_method"] = (
-            "for k = 1..N, the star edges (exact and LSH, verified) among documents of the first k dumps "
-            "in chronological (name) order; removed = documents in duplicate clusters minus clusters; "
-            "fraction of the documents in those k dumps")
-        per_dump_edges = build_edges(sigs, cfg, per_dump=True)
-        pcomps, _ = _components(per_dump_edges, "per-dump", checkpoint=True)
-        row = pcomps.agg(F.count(F.lit(1)).alias("nodes"), F.countDistinct("component").alias("c")).first()
-        removed = (row["nodes"] or 0) - (row["c"] or 0)
-        report["per_dump_mode_removed"] = removed
-        report["per_dump_mode_removed_fraction"] = round(removed / docs_in, 6) if docs_in else 0.0
-        lap("rate_by_dumps")
-        _plot_rate(report, out)
+    if cfg.rate_by_dumps and cfg.mode == "global" and not index:
+        _rate_by_dumps(sigs, edges, cfg, dump_sizes, report, out)
+        timer.lap("rate_by_dumps")
+    if index:
+        kept_nodes = sigs.where(F.col("node") >= first_node).join(
+            nodes.join(duplicates.select("doc_id"), "doc_id", "left_anti").select("node", "doc_id", "dump"), "node")
+        report["index"] = index.append(kept_nodes.join(attrs.select("node", "n_chars"), "node"),
+                                       old_dumps + dumps, first_node + docs_in)
+        timer.lap("index")
 
     for df in (duplicates, comps, sigs, nodes):
         df.unpersist()
-    report["timings"] = timings
-    report["seconds"] = round(time.time() - t0, 3)
+    report["timings"] = timer.laps
+    report["seconds"] = round(time.time() - timer.start, 3)
     assert report["docs_in"] == report["docs_kept"] + report["docs_removed"]
     _log(f"{docs_in} documents in, {docs_removed} removed ({report['removed_fraction']:.1%}: "
          f"{by_reason['exact']} exact, {by_reason['near']} near), {report['docs_kept']} kept, "

@@ -164,3 +164,32 @@ def test_byte_identical_on_rerun_with_other_parallelism(documents, deduped, tmp_
     assert files(out) == files(deduped)
     a, b = read_json(str(out / "report.json")), read_json(str(deduped / "report.json"))
     assert a["rate_by_dumps"] == b["rate_by_dumps"] and a["removed_by_reason"] == b["removed_by_reason"]
+
+
+def test_incremental_index_matches_global_run(documents, deduped, tmp_path):
+    """Dumps 1-2, then dump 3 against the index: dump 3 loses what the global run removes from it."""
+    import shutil
+
+    dumps = sorted(p.name for p in documents.iterdir() if p.name.startswith("dump="))
+    old, new = tmp_path / "old", tmp_path / "new"
+    for d in dumps[:-1]:
+        shutil.copytree(documents / d, old / d)
+    shutil.copytree(documents / dumps[-1], new / dumps[-1])
+    index = tmp_path / "index"
+    assert cli(["dedup", "--input", str(old), "--output", str(tmp_path / "o1"), "--index", str(index)]) == 0
+    first = read_json(str(index / "index.json"))
+    # The whole table as input: dumps already in the index are not processed again.
+    assert cli(["dedup", "--input", str(documents), "--output", str(tmp_path / "o2"), "--index", str(index)]) == 0
+    report = read_json(str(tmp_path / "o2" / "report.json"))
+    last = dumps[-1].split("=", 1)[1]
+    assert list(report["docs_per_dump"]) == [last]
+    got = set(arrow_dataset(str(tmp_path / "o2" / "duplicates")).to_table()["doc_id"].to_pylist())
+    full = arrow_dataset(str(deduped / "duplicates")).to_table()
+    want = {d for d, dump in zip(full["doc_id"].to_pylist(), full["dump"].to_pylist()) if dump == last}
+    assert got == want
+    meta = read_json(str(index / "index.json"))
+    assert meta["dumps"] == first["dumps"] + [last]
+    assert meta["entries"] == first["entries"] + report["docs_kept"]
+    # Dumps already in the index are never processed again.
+    assert cli(["dedup", "--input", str(old), "--output", str(tmp_path / "o3"), "--index", str(index)]) == 0
+    assert read_json(str(tmp_path / "o3" / "report.json"))["docs_in"] == 0
