@@ -132,7 +132,7 @@ def train_classifier_from_files(output: str, *, labelled: str | None = None, pos
     counts: dict[str, int] = {}
     for y in labels:
         counts[y] = counts.get(y, 0) + 1
-    card = {"model": path, "bytes": os.path.getsize(path), "kind": "fasttext-supervised",
+    card = {"model": os.path.basename(path), "bytes": os.path.getsize(path), "kind": "fasttext-supervised",
             "labels": counts, "train_examples": len(train_x), "heldout_examples": len(test_x),
             "heldout_accuracy": round(accuracy, 4), "params": train_args, "sources": sources}
     with open(os.path.splitext(path)[0] + ".card.json", "w", encoding="utf-8") as f:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -63,7 +64,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
         epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams, dim=args.dim,
         min_count=args.min_count, seed=args.seed, quantize=args.quantize or args.output.endswith(".ftz"))
     print(f"held-out accuracy {card['heldout_accuracy']:.4f} on {card['heldout_examples']} examples; "
-          f"wrote {card['model']}", file=sys.stderr)
+          f"wrote {os.path.join(os.path.dirname(args.output), card['model'])}", file=sys.stderr)
     return 0
 
 
@@ -72,7 +73,7 @@ def _train_kenlm(args: argparse.Namespace) -> int:
 
     card = train_kenlm(args.input, args.output, lang=args.lang, order=args.order, prune=args.prune,
                        memory=args.memory, text_field=args.text_field, bin_dir=args.bin_dir)
-    print(f"wrote {card['model']} ({card['bytes']} bytes, {card['sentences']} sentences)", file=sys.stderr)
+    print(f"wrote {args.output} ({card['bytes']} bytes, {card['sentences']} sentences)", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,150 @@
+"""Heuristic (linguistic) signals: Gopher quality and repetition, C4, FineWeb.
+
+Each signal is a number per document, stored as a column; the thresholds live
+in the rule set (`rules.py`), not here, so they can change without
+recomputing. What does depend on the language is how a signal is measured:
+words come from `words.words` (jieba for Chinese, script runs for Japanese),
+stop words are per language, and a "short line" is shorter in characters for
+CJK, where one character carries about as much as a word elsewhere.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.filters.words import CJK_LANGS, has_letter, words
+
+MAX_CHARS = 100_000  # signals of longer documents are measured on their first 100k characters
+
+# Gopher's English stop words; for other languages the most frequent function words.
+STOP_WORDS: dict[str, frozenset[str]] = {
+    "en": frozenset({"the", "be", "to", "of", "and", "that", "have", "with"}),
+    "zh": frozenset({"的", "了", "是", "在", "和", "有", "不", "这", "也", "就", "我们", "一个", "上", "中", "与", "或"}),
+    "ja": frozenset({"の", "に", "は", "を", "が", "で", "て", "と", "た", "も", "な", "から", "です", "ます"}),
+    "de": frozenset({"der", "die", "und", "in", "den", "von", "zu", "das", "mit", "sich", "ist", "nicht"}),
+    "fr": frozenset({"le", "la", "de", "et", "les", "des", "un", "une", "est", "en", "que", "pour"}),
+    "es": frozenset({"de", "la", "que", "el", "en", "y", "los", "se", "del", "las", "un", "por"}),
+    "it": frozenset({"di", "e", "il", "la", "che", "per", "un", "in", "del", "della", "non", "una"}),
+    "ru": frozenset({"и", "в", "не", "на", "что", "с", "по", "как", "это", "для", "из", "к"}),
+}
+SHORT_LINE_CHARS = {"zh": 10, "ja": 12}   # FineWeb's short line: <= 30 characters elsewhere
+DEFAULT_SHORT_LINE_CHARS = 30
+C4_MIN_LINE_WORDS = 3                     # C4 drops lines with fewer words
+BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "·", "‣", "⁃", "◦")
+ELLIPSES = ("...", "…")
+# FineWeb's line-ending punctuation, with the CJK full-width forms.
+END_PUNCT = (".", "!", "?", '"', "'", "”", "’", "。", "！", "？", "」", "』", "…", ":", ";", "：", "；", ")", "）")
+POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+TOP_NGRAMS = (2, 3, 4)
+DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
+
+SIGNALS: tuple[str, ...] = (
+    # Gopher quality
+    "n_words", "mean_word_len", "symbol_word_ratio", "bullet_line_frac", "ellipsis_line_frac",
+    "alpha_word_frac", "stop_words",
+    # Gopher repetition (dup_line_char_frac is also FineWeb's duplicated-line characters)
+    "dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac",
+    *(f"top_{n}gram_frac" for n in TOP_NGRAMS), *(f"dup_{n}gram_frac" for n in DUP_NGRAMS),
+    # C4
+    "c4_javascript_lines", "c4_policy_lines", "c4_lorem_ipsum", "c4_curly_brace", "c4_short_line_frac",
+    # FineWeb
+    "line_punct_frac", "short_line_frac", "newline_word_ratio",
+)
+
+
+def _duplicates(items: list[str]) -> tuple[int, int]:
+    """(items seen before, their characters): a repeated item counts from its second occurrence."""
+    seen: set[str] = set()
+    n = chars = 0
+    for x in items:
+        if x in seen:
+            n += 1
+            chars += len(x)
+        else:
+            seen.add(x)
+    return n, chars
+
+
+def _top_ngram_frac(ws: list[str], n: int, total_chars: int) -> float:
+    """Characters of the most frequent n-gram times its count, over all word characters."""
+    if len(ws) < n or not total_chars:
+        return 0.0
+    counts = Counter(zip(*(ws[i:] for i in range(n))))
+    gram, count = counts.most_common(1)[0]
+    return sum(map(len, gram)) * count / total_chars if count > 1 else 0.0
+
+
+def _dup_ngram_frac(ws: list[str], n: int, total_chars: int) -> float:
+    """Characters in n-grams already seen (non-overlapping once counted), over all word characters."""
+    if len(ws) < n or not total_chars:
+        return 0.0
+    seen: set[tuple[str, ...]] = set()
+    i = repeated = 0
+    while i <= len(ws) - n:
+        gram = tuple(ws[i:i + n])
+        if gram in seen:
+            repeated += sum(map(len, gram))
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return repeated / total_chars
+
+
+def doc_signals(text: str, lang: str) -> list[float]:
+    """All SIGNALS of one document, in order."""
+    text = text[:MAX_CHARS]
+    lines = [ln.strip() for ln in text.split("\n")]
+    lines = [ln for ln in lines if ln]
+    paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+    ws = words(text, lang)
+    n_words = len(ws)
+    n_lines = max(len(lines), 1)
+    lower = [w.lower() for w in ws]
+    content = [w for w in lower if any(c.isalnum() for c in w)]  # repetition ignores punctuation tokens
+    content_chars = sum(map(len, content))
+    stop = STOP_WORDS.get(lang, frozenset())
+    n_symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
+    short_chars = SHORT_LINE_CHARS.get(lang, DEFAULT_SHORT_LINE_CHARS)
+    dup_lines, dup_line_chars = _duplicates(lines)
+    dup_paras, dup_para_chars = _duplicates(paras)
+    text_chars = max(len(text), 1)
+    low_text = text.lower()
+    if lang in CJK_LANGS:
+        c4_short = sum(len(words(ln, lang)) < C4_MIN_LINE_WORDS for ln in lines)
+    else:
+        c4_short = sum(len(ln.split()) < C4_MIN_LINE_WORDS for ln in lines)
+    return [
+        float(n_words),
+        sum(map(len, ws)) / n_words if n_words else 0.0,
+        n_symbols / n_words if n_words else 0.0,
+        sum(ln.startswith(BULLETS) for ln in lines) / n_lines,
+        sum(ln.endswith(ELLIPSES) for ln in lines) / n_lines,
+        sum(map(has_letter, ws)) / n_words if n_words else 0.0,
+        float(sum(text.count(w) for w in stop) if lang == "ja" else sum(w in stop for w in lower)),
+        dup_lines / n_lines,
+        dup_paras / max(len(paras), 1),
+        dup_line_chars / text_chars,
+        dup_para_chars / text_chars,
+        *(_top_ngram_frac(content, n, content_chars) for n in TOP_NGRAMS),
+        *(_dup_ngram_frac(content, n, content_chars) for n in DUP_NGRAMS),
+        sum("javascript" in ln.lower() for ln in lines) / n_lines,
+        sum(any(p in ln.lower() for p in POLICY) for ln in lines) / n_lines,
+        float("lorem ipsum" in low_text),
+        float("{" in text),
+        c4_short / n_lines,
+        sum(ln.endswith(END_PUNCT) for ln in lines) / n_lines,
+        sum(len(ln) <= short_chars for ln in lines) / n_lines,
+        text.count("\n") / n_words if n_words else 0.0,
+    ]
+
+
+def signals_table(texts: list[str], langs: list[str],
+                  fn: Callable[[str, str], list[float]] = doc_signals) -> dict[str, pa.Array]:
+    """SIGNALS as float64 columns for a batch of documents."""
+    values = np.array([fn(t or "", lang) for t, lang in zip(texts, langs)], dtype=np.float64)
+    values = values.reshape(len(texts), len(SIGNALS))
+    return {name: pa.array(values[:, i]) for i, name in enumerate(SIGNALS)}

