@@ -68,8 +68,10 @@ def init_distributed(engine: str) -> Dist:
 
         if not cuda:
             # The shared-memory all-reduce op only speeds up CPU collectives and costs a
-            # ~40 s g++ build on first use; gloo is what CPU runs (tests) need.
-            deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+            # ~40 s g++ build on first use; gloo is what CPU runs (tests) need. Recording
+            # the op as incompatible before DeepSpeed probes anything also skips the probe's
+            # compiler runs (comm/torch.py is the only reader of this table).
+            vars(deepspeed.ops).setdefault("__compatible_ops__", {})["deepspeed_shm_comm"] = False
         deepspeed.init_distributed(dist_backend=backend)
     elif owns:
         dist.init_process_group(backend, device_id=device if cuda else None)

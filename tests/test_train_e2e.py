@@ -1,0 +1,127 @@
+"""End to end on the bundled sample: two-process DeepSpeed ZeRO-1 on CPU (torchrun + gloo), resume, HF export.
+
+The token shards are real: the sample's crawl records through ingest's record
+policy, a 512-token byte-level BPE, and the tokenize job's shard writer
+(`train.sample_data`, no Spark). The tiny model trains 30 steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from train.sample_data import build
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+STEPS, RESUME_AT = 30, 20
+
+
+@pytest.fixture(scope="module")
+def sample_tokens(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample_tokens")
+    return out, build(out, vocab_size=512)
+
+
+def _run_file(folder: Path, sample: Path, vocab: int) -> Path:
+    path = folder / "run.toml"
+    path.write_text(f"""
+[model]
+preset = "tiny"
+vocab_size = {vocab}
+seq_len = 64
+
+[train]
+max_steps = {STEPS}
+lr = 3e-3
+batch_size = 8
+warmup_steps = 5
+data = "{sample / 'train'}"
+val_data = "{sample / 'val'}"
+log_every = 5
+eval_every = 15
+save_every = 10
+eval_windows = 32
+engine = "deepspeed"
+""")
+    return path
+
+
+def _train(*argv: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "train", *argv, "--nproc-per-node", "2"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+@pytest.fixture(scope="module")
+def trained(sample_tokens, tmp_path_factory):
+    sample, info = sample_tokens
+    folder = tmp_path_factory.mktemp("run")
+    config = _run_file(folder, sample, info["vocab_size"])
+    proc = _train("--config", str(config), "--output", str(folder / "out"))
+    return config, folder / "out", proc.stderr
+
+
+def test_zero1_two_processes_loss_decreases(trained):
+    _, out, log = trained
+    assert "deepspeed, 2 ranks, cpu" in log and "MFU n/a" in log and "bits/byte" in log
+    losses = _losses(out)
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    first, last = sum(losses[s] for s in range(1, 6)) / 5, sum(losses[s] for s in range(STEPS - 4, STEPS + 1)) / 5
+    assert last < first - 0.4, (first, last)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and 0 < summary["val_bpb"] < 8 and summary["val_loss"] < losses[1]
+    ckpts = out / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["latest", "step-00000020", "step-00000024", "step-00000030"]
+    assert (ckpts / "step-00000024" / "KEEP").exists()  # end of the first LR stage (80% of 30 steps)
+    assert len(list((ckpts / "step-00000030" / "deepspeed").glob("zero_pp_rank_*_optim_states.pt"))) == 2
+    assert (out / "tensorboard").is_dir() and (out / "run.toml").is_file()
+
+
+def test_resume_continues_the_same_trajectory(trained, tmp_path):
+    config, out, _ = trained
+    resumed = tmp_path / "resumed"
+    proc = _train("--config", str(config), "--output", str(resumed),
+                  "--resume", str(out / "checkpoints" / f"step-{RESUME_AT:08d}"))
+    assert f"at step {RESUME_AT}" in proc.stderr
+    want, got = _losses(out), _losses(resumed)
+    assert sorted(got) == list(range(RESUME_AT + 1, STEPS + 1))
+    for step, loss in got.items():
+        assert loss == pytest.approx(want[step], abs=1e-5), step
+
+
+def test_hf_export_matches_our_logits(trained, sample_tokens, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from jobs.cli import main
+    from tokenizer import files
+    from tokenizer.specials import EOS
+    from train.checkpoint import load_weights
+    from train.config import ModelConfig
+    from train.model import Transformer
+
+    _, out, _ = trained
+    hf_dir = tmp_path / "hf"
+    assert main(["export-hf", "--checkpoint", str(out), "--output", str(hf_dir)]) == 0
+    ckpt = out / "checkpoints" / f"step-{STEPS:08d}"
+    ours = Transformer(ModelConfig(**json.loads((ckpt / "trainer.json").read_text())["model"]))
+    load_weights(ours, ckpt / "model.safetensors")
+    hf = transformers.LlamaForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32).eval()
+    text = "The Debian package manager installs software.\n"
+    tok = files.load(str(sample_tokens[0] / "tokenizer"))
+    ids = tok.encode(text).ids
+    assert transformers.AutoTokenizer.from_pretrained(hf_dir)(text)["input_ids"] == ids
+    tokens = torch.tensor([ids])
+    with torch.no_grad():
+        assert torch.allclose(hf(tokens).logits, ours(tokens), atol=1e-4)
+    assert hf.config.num_key_value_heads == 2 and hf.config.eos_token_id == tok.token_to_id(EOS)

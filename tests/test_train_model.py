@@ -1,0 +1,87 @@
+"""The model and its attention backends: agreement with a plain reference, causality, GQA, init."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from train.attention import attend, flash_attn_func, reference, resolve_backend
+from train.config import ModelConfig, get_preset
+from train.model import Transformer, train_flops_per_token
+from train.scaling import flops_per_token
+
+CFG = ModelConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, ffn_dim=96, vocab_size=128, seq_len=32)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared CI cores: OpenMP spinning with 2 threads is 20x slower
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("kv_heads", [8, 2, 1])  # MHA, GQA, MQA
+def test_sdpa_matches_reference(kv_heads):
+    g = torch.Generator().manual_seed(kv_heads)
+    q = torch.randn(2, 16, 8, 32, generator=g)
+    k, v = (torch.randn(2, 16, kv_heads, 32, generator=g) for _ in range(2))
+    assert torch.allclose(attend(q, k, v, "sdpa"), reference(q, k, v), atol=1e-5)
+
+
+def test_auto_backend_is_sdpa_without_flash_and_flash_demands_it():
+    q = torch.randn(1, 4, 2, 8)
+    assert resolve_backend("auto", q) == "sdpa"
+    with pytest.raises(RuntimeError, match="flash-attn"):
+        resolve_backend("flash", q)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or flash_attn_func() is None, reason="needs CUDA and flash-attn")
+def test_flash_matches_reference_on_gpu():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(2, 256, 16, 128, device="cuda", dtype=torch.bfloat16, generator=g)
+    k, v = (torch.randn(2, 256, 4, 128, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(2))
+    ref = reference(q, k, v)
+    assert (attend(q, k, v, "flash").float() - ref).abs().max() < 2e-2
+    assert (attend(q, k, v, "sdpa").float() - ref).abs().max() < 2e-2
+
+
+def test_model_backends_agree_and_are_causal():
+    torch.manual_seed(0)
+    model = Transformer(CFG, attention="sdpa")
+    ref = Transformer(CFG, attention="reference")
+    ref.load_state_dict(model.state_dict())
+    tokens = torch.randint(0, 128, (2, 32))
+    logits = model(tokens)
+    assert logits.shape == (2, 32, 128)
+    assert torch.allclose(logits, ref(tokens), atol=1e-5)
+    changed = tokens.clone()
+    changed[:, 20:] = (changed[:, 20:] + 1) % 128
+    assert torch.allclose(model(changed)[:, :20], logits[:, :20], atol=1e-6)  # no peeking ahead
+    assert not torch.allclose(model(changed)[:, 20:], logits[:, 20:])
+
+
+def test_parameter_count_init_and_loss():
+    torch.manual_seed(0)
+    model = Transformer(dataclasses.replace(get_preset("tiny"), vocab_size=512))
+    assert sum(p.numel() for p in model.parameters()) == model.cfg.n_params()
+    out = model.output.weight
+    assert abs(out.std().item() - 0.006) < 3e-4 and torch.equal(model.norm.weight, torch.ones(64))
+    tokens = torch.randint(0, 512, (2, 17))
+    loss = model(tokens[:, :-1], tokens[:, 1:])
+    assert abs(loss.item() - torch.log(torch.tensor(512.0)).item()) < 0.05  # near-uniform at init
+    with pytest.raises(ValueError, match="exceeds"):
+        model(torch.zeros(1, 257, dtype=torch.long))
+
+
+def test_tied_embeddings_share_one_matrix():
+    model = Transformer(dataclasses.replace(CFG, tie_embeddings=True))
+    assert model.output.weight is model.tok_embeddings.weight
+    assert sum(p.numel() for p in model.parameters()) == model.cfg.n_params()
+
+
+def test_mfu_flops_add_the_output_projection():
+    cfg = get_preset("1b")
+    assert train_flops_per_token(cfg) == flops_per_token(cfg) + 6 * 2048 * 102_400

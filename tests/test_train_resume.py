@@ -1,0 +1,122 @@
+"""The torch engine in-process: a crash mid-checkpoint, resume, continual training, run-file handling."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from pipeline.config import ConfigError
+from pipeline.token_shards import SHARD_SCHEMA
+from train import checkpoint, trainer
+from train.config import ModelConfig, TrainConfig
+
+MODEL = ModelConfig(n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, ffn_dim=64, vocab_size=64, seq_len=32)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> str:
+    """Documents from a fixed Markov chain, so there is something to learn."""
+    folder = tmp_path_factory.mktemp("tokens")
+    rng = np.random.default_rng(0)
+    nxt = rng.integers(0, 64, size=(64, 2))
+    docs, t = [], 0
+    for _ in range(200):
+        doc = []
+        for _ in range(int(rng.integers(20, 80))):
+            t = int(nxt[t, rng.integers(0, 2)])
+            doc.append(t)
+        docs.append(doc)
+    ids = pa.array(docs, type=pa.large_list(pa.uint32()))
+    with pa.OSFile(str(folder / "part-00000.arrow"), "wb") as sink, pa.ipc.new_file(sink, SHARD_SCHEMA) as w:
+        w.write_batch(pa.record_batch([ids, pa.array([str(i) for i in range(200)]), pa.nulls(200, pa.string())],
+                                      schema=SHARD_SCHEMA))
+    (folder / "manifest.json").write_text(json.dumps({"shards": [{"file": "part-00000.arrow"}]}))
+    return str(folder)
+
+
+def _train(shards: str, out: Path, steps: int, resume: str | None = None, **changes) -> dict:
+    cfg = TrainConfig(max_steps=steps, lr=1e-2, batch_size=4, warmup_steps=2, data=shards, val_data=shards,
+                      eval_windows=8, eval_every=1000, save_every=4, log_every=100, engine="torch", num_workers=0)
+    return trainer.run(MODEL, dataclasses.replace(cfg, **changes), out, resume=resume)
+
+
+def _losses(out: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+
+
+def test_crash_mid_checkpoint_leaves_the_previous_one_and_resume_is_exact(shards, tmp_path, monkeypatch):
+    straight = _train(shards, tmp_path / "straight", 10)
+    assert _losses(tmp_path / "straight")[10] < _losses(tmp_path / "straight")[1] - 0.5
+
+    real_fsync = checkpoint._fsync_tree
+
+    def crash_at_step_8(folder: Path) -> None:
+        if folder.name.endswith("00000008"):
+            raise OSError("disk full")
+        real_fsync(folder)
+
+    monkeypatch.setattr(checkpoint, "_fsync_tree", crash_at_step_8)
+    out = tmp_path / "crashed"
+    with pytest.raises(OSError, match="disk full"):
+        _train(shards, out, 10)
+    ckpts = out / "checkpoints"
+    assert checkpoint.latest(ckpts).name == "step-00000004" and (ckpts / ".tmp-step-00000008").is_dir()
+    monkeypatch.undo()
+    resumed = _train(shards, out, 10, resume="latest")
+    assert not (ckpts / ".tmp-step-00000008").exists() and checkpoint.latest(ckpts).name == "step-00000010"
+    want, got = _losses(tmp_path / "straight"), _losses(out)  # steps 5.. are logged twice: keep the last
+    assert all(got[s] == pytest.approx(want[s], abs=1e-6) for s in range(1, 11))
+    assert resumed["val_loss"] == pytest.approx(straight["val_loss"], abs=1e-6)
+
+
+def test_continual_training_from_the_end_of_the_first_stage(shards, tmp_path):
+    """The paper's reason for the multi-step schedule: a longer run reuses a shorter run's first stage."""
+    _train(shards, tmp_path / "short", 10)
+    first_stage = tmp_path / "short" / "checkpoints" / "step-00000008"  # 80% of 10 steps, kept for good
+    assert (first_stage / checkpoint.KEEP).exists()
+    _train(shards, tmp_path / "long", 20)
+    _train(shards, tmp_path / "continued", 20, resume=str(first_stage))
+    want, got = _losses(tmp_path / "long"), _losses(tmp_path / "continued")
+    assert sorted(got) == list(range(9, 21))
+    assert all(got[s] == pytest.approx(want[s], abs=1e-6) for s in got)
+
+
+def test_run_file_errors(shards, tmp_path):
+    with pytest.raises(ConfigError, match="vocab_size"):
+        trainer.run(dataclasses.replace(MODEL, vocab_size=32), TrainConfig(max_steps=1, data=_with_vocab(shards, tmp_path)),
+                    tmp_path / "x")
+    with pytest.raises(ConfigError, match="multiple of micro_batch_size"):
+        trainer.plan(MODEL, TrainConfig(max_steps=1, lr=1e-3, batch_size=6, micro_batch_size=2), world_size=2)
+    with pytest.raises(ConfigError, match="context length"):
+        trainer.plan(MODEL, TrainConfig(max_steps=1, lr=1e-3, batch_size=2, seq_len=64), world_size=1)
+
+
+def _with_vocab(shards: str, tmp_path: Path) -> str:
+    folder = tmp_path / "vocab"
+    folder.mkdir()
+    (folder / "part-00000.arrow").symlink_to(Path(shards) / "part-00000.arrow")
+    (folder / "manifest.json").write_text(json.dumps({"shards": [{"file": "part-00000.arrow"}],
+                                                      "tokenizer": {"vocab_size": 64, "padded_vocab_size": 128}}))
+    return str(folder)
+
+
+def test_missing_lr_and_batch_come_from_the_scaling_laws():
+    train, shape = trainer.plan(MODEL, TrainConfig(total_tokens=10**6), world_size=1)
+    from train.scaling import resolve_hparams
+
+    want = resolve_hparams(MODEL, TrainConfig(total_tokens=10**6))
+    assert (train.lr, train.batch_size) == (want.lr, want.batch_size)
+    assert shape.total_steps == -(-10**6 // (want.batch_size * MODEL.seq_len))
