@@ -307,20 +307,120 @@ def bench_signatures(docs: pa.Array, num_perm: int = 128, ngram: int = 5, batch:
             "rows": rows}
 
 
+CRAWL_DUMPS = ("CC-MAIN-2023-06", "CC-MAIN-2023-23", "CC-MAIN-2023-40", "CC-MAIN-2024-10")
+
+
+def _crawl_table(cache: Path = OUT / "dedup_crawl") -> Path:
+    """A document table shaped like repeated crawls: every real page of the Debian doc
+    packages (LibreOffice help in 10 languages, Debian Handbook, Python manual) enters
+    a first dump by URL hash and is recrawled into each later dump with probability
+    0.6, half the time with a changed footer line (a near duplicate)."""
+    from bench.build_corpus import PACKAGES, candidates
+    from pipeline.extract import extract_text
+    from pipeline.schema import make_doc_id
+    from scripts.build_sample import DEFAULT_CACHE, fetch_packages, stable_int
+
+    if (cache / "_SUCCESS").exists():
+        return cache
+    pages = candidates(fetch_packages(PACKAGES, DEFAULT_CACHE))
+    rows: dict[str, list] = {"doc_id": [], "dump": [], "url": [], "text": [], "n_chars": []}
+    t0 = time.time()
+    for n, (url, path) in enumerate(pages, 1):
+        text = extract_text(path.read_text("utf-8", "replace"))
+        if not text:
+            continue
+        first = stable_int("first" + url) % len(CRAWL_DUMPS)
+        for k in range(first, len(CRAWL_DUMPS)):
+            h = stable_int(f"{url}|{k}")
+            if k > first and h % 10 >= 6:
+                continue
+            body = text + (f"\nPage generated for {CRAWL_DUMPS[k]}." if k > first and h % 2 else "")
+            for col, value in zip(rows, (make_doc_id(CRAWL_DUMPS[k], url), CRAWL_DUMPS[k], url, body, len(body))):
+                rows[col].append(value)
+        if n % 5000 == 0:
+            print(f"  corpus: {n}/{len(pages)} pages, {len(rows['doc_id'])} documents, {time.time() - t0:.0f}s",
+                  flush=True)
+    table = pa.table(rows)
+    pq.write_to_dataset(table, cache, partition_cols=["dump"], row_group_size=4096)
+    (cache / "_SUCCESS").write_text("")
+    return cache
+
+
+def _subset(table_dir: Path, n_docs: int, out: Path) -> Path:
+    """The first n documents by a hash of doc_id, so smaller sets are nested in larger ones."""
+    import pyarrow.dataset as ds
+
+    t = ds.dataset(table_dir, format="parquet", partitioning="hive").to_table()
+    order = np.argsort(np.array([int(d[:12], 16) for d in t["doc_id"].to_pylist()]), kind="stable")
+    pq.write_to_dataset(t.take(order[:n_docs]), out, partition_cols=["dump"], row_group_size=4096)
+    return out
+
+
+def _run_measured(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB of the process tree: driver, JVM and Python workers)."""
+    import subprocess
+
+    import psutil
+
+    t0 = time.time()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.5)
+    err = proc.stderr.read()
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{err[-3000:]}")
+    return time.time() - t0, peak / 2**20
+
+
 def bench_spark_job(args: argparse.Namespace) -> dict | None:
-    """Part (b): the Spark dedup job end to end (docs/s, peak memory, 12.5k/25k/50k growth).
+    """Part (b): the Spark dedup job end to end in local mode: docs/s and peak memory at
+    12.5k, 25k and 50k documents (each size nested in the next), all four dumps."""
+    import shutil
+    import tempfile
 
-    Left to the Spark side of issue 3; returns None until it exists.
-    """
-    return None
+    from pipeline.outputs import read_json
+
+    sizes = [s for s in (12_500, 25_000, 50_000) if not args.quick or s <= 12_500]
+    corpus = _crawl_table()
+    runs = []
+    work = Path(tempfile.mkdtemp(prefix="dedup-bench-"))
+    try:
+        for n in sizes:
+            docs = _subset(corpus, n, work / f"docs-{n}")
+            out = work / f"out-{n}"
+            wall, peak = _run_measured([sys.executable, "-m", "jobs.cli", "dedup", "--input", str(docs),
+                                        "--output", str(out)])
+            report = read_json(str(out / "report.json"))
+            runs.append({"docs": report["docs_in"], "wall_seconds": round(wall, 1),
+                         "job_seconds": report["seconds"], "docs_per_second": round(report["docs_in"] / wall, 1),
+                         "peak_rss_mib": round(peak), "removed_fraction": report["removed_fraction"],
+                         "timings": report["timings"], "rate_by_dumps": report.get("rate_by_dumps"),
+                         "per_dump_mode_removed_fraction": report.get("per_dump_mode_removed_fraction")})
+            print(f"  spark dedup {n:>6} docs: {wall:6.1f}s wall, {report['docs_in'] / wall:7.1f} docs/s, "
+                  f"peak {peak:6.0f} MiB, removed {report['removed_fraction']:.1%}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = runs[0]
+    for r in runs:
+        r["time_ratio_vs_smallest"] = round(r["wall_seconds"] / base["wall_seconds"], 2)
+        r["size_ratio_vs_smallest"] = round(r["docs"] / base["docs"], 2)
+    return {"master": "local[*]", "cores": __import__("os").cpu_count(), "runs": runs}
 
 
-def bench_rate_by_dumps(args: argparse.Namespace) -> dict | None:
-    """Part (c): removed fraction when the first k dumps are deduplicated together.
-
-    Left to the Spark side of issue 3; returns None until it exists.
-    """
-    return None
+def bench_rate_by_dumps(args: argparse.Namespace, spark_job: dict | None = None) -> dict | None:
+    """Part (c): the removal rate for the first k dumps together, from the largest run."""
+    if not spark_job:
+        return None
+    last = spark_job["runs"][-1]
+    return {"docs": last["docs"], "curve": last["rate_by_dumps"],
+            "each_dump_alone": last["per_dump_mode_removed_fraction"]}
 
 
 # --------------------------------------------------------------------------- report
@@ -345,6 +445,18 @@ def print_errors(part: dict) -> None:
               f"{row['max_abs_error']:>8.3f}  {row['mae_per_seed']}")
 
 
+def print_spark(report: dict) -> None:
+    job = report["spark_job"]
+    print(f"\n{'docs':>8} {'wall s':>8} {'docs/s':>8} {'peak MiB':>9} {'time x':>7} {'size x':>7}")
+    for r in job["runs"]:
+        print(f"{r['docs']:>8} {r['wall_seconds']:>8.1f} {r['docs_per_second']:>8.1f} {r['peak_rss_mib']:>9} "
+              f"{r['time_ratio_vs_smallest']:>7} {r['size_ratio_vs_smallest']:>7}")
+    curve = report["rate_by_dumps"]
+    print(f"\n(c) removed when the first k dumps are deduplicated together ({curve['docs']} docs): "
+          + ", ".join(f"k={p['dumps']}: {p['removed_fraction']:.1%}" for p in curve["curve"])
+          + f"; each dump alone: {curve['each_dump_alone']:.1%}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=10_000, help="documents for part (a)")
@@ -353,6 +465,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ngram", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=3000, help="near-duplicate pairs for the error comparison")
     parser.add_argument("--output", type=Path, default=OUT / "dedup.json")
+    parser.add_argument("--skip-spark", action="store_true", help="only part (a)")
     args = parser.parse_args(argv)
     if args.quick:
         args.docs, args.pairs = min(args.docs, 2000), min(args.pairs, 600)
@@ -362,8 +475,11 @@ def main(argv: list[str] | None = None) -> None:
     print_signatures(report["signatures"])
     report["estimate_error"] = estimate_errors(*near_duplicate_pairs(docs, args.pairs), args.num_perm, args.ngram)
     print_errors(report["estimate_error"])
-    report["spark_job"] = bench_spark_job(args)
-    report["rate_by_dumps"] = bench_rate_by_dumps(args)
+    if not args.skip_spark:
+        print("\n(b) Spark dedup job, local mode")
+        report["spark_job"] = bench_spark_job(args)
+        report["rate_by_dumps"] = bench_rate_by_dumps(args, report["spark_job"])
+        print_spark(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.output}")
