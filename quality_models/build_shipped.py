@@ -26,6 +26,9 @@ CHUNK_CHARS = 1500
 FIXTURE_PER_SOURCE = {"clean": 40, "junk": 40, "lid": 30}
 LID_MIN_CHARS = 200
 LID_MAX_CHARS = 3000
+# The zh-CN handbook keeps untranslated English paragraphs: a page is Chinese prose when at least
+# half of its letters are CJK characters.
+MIN_CJK_SHARE = 0.5
 
 
 def chunks(text: str) -> list[str]:
@@ -50,6 +53,14 @@ def translated(text: str, original: str) -> bool:
     return bool(lines) and sum(ln in same for ln in lines) < 0.2 * len(lines)
 
 
+def cjk_share(text: str) -> float:
+    from pipeline.filters.words import HAN, HIRAGANA, KATAKANA
+
+    letters = [c for c in text if c.isalpha()]
+    cjk = re.compile(f"[{HAN}{HIRAGANA}{KATAKANA}]")
+    return sum(bool(cjk.match(c)) for c in letters) / max(len(letters), 1)
+
+
 def collect(cache: str, split: str) -> list[dict]:
     from pipeline.extract import extract_text
 
@@ -63,6 +74,8 @@ def collect(cache: str, split: str) -> list[dict]:
                     with open(en_path, "rb") as f:
                         if not translated(text, extract_text(f.read().decode("utf-8", "replace"))):
                             continue
+            if s.kind == "clean" and s.lang == "zh" and cjk_share(text) < MIN_CJK_SHARE:
+                continue
             rows.append({"source": s.name, "kind": s.kind, "lang": s.lang, "path": rel, "text": text})
         print(f"[build] {split} {s.name}: {sum(r['source'] == s.name for r in rows)} pages", file=sys.stderr)
     return rows
