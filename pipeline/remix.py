@@ -256,8 +256,8 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
     limit = buckets[first] if first < len(buckets) else 1 << K_BITS
     sample = rows.where(F.col("_k") < limit).select(*out_cols, *order[:2], "_raw").toArrow() \
         .sort_by([(c, "ascending") for c in order])
-    overhead, ratio = shards.calibrate(sample, out_cols, "_raw")
-    shard_of = shards.cut(raws, cfg.shard_size, overhead, ratio)
+    ratio = shards.calibrate(sample, out_cols, "_raw", cfg.shard_size)
+    shard_of = shards.cut(raws, cfg.shard_size, ratio)
     lap("plan_shards")
 
     results: list[dict] = []
@@ -273,7 +273,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
     lap("write_shards")
     labelled.unpersist()
 
-    report = _report(cfg, mix, planned, counts, results, (overhead, ratio))
+    report = _report(cfg, mix, planned, counts, results, ratio)
     write_json(out.fs, out.path("manifest.json"),
                _manifest(cfg, mix, report, results, shards.file_schema(sample.schema, out_cols)))
     _plot_mix(report, out)
@@ -288,7 +288,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
 # --- what a run says about itself ---------------------------------------------------------
 
 def _report(cfg: RemixConfig, mix: mixture.MixturePlan, planned: dict[str, float], counts: list, results: list[dict],
-            calibration: tuple[float, float]) -> dict:
+            ratio: float) -> dict:
     labels: dict[str, dict[str, int]] = {}
     copies: dict[int, int] = {}
     dropped: dict[str, int] = {}
@@ -342,7 +342,7 @@ def _report(cfg: RemixConfig, mix: mixture.MixturePlan, planned: dict[str, float
         "shards": {
             "count": len(results),
             "target_bytes": cfg.shard_size,
-            "calibration": {"overhead_bytes": round(calibration[0], 1), "bytes_per_raw_byte": round(calibration[1], 6)},
+            "file_bytes_per_raw_byte": round(ratio, 6),
             "min_bytes": min(sizes, default=0),
             "max_bytes": max(sizes, default=0),
             "last_bytes": sizes[-1] if sizes else 0,

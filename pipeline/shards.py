@@ -4,9 +4,9 @@ Rows arrive at a Spark task sorted by (shard, shuffle key); each shard is
 written by one task with pyarrow, named by its shard number, in row groups of
 exactly ROW_GROUP_ROWS rows however Spark cut its Arrow batches, so the bytes
 depend only on the rows. The driver decides which rows go to which shard
-before anything is written: file size is modelled as `overhead + ratio * raw
-bytes`, both measured by writing a sample of the real rows twice (as one file
-and as two), and shards are cut where the modelled size reaches the target.
+before anything is written: file bytes per raw byte are measured by writing a
+sample of the real rows in pieces of the shard's size, and shards are cut
+where the modelled size is closest to the target.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import os
 import posixpath
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -71,41 +72,51 @@ class ShardFile:
         return self.row_groups
 
 
-def calibrate(sample: pa.Table, columns: Sequence[str], raw_col: str) -> tuple[float, float]:
-    """(per-file overhead, file bytes per raw byte) of shards made of rows like `sample`.
+def _file_size(table: pa.Table, schema: pa.Schema) -> int:
+    sink = io.BytesIO()
+    f = ShardFile(sink, schema)
+    for batch in table.to_batches():
+        f.write(batch)
+    f.close()
+    return sink.tell()
 
-    Writing the sample as one file and as two halves gives two equations; their
-    difference is one file's fixed cost (footer, schema, column chunk headers).
+
+def calibrate(sample: pa.Table, columns: Sequence[str], raw_col: str, target: int, rounds: int = 4) -> float:
+    """File bytes per raw byte for shards of `target` file bytes made of rows like `sample`.
+
+    Compression depends on shard size below a few MB (one page holds the whole
+    column, so short shards find less redundancy) and per-file costs matter, so
+    the ratio is measured at the shard's own scale: the sample (in shuffle
+    order) is cut into pieces of the raw size the current ratio predicts, the
+    pieces are written, and the ratio is updated; a sample smaller than one
+    shard is written whole (beyond a few MB the ratio no longer moves).
     """
     schema = file_schema(sample.schema, columns)
-
-    def size(tables: list[pa.Table]) -> int:
-        total = 0
-        for t in tables:
-            sink = io.BytesIO()
-            f = ShardFile(sink, schema)
-            for b in t.to_batches():
-                f.write(b)
-            f.close()
-            total += sink.tell()
-        return total
-
-    raw = float(sum(sample.column(raw_col).to_pylist()))
-    if sample.num_rows < 2 or raw <= 0:
-        return 0.0, 1.0
-    half = sample.num_rows // 2
-    one, two = size([sample]), size([sample.slice(0, half), sample.slice(half)])
-    overhead = max(0.0, float(two - one))
-    return overhead, max((one - overhead) / raw, 1e-6)
+    raw = sample.column(raw_col).to_numpy()
+    if sample.num_rows == 0 or raw.sum() <= 0:
+        return 1.0
+    ratio = _file_size(sample, schema) / raw.sum()
+    ends = raw.cumsum()
+    for _ in range(rounds):
+        piece = target / ratio
+        n_pieces = int(ends[-1] // piece)
+        if n_pieces < 1:
+            break
+        bounds = [0, *(int(b) + 1 for b in np.searchsorted(ends, piece * np.arange(1, n_pieces + 1)))]
+        bounds = sorted(set(min(b, sample.num_rows) for b in bounds))
+        pieces = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+        size = sum(_file_size(sample.slice(a, b - a), schema) for a, b in pieces)
+        ratio = size / float(ends[pieces[-1][1] - 1])
+    return max(ratio, 1e-6)
 
 
-def cut(raw_per_bucket: Sequence[float], target: int, overhead: float, ratio: float) -> list[int]:
+def cut(raw_per_bucket: Sequence[float], target: int, ratio: float) -> list[int]:
     """Shard number of each bucket (buckets in shuffle order): a shard closes at the bucket
     boundary where its modelled file size is closest to `target`."""
     shard, acc, out = 0, 0.0, []
     for raw in raw_per_bucket:
         size = ratio * raw
-        if acc > 0 and abs(overhead + acc - target) <= abs(overhead + acc + size - target):
+        if acc > 0 and abs(acc - target) <= abs(acc + size - target):
             shard, acc = shard + 1, 0.0
         acc += size
         out.append(shard)
