@@ -29,6 +29,7 @@ def _add_classifier_parser(sub) -> None:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--min-count", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bucket", type=int, default=200_000, help="hashed word n-gram rows (default 200000)")
     p.add_argument("--quantize", action="store_true", help="product-quantize to a small .ftz")
     p.set_defaults(func=_train_classifier)
 
@@ -62,7 +63,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
         args.output, labelled=args.input, positive=args.positive, negative=args.negative,
         text_field=args.text_field, label_field=args.label_field, heldout=args.heldout,
         epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams, dim=args.dim,
-        min_count=args.min_count, seed=args.seed, quantize=args.quantize or args.output.endswith(".ftz"))
+        min_count=args.min_count, seed=args.seed, bucket=args.bucket, quantize=args.quantize or args.output.endswith(".ftz"))
     print(f"held-out accuracy {card['heldout_accuracy']:.4f} on {card['heldout_examples']} examples; "
           f"wrote {os.path.join(os.path.dirname(args.output), card['model'])}", file=sys.stderr)
     return 0

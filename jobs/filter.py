@@ -1,0 +1,58 @@
+"""Filter stage: language ID, heuristic rules, fastText quality, KenLM perplexity.
+
+    crawl2model filter --input runs/x/deduped/kept --output runs/x/filtered [--rules rules.toml]
+    crawl2model filter --reapply --input runs/x/filtered --output runs/x/filtered2 --rules strict.toml
+    spark-submit jobs/filter.py --input runs/x/deduped/kept --output runs/x/filtered
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script (spark-submit), this file's folder comes first on sys.path, and
+# jobs/tokenize.py would shadow the standard library's tokenize: drop the folder.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+
+DESCRIPTION = (
+    "Compute every quality signal once (lid.176 language and score, Gopher/C4/FineWeb heuristics, "
+    "fastText quality_score, KenLM perplexity) as columns, then apply a rule set. Writes kept/, "
+    "rejected/ (with the first failed rule, its value and threshold), report.json (pass rates per rule "
+    "and per language) and histograms with the thresholds. --reapply applies a new rule set to a "
+    "previous filter output's stored signals without recomputing them."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from jobs.stage import add_io_arguments
+
+    add_io_arguments(p, input_help="document table (dedup's kept/ or any Parquet with doc_id, dump, text); "
+                                   "with --reapply, a previous filter output folder",
+                     output_help="output folder (kept/, rejected/, report.json, hist_*.png)")
+    p.add_argument("--rules", metavar="RULES.toml", help="rule set overriding the defaults (pipeline/filters/rules.py)")
+    p.add_argument("--reapply", action="store_true", default=None,
+                   help="apply --rules to the stored signals of the filter output given as --input")
+    p.add_argument("--quality-model", metavar="MODEL", help="fastText quality classifier (default: shipped)")
+    p.add_argument("--kenlm-dir", metavar="DIR", help="folder of kenlm_<lang>.binary models (default: shipped)")
+    p.add_argument("--output-partitions", type=int, help="files per dump in kept/ and rejected/ (default 4)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobs.stage import run_stage
+    from pipeline.filters import filter_stage
+
+    return run_stage(args, "filter", filter_stage.FilterConfig, filter_stage.run)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("filter", help="language, heuristic, quality and perplexity filtering",
+                              description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+if __name__ == "__main__":
+    from jobs.stage import standalone_main
+
+    sys.exit(standalone_main("jobs/filter.py", add_arguments, run, DESCRIPTION))

@@ -1,0 +1,290 @@
+"""The filter stage's Spark body: signals once, then rules, then kept/ and rejected/.
+
+Signals are computed by `signal_batch` (a pure function on Arrow batches, run
+by mapInArrow; models load once per Python worker through the loaders'
+caches). The rule set is applied by `rules.decide` from the stored columns,
+so `--reapply` reads a previous filter output (kept + rejected), drops the old
+decision and decides again without any model.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.config import ConfigError
+from pipeline.filters import heuristics, rules
+from quality_models.shipped import MODELS_DIR, QUALITY_CLASSIFIER
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+SIGNAL_FIELDS = [pa.field("lang", pa.string()), pa.field("lang_score", pa.float64()),
+                 *(pa.field(s, pa.float64()) for s in heuristics.SIGNALS),
+                 pa.field("quality_score", pa.float64()), pa.field("perplexity", pa.float64())]
+SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
+# Histograms in the report folder: (signal, log scale).
+PLOTTED = (("lang_score", False), ("n_words", True), ("mean_word_len", False), ("alpha_word_frac", False),
+           ("dup_line_char_frac", False), ("top_2gram_frac", False), ("line_punct_frac", False),
+           ("short_line_frac", False), ("quality_score", False), ("perplexity", True))
+
+
+@dataclass
+class FilterConfig:
+    input: str = ""
+    output: str = ""
+    # TOML rule set (see pipeline/filters/rules.py); default: the rules in code.
+    rules: str | None = None
+    # Input is a previous filter output: apply the rule set to its stored signals.
+    reapply: bool = False
+    quality_model: str = QUALITY_CLASSIFIER
+    # KenLM models named kenlm_<lang>.binary (or .arpa); languages without one get no perplexity.
+    kenlm_dir: str = MODELS_DIR
+    # Files per dump in kept/ and rejected/.
+    output_partitions: int = 4
+    # Documents drawn for the histograms.
+    histogram_sample: int = 50_000
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if not self.input or not self.output:
+            raise ConfigError("filter: --input and --output are required")
+        if self.output_partitions < 1:
+            raise ConfigError("filter: output_partitions must be >= 1")
+        if not self.reapply:
+            if not os.path.isfile(self.quality_model):
+                raise ConfigError(f"filter: quality model not found: {self.quality_model}")
+            if not os.path.isdir(self.kenlm_dir):
+                raise ConfigError(f"filter: kenlm_dir not found: {self.kenlm_dir}")
+        rules.load_ruleset(self.rules)  # a bad rule file fails before Spark starts
+
+    def kenlm_models(self) -> dict[str, str]:
+        found = {}
+        for name in sorted(os.listdir(self.kenlm_dir)):
+            stem, ext = os.path.splitext(name)
+            if stem.startswith("kenlm_") and ext in (".binary", ".arpa"):
+                found.setdefault(stem[len("kenlm_"):], os.path.join(self.kenlm_dir, name))
+        return found
+
+
+def _log(msg: str) -> None:
+    print(f"[filter] {msg}", file=sys.stderr, flush=True)
+
+
+# --- per-batch work (pure, runs in mapInArrow) -------------------------------------------
+
+def signal_batch(batch: pa.RecordBatch, quality_model: str, kenlm: dict[str, str],
+                 timings: dict[str, float] | None = None) -> pa.RecordBatch:
+    """Documents -> documents + SIGNAL_COLUMNS (`timings` collects seconds per signal family)."""
+    from pipeline.filters.langid import identify
+    from pipeline.filters.perplexity import perplexities
+    from pipeline.filters.quality import quality_scores
+
+    texts = batch.column("text").to_pylist()
+    t = time.perf_counter()
+    laps = []
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        laps.append((name, now - t))
+        t = now
+
+    langs, lang_scores = identify(texts)
+    lap("lid")
+    heur = heuristics.signals_table(texts, langs)
+    lap("heuristics")
+    quality = quality_scores(texts, langs, quality_model)
+    lap("classifier")
+    ppl = perplexities(texts, langs, kenlm)
+    lap("kenlm")
+    if timings is not None:
+        for name, sec in laps:
+            timings[name] = timings.get(name, 0.0) + sec
+    keep = [c for c in batch.schema.names if c not in SIGNAL_COLUMNS]
+    arrays = [batch.column(c) for c in keep] + [pa.array(langs, pa.string()), pa.array(lang_scores),
+                                                *heur.values(), pa.array(quality), pa.array(ppl)]
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([batch.schema.field(c) for c in keep] + SIGNAL_FIELDS))
+
+
+# --- the job --------------------------------------------------------------------------
+
+def _with_fields(df: "DataFrame", fields: list[pa.Field]):
+    """df's Spark schema, minus then plus `fields` (as mapInArrow must be told)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql.types import StructType
+
+    names = {f.name for f in fields}
+    kept = [f for f in df.schema.fields if f.name not in names]
+    return StructType(kept + list(from_arrow_schema(pa.schema(fields)).fields))
+
+
+def _signals(docs: "DataFrame", cfg: FilterConfig) -> "DataFrame":
+    quality_model, kenlm = cfg.quality_model, cfg.kenlm_models()
+    _log(f"KenLM models: {kenlm or 'none'}")
+    return docs.mapInArrow(lambda it: (signal_batch(b, quality_model, kenlm) for b in it),
+                           _with_fields(docs, SIGNAL_FIELDS))
+
+
+def _previous_output(spark: "SparkSession", path: str) -> "DataFrame":
+    from pipeline.tables import read_table
+
+    parts = [read_table(spark, posixpath.join(path.rstrip("/"), d)) for d in ("kept", "rejected")]
+    both = parts[0].unionByName(parts[1], allowMissingColumns=True)
+    missing = [c for c in ("lang", "lang_score", "quality_score", "perplexity") if c not in both.columns]
+    if missing:
+        raise ConfigError(f"filter --reapply: {path} is not a filter output (no {', '.join(missing)} columns)")
+    return both.drop(*[c for c in rules.DECISION_COLUMNS if c in both.columns])
+
+
+def _quantiles(signals: "DataFrame") -> dict[str, list[float]]:
+    """Per-language perplexity percentiles 1..99 of this run (CCNet buckets are relative)."""
+    from pyspark.sql import functions as F
+
+    rows = (signals.where(F.col("perplexity").isNotNull() & ~F.isnan("perplexity"))
+                   .groupBy("lang").agg(F.percentile_approx("perplexity", list(rules.QUANTILES), 10_000).alias("q"))
+                   .collect())
+    return {r["lang"]: [float(x) for x in r["q"]] for r in rows}
+
+
+def _report_counts(decided: "DataFrame", rs: rules.RuleSet) -> dict:
+    from pyspark.sql import functions as F
+
+    firsts = decided.groupBy("lang", "filter_rule").count().collect()
+    fails = (decided.select("lang", F.explode("filter_failed").alias("rule"))
+                    .groupBy("lang", "rule").count().collect())
+    docs_in = sum(r["count"] for r in firsts)
+    kept = sum(r["count"] for r in firsts if r["filter_rule"] is None)
+    names = [rules.LANGUAGE_RULE] + [r.name for r in rs.active]
+    first_by_rule = {n: 0 for n in names}
+    failed_by_rule = {n: 0 for n in names}
+    per_lang: dict[str, dict] = {}
+    for r in firsts:
+        lang = r["lang"] or "?"
+        entry = per_lang.setdefault(lang, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "first_failed": {}})
+        entry["docs_in"] += r["count"]
+        if r["filter_rule"] is None:
+            entry["docs_kept"] += r["count"]
+        else:
+            entry["docs_rejected"] += r["count"]
+            entry["first_failed"][r["filter_rule"]] = r["count"]
+            first_by_rule[r["filter_rule"]] += r["count"]
+    lang_fails: dict[str, dict[str, int]] = {}
+    for r in fails:
+        failed_by_rule[r["rule"]] += r["count"]
+        lang_fails.setdefault(r["lang"] or "?", {})[r["rule"]] = r["count"]
+    for lang, entry in per_lang.items():
+        entry["pass_rate"] = round(entry["docs_kept"] / entry["docs_in"], 4)
+        entry["rule_pass_rate"] = {n: round(1 - lang_fails.get(lang, {}).get(n, 0) / entry["docs_in"], 4)
+                                   for n in names}
+    return {
+        "docs_in": docs_in, "docs_kept": kept, "docs_rejected": docs_in - kept,
+        "pass_rate": round(kept / docs_in, 4) if docs_in else None,
+        # each rule alone, over all documents; and how many documents it was the first to reject
+        "rules": {n: {"pass_rate": round(1 - failed_by_rule[n] / docs_in, 4) if docs_in else None,
+                      "first_failed": first_by_rule[n]} for n in names},
+        "per_language": dict(sorted(per_lang.items(), key=lambda kv: -kv[1]["docs_in"])),
+    }
+
+
+def _plot(sample: pa.Table, rs: rules.RuleSet, out) -> list[str]:
+    """One histogram per main signal, per kept language, with the thresholds drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    langs = [lang for lang in rs.keep_langs if lang != "*"][:3] or ["en"]
+    lang_col = np.array(sample.column("lang").to_pylist(), dtype=object)
+    written = []
+    for signal, log in PLOTTED:
+        values = sample.column(signal).to_numpy(zero_copy_only=False).astype(np.float64)
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, lang in enumerate(langs):
+            v = values[(lang_col == lang) & np.isfinite(values)]
+            if log:
+                v = v[v > 0]
+            if len(v):
+                bins = np.logspace(np.log10(v.min()), np.log10(v.max()) + 1e-9, 40) if log else 40
+                ax.hist(v, bins=bins, alpha=0.5, color=colors[i % len(colors)], label=f"{lang} ({len(v)})")
+            for rule in rs.active:
+                if rule.signal == signal:
+                    ax.axvline(rule.threshold_for(lang), color=colors[i % len(colors)], linestyle="--", linewidth=1)
+            if signal == "lang_score":
+                ax.axvline(rs.min_lang_score, color="black", linestyle="--", linewidth=1)
+        if log:
+            ax.set_xscale("log")
+        ax.set_title(f"{signal} (dashed: thresholds)")
+        ax.set_ylabel("documents")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        name = f"hist_{signal}.png"
+        with out.fs.open_output_stream(out.path(name)) as f:
+            fig.savefig(f, format="png", dpi=100)
+        plt.close(fig)
+        written.append(name)
+    return written
+
+
+def run(spark: "SparkSession", cfg: FilterConfig, out) -> dict:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from pipeline.parquet_out import write_parquet
+    from pipeline.tables import read_table
+
+    t0 = last = time.time()
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal last
+        now = time.time()
+        seconds[name] = round(now - last, 3)
+        last = now
+
+    rs = rules.load_ruleset(cfg.rules)
+    if cfg.reapply:
+        signals = _previous_output(spark, cfg.input)
+    else:
+        signals = _signals(read_table(spark, cfg.input), cfg)
+    signals = signals.persist(StorageLevel.MEMORY_AND_DISK)
+    quantiles = _quantiles(signals)
+    lap("signals")
+    decided = signals.mapInArrow(lambda it: (rules.decide(b, rs, quantiles) for b in it),
+                                 _with_fields(signals, rules.DECISION_FIELDS))
+    decided = decided.persist(StorageLevel.MEMORY_AND_DISK)
+    report = _report_counts(decided, rs)
+    lap("rules")
+    decision_only = [c for c in rules.DECISION_COLUMNS if c.startswith("filter_")]
+    kept_files = write_parquet(decided.where(F.col("filter_rule").isNull()).drop(*decision_only),
+                               f"{out.tmp_uri}/kept", partition_by=["dump"], sort_by=["doc_id"],
+                               num_files=cfg.output_partitions)
+    rejected_files = write_parquet(decided.where(F.col("filter_rule").isNotNull()), f"{out.tmp_uri}/rejected",
+                                   partition_by=["dump"], sort_by=["doc_id"], num_files=cfg.output_partitions)
+    lap("write")
+    written = (sum(n for _, n in kept_files), sum(n for _, n in rejected_files))
+    if written != (report["docs_kept"], report["docs_rejected"]) or \
+            report["docs_in"] != report["docs_kept"] + report["docs_rejected"]:
+        raise RuntimeError(f"filter: counts disagree: report {report['docs_kept']}+{report['docs_rejected']} "
+                           f"of {report['docs_in']}, written {written}")
+    n = max(report["docs_in"], 1)
+    plotted = decided.select("lang", *[s for s, _ in PLOTTED])
+    if n > cfg.histogram_sample:
+        plotted = plotted.sample(fraction=cfg.histogram_sample / n, seed=0)
+    report["plots"] = _plot(plotted.toArrow(), rs, out)
+    lap("plots")
+    signals.unpersist()
+    decided.unpersist()
+    report.update({"mode": "reapply" if cfg.reapply else "compute", "ruleset": rs.to_dict(),
+                   "perplexity_quantiles": {lang: {"p30": q[29], "p60": q[59]} for lang, q in quantiles.items()},
+                   "seconds": seconds, "seconds_total": round(time.time() - t0, 3),
+                   "docs_per_second": round(report["docs_in"] / max(seconds.get("signals", 0) + seconds["rules"], 1e-9), 1)})
+    _log(f"{report['docs_in']} in, {report['docs_kept']} kept, {report['docs_rejected']} rejected")
+    return report

@@ -1,0 +1,91 @@
+"""Filter signals and rules as pure functions: words, heuristics, rule decisions, rule files."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipeline.config import ConfigError
+from pipeline.filters import heuristics, rules
+from pipeline.filters.words import model_text, words
+
+
+def sig(text: str, lang: str = "en") -> dict[str, float]:
+    return dict(zip(heuristics.SIGNALS, heuristics.doc_signals(text, lang)))
+
+
+def test_chinese_words_come_from_jieba_and_japanese_from_script_runs():
+    assert words("我们使用自由软件。", "zh") == ["我们", "使用", "自由软件", "。"]
+    ja = words("これは日本語の文章です。", "ja")
+    assert "日本語" in ja and "の" in ja and len(ja) >= 5
+    assert model_text("Version 11, released!", "en") == "version 00 , released !"
+
+
+def test_good_chinese_prose_passes_word_rules_that_whitespace_words_would_fail():
+    text = ("自由软件基金会认为，用户应当有运行、复制、分发、学习、修改和改进软件的自由。"
+            "这些自由让用户可以控制自己的计算，也让社区可以共同改进程序。") * 3
+    zh, naive = sig(text, "zh"), sig(text, "en")
+    assert zh["n_words"] >= 50 and 1 <= zh["mean_word_len"] <= 4 and zh["stop_words"] >= 2
+    assert naive["n_words"] < 10  # what Gopher's whitespace split would see
+
+
+def test_repetition_signals():
+    para = "The quick brown fox jumps over the lazy dog near the river bank today."
+    s = sig("\n".join([para] * 10))
+    assert s["dup_line_frac"] == pytest.approx(0.9)
+    assert s["dup_5gram_frac"] > 0.8 and s["top_2gram_frac"] > 0.1
+    fresh = sig("\n".join(f"Sentence number {w} talks about something else entirely, {w}."
+                          for w in ["one", "two", "three", "four", "five"]))
+    assert fresh["dup_line_frac"] == 0 and fresh["line_punct_frac"] == 1.0
+
+
+def test_c4_and_fineweb_signals():
+    s = sig("Lorem ipsum dolor sit amet.\nPlease enable JavaScript to view.\nRead our privacy policy.\nx = {1}\nok")
+    assert s["c4_lorem_ipsum"] == 1 and s["c4_curly_brace"] == 1
+    assert s["c4_javascript_lines"] == pytest.approx(0.2) and s["c4_policy_lines"] == pytest.approx(0.2)
+    assert s["short_line_frac"] == pytest.approx(0.8)  # all lines but one are <= 30 characters
+
+
+def batch(**cols) -> pa.RecordBatch:
+    n = len(next(iter(cols.values())))
+    base = {"lang": ["en"] * n, "lang_score": [0.9] * n, "perplexity": [100.0] * n}
+    base.update(cols)
+    return pa.RecordBatch.from_pydict(base)
+
+
+def test_first_failed_rule_value_threshold_and_all_failures():
+    rs = rules.RuleSet(rules=(rules.Rule("min_words", "n_words", "min", 50, {"zh": 20}),
+                              rules.Rule("max_dup", "dup", "max", 0.3)))
+    out = rules.decide(batch(lang=["en", "zh", "en", "en", "fr"], lang_score=[0.9, 0.9, 0.9, 0.5, 0.99],
+                             n_words=[10.0, 30.0, 60.0, 60.0, 100.0], dup=[0.5, 0.0, math.nan, 0.0, 0.0]),
+                       rs, {})
+    d = out.to_pydict()
+    assert d["filter_rule"] == ["min_words", None, None, "language", "language"]
+    assert d["filter_value"][0] == 10 and d["filter_threshold"][0] == 50
+    assert d["filter_failed"][0] == ["min_words", "max_dup"]
+    assert d["filter_threshold"][3] == 0.65  # default language threshold
+
+
+def test_percentile_buckets_per_language():
+    qs = {"en": list(np.linspace(10, 990, 99))}
+    rs = rules.RuleSet(rules=(rules.Rule("ccnet_tail", "perplexity_pct", "max", 0.6),))
+    out = rules.decide(batch(perplexity=[5.0, 400.0, 800.0, math.nan]), rs, qs).to_pydict()
+    assert out["perplexity_bucket"] == ["head", "middle", "tail", None]
+    assert [r for r in out["filter_rule"] if r] == ["ccnet_tail"]
+
+
+def test_rule_file_overrides_adds_and_rejects_typos(tmp_path):
+    rs = rules.ruleset_from_dict({"language": {"keep": ["en"], "min_score": 0.8},
+                                  "rules": {"gopher_min_words": {"min": 100, "lang": {"zh": 30}},
+                                            "my_rule": {"signal": "n_words", "max": 5000}}})
+    by = {r.name: r for r in rs.rules}
+    assert by["gopher_min_words"].threshold == 100 and by["gopher_min_words"].threshold_for("zh") == 30
+    assert by["my_rule"].op == "max" and rs.keep_langs == ("en",)
+    with pytest.raises(ConfigError, match="unknown keys"):
+        rules.ruleset_from_dict({"rules": {"gopher_min_words": {"mn": 3}}})
+    with pytest.raises(ConfigError, match="needs a signal"):
+        rules.ruleset_from_dict({"rules": {"new": {"max": 3}}})
+    (tmp_path / "r.toml").write_text("[rules.quality_score]\nmin = 0.9\n")
+    assert {r.name: r for r in rules.load_ruleset(str(tmp_path / "r.toml")).rules}["quality_score"].threshold == 0.9
