@@ -207,8 +207,9 @@ def decide(batch: pa.RecordBatch, rs: RuleSet, quantiles: dict[str, list[float]]
     pct = percentile_ranks(column("perplexity"), langs, quantiles)
     cols["perplexity_pct"] = pct
     low, high = rs.buckets
-    bucket = np.where(np.isnan(pct), None, np.where(pct < low, BUCKET_NAMES[0],
-                                                    np.where(pct < high, BUCKET_NAMES[1], BUCKET_NAMES[2])))
+    # Bounds included below, as a `max` rule on perplexity_pct passes them.
+    bucket = np.where(np.isnan(pct), None, np.where(pct <= low, BUCKET_NAMES[0],
+                                                    np.where(pct <= high, BUCKET_NAMES[1], BUCKET_NAMES[2])))
     first = np.full(n, None, dtype=object)
     value = np.full(n, np.nan)
     threshold = np.full(n, np.nan)

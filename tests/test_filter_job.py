@@ -1,0 +1,95 @@
+"""The filter job end to end in Spark local mode: accounting, outputs, plots, --reapply, spark-submit."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.cli import main as cli
+from pipeline.outputs import read_json
+from pipeline.schema import DOC_SCHEMA, make_doc_id
+from pipeline.tables import arrow_dataset
+
+pytestmark = pytest.mark.spark
+ROOT = Path(__file__).resolve().parent.parent
+EVAL = ROOT / "tests" / "data" / "filter" / "eval.jsonl.gz"
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory) -> Path:
+    """A document table of real held-out pages (clean, junk, 8 languages) in two dumps."""
+    root = tmp_path_factory.mktemp("filter-in") / "documents"
+    with gzip.open(EVAL, "rt", encoding="utf-8") as f:
+        pages = [json.loads(line) for line in f]
+    for k, dump in enumerate(["CC-MAIN-2024-10", "CC-MAIN-2024-18"]):
+        part = pages[k::8]  # an eighth of the pages, half in each dump: every kind and language, fast
+        urls = [f"https://docs.example/{p['path']}" for p in part]
+        table = pa.table({"doc_id": [make_doc_id(u) for u in urls], "dump": [dump] * len(part), "url": urls,
+                          "host": ["docs.example"] * len(part), "warc_date": ["2024-03-01T00:00:00Z"] * len(part),
+                          "content_type": ["text/html"] * len(part), "text": [p["text"] for p in part],
+                          "n_chars": [len(p["text"]) for p in part]}, schema=DOC_SCHEMA)
+        (root / f"dump={dump}").mkdir(parents=True)
+        pq.write_table(table.drop(["dump"]), root / f"dump={dump}" / "part-0.parquet", row_group_size=64)
+    return root
+
+
+@pytest.fixture(scope="module")
+def filtered(spark, documents, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("filter") / "filtered"
+    assert cli(["filter", "--input", str(documents), "--output", str(out)]) == 0
+    return out
+
+
+def test_accounting_outputs_and_plots(documents, filtered):
+    report = read_json(str(filtered / "report.json"))
+    kept, rejected = arrow_dataset(str(filtered / "kept")).to_table(), arrow_dataset(str(filtered / "rejected")).to_table()
+    n_in = arrow_dataset(str(documents)).count_rows()
+    assert report["docs_in"] == n_in == report["docs_kept"] + report["docs_rejected"]
+    assert (kept.num_rows, rejected.num_rows) == (report["docs_kept"], report["docs_rejected"])
+    assert set(kept.column("doc_id").to_pylist()).isdisjoint(rejected.column("doc_id").to_pylist())
+    for col in ("lang", "lang_score", "n_words", "dup_5gram_frac", "quality_score", "perplexity", "perplexity_bucket"):
+        assert col in kept.column_names
+    assert "filter_rule" not in kept.column_names
+    assert set(kept.column("lang").to_pylist()) <= {"en", "zh"}
+    r = rejected.to_pydict()
+    assert all(r["filter_rule"]) and all(r["filter_rule"][i] in r["filter_failed"][i] for i in range(len(r["doc_id"])))
+    by_lang = report["per_language"]
+    assert {"en", "zh", "de", "ja"} <= set(by_lang) and by_lang["de"]["docs_kept"] == 0
+    assert report["rules"]["language"]["pass_rate"] < 1 and "gopher_min_words" in by_lang["en"]["rule_pass_rate"]
+    assert sum(v["first_failed"] for v in report["rules"].values()) == report["docs_rejected"]
+    for name in report["plots"]:
+        assert (filtered / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reapply_uses_stored_signals_only(filtered, tmp_path):
+    strict = tmp_path / "strict.toml"
+    strict.write_text('[language]\nkeep = ["en"]\n[rules.gopher_min_words]\nmin = 400\n'
+                      '[rules.ccnet_tail]\nenabled = true\n')
+    out = tmp_path / "again"
+    # A missing model proves nothing is recomputed.
+    assert cli(["filter", "--reapply", "--input", str(filtered), "--output", str(out), "--rules", str(strict),
+                "--quality-model", str(tmp_path / "none.ftz")]) == 0
+    before, after = read_json(str(filtered / "report.json")), read_json(str(out / "report.json"))
+    assert after["mode"] == "reapply" and after["docs_in"] == before["docs_in"]
+    assert after["docs_kept"] < before["docs_kept"] and after["per_language"]["zh"]["docs_kept"] == 0
+    kept = arrow_dataset(str(out / "kept")).to_table(columns=["n_words", "perplexity_bucket"]).to_pydict()
+    assert min(kept["n_words"]) >= 400 and set(kept["perplexity_bucket"]) <= {"head", "middle"}
+
+
+def test_spark_submit_entry_point_runs(documents, tmp_path):
+    out = tmp_path / "via-script"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "jobs" / "filter.py"), "--help"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0 and "--reapply" in proc.stdout
+    proc = subprocess.run([sys.executable, str(ROOT / "jobs" / "filter.py"), "--input", str(documents),
+                           "--output", str(out), "--rules", str(tmp_path / "missing.toml")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 2 and "config file not found" in proc.stderr
