@@ -10,8 +10,6 @@ CJK, where one character carries about as much as a word elsewhere.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
-
 import numpy as np
 import pyarrow as pa
 
@@ -142,9 +140,8 @@ def doc_signals(text: str, lang: str) -> list[float]:
     ]
 
 
-def signals_table(texts: list[str], langs: list[str],
-                  fn: Callable[[str, str], list[float]] = doc_signals) -> dict[str, pa.Array]:
+def signals_table(texts: list[str], langs: list[str]) -> dict[str, pa.Array]:
     """SIGNALS as float64 columns for a batch of documents."""
-    values = np.array([fn(t or "", lang) for t, lang in zip(texts, langs)], dtype=np.float64)
+    values = np.array([doc_signals(t or "", lang) for t, lang in zip(texts, langs)], dtype=np.float64)
     values = values.reshape(len(texts), len(SIGNALS))
     return {name: pa.array(values[:, i]) for i, name in enumerate(SIGNALS)}
