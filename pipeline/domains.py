@@ -29,8 +29,6 @@ from pipeline.config import ConfigError, load_toml
 
 DEFAULT_RULES = str(Path(__file__).resolve().parent.parent / "infra" / "remix" / "domains.toml")
 OTHER = "other"
-# Where a label came from: the input table, a rule, the classifier, or nothing matched.
-SOURCES = ("input", "rule", "classifier", "default")
 
 
 @dataclass(frozen=True)

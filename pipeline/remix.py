@@ -35,8 +35,10 @@ from pipeline import mixture, shards
 from pipeline.config import ConfigError, parse_size
 from pipeline.domains import DEFAULT_RULES, DomainRules, label_batch
 from pipeline.outputs import StageOutput, write_json
+from pipeline.schema import REMIX_FIELDS
 
 if TYPE_CHECKING:
+    from pyspark import Broadcast
     from pyspark.sql import Column, DataFrame, SparkSession
 
 UNITS = ("bytes", "tokens")
@@ -45,7 +47,8 @@ U_BITS = 14       # doc_id hash buckets for the fractional rate: precision 1/163
 K_BITS = 18       # shuffle key buckets for shard cuts: a boundary is off by at most 1/262144 of the output
 CALIBRATION_BYTES = 32 * 2**20
 DROPPED_FILES = 4
-NEW_COLUMNS = ("domain", "domain_source", "copy")
+NEW_COLUMNS = tuple(f.name for f in REMIX_FIELDS)
+ORDER = ("_k", "_key", "doc_id", "copy")   # the output order: shuffle key, ties by identity
 
 
 @dataclass
@@ -127,7 +130,8 @@ def _bucket(key: "Column", bits: int) -> "Column":
     return F.shiftrightunsigned(key, 64 - bits)
 
 
-def _label(docs: "DataFrame", cfg: RemixConfig, rules: DomainRules, tokenizer_json) -> "DataFrame":
+def _label(docs: "DataFrame", cfg: RemixConfig, rules: DomainRules, tokenizer: "Broadcast | None") -> "DataFrame":
+    """Documents + domain, domain_source, _size; a `domain` already in the input is kept as the label."""
     from pyspark.sql.types import LongType, StringType, StructField, StructType
 
     base = docs.drop("domain", "domain_source")
@@ -138,7 +142,8 @@ def _label(docs: "DataFrame", cfg: RemixConfig, rules: DomainRules, tokenizer_js
     schema = StructType([base.schema[c] for c in columns] + [
         StructField("domain", StringType()), StructField("domain_source", StringType()),
         StructField("_size", LongType())])
-    return base.mapInArrow(lambda it: label_and_size(it, columns, rules, cfg, given, tokenizer_json), schema)
+    return base.mapInArrow(
+        lambda it: label_and_size(it, columns, rules, cfg, given, tokenizer.value if tokenizer else None), schema)
 
 
 def _fraction_bounds(hist: list, mix: mixture.MixturePlan) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
@@ -176,10 +181,31 @@ def _raw_bytes(df: "DataFrame", columns: list[str]) -> "Column":
 
     parts = [F.coalesce(F.octet_length(c), F.lit(0)) if isinstance(df.schema[c].dataType, StringType)
              else F.lit(8) for c in columns]
-    total = parts[0]
-    for p in parts[1:]:
-        total = total + p
-    return total.cast("long")
+    return sum(parts[1:], parts[0]).cast("long")
+
+
+def _plan_shards(rows: "DataFrame", out_cols: list[str], target: int) -> tuple[list[int], list[int], float, pa.Schema]:
+    """(non-empty shuffle-key buckets in order, the shard of each, file bytes per raw byte, file schema).
+
+    The calibration sample is the first CALIBRATION_BYTES of the output order:
+    rows of the first key buckets, a uniform sample of the whole output.
+    """
+    from pyspark.sql import functions as F
+
+    khist = rows.groupBy("_k").agg(F.sum("_raw").alias("raw")).orderBy("_k").collect()
+    buckets, raws = [r["_k"] for r in khist], [float(r["raw"]) for r in khist]
+    want, acc, first = min(sum(raws), CALIBRATION_BYTES), 0.0, 0
+    while first < len(raws) and acc < want:
+        acc, first = acc + raws[first], first + 1
+    limit = buckets[first] if first < len(buckets) else 1 << K_BITS
+    sample = rows.where(F.col("_k") < limit).select(*out_cols, "_k", "_key", "_raw").toArrow() \
+        .sort_by([(c, "ascending") for c in ORDER])
+    ratio = shards.calibrate(sample, out_cols, "_raw", target)
+    return buckets, shards.cut(raws, target, ratio), ratio, shards.file_schema(sample.schema, out_cols)
+
+
+def _not_in_mixture(mix: mixture.MixturePlan) -> list[str]:
+    return sorted(d for d in mix.measured if mix.target.get(d, 0.0) == 0.0)
 
 
 def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
@@ -206,15 +232,15 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
         raise ConfigError(f"remix: {cfg.input} already has a 'copy' column (a remix output?); remix its source")
     rules = DomainRules.load(cfg.domain_rules)
     target = mixture.load_target(cfg.mixture) if cfg.mixture else None
-    tokenizer_json = None
+    tokenizer = None
     if cfg.unit == "tokens":
         from tokenizer import files
 
         with open(os.path.join(cfg.tokenizer, files.TOKENIZER_JSON), encoding="utf-8") as f:
-            tokenizer_json = f.read()
+            tokenizer = spark.sparkContext.broadcast(f.read())
 
     seed = F.lit(cfg.seed)
-    labelled = (_label(docs, cfg, rules, tokenizer_json)
+    labelled = (_label(docs, cfg, rules, tokenizer)
                 .withColumn("_u", _bucket(F.xxhash64(seed, F.col("doc_id")), U_BITS))
                 .persist(StorageLevel.MEMORY_AND_DISK))
     hist = labelled.groupBy("domain", F.col("_u").alias("u")).agg(F.sum("_size").alias("mass")).collect()
@@ -233,7 +259,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
 
     # Every document without a copy goes to dropped/ with its reason.
     keep_cols = [c for c in ("doc_id", "dump", "url", "domain", "domain_source") if c in labelled.columns]
-    not_in_mix = [d for d in measured if mix.target.get(d, 0.0) == 0.0]
+    not_in_mix = _not_in_mixture(mix)
     reason = F.when(F.col("domain").isin(not_in_mix), "not_in_mixture").otherwise("downsampled") \
         if not_in_mix else F.lit("downsampled")
     dropped = labelled.where(F.col("_copies") == 0).select(*keep_cols, reason.alias("reason"),
@@ -247,17 +273,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
     rows = (rows.withColumn("_key", F.xxhash64(seed, F.lit("order"), F.col("doc_id"), F.col("copy")))
                 .withColumn("_k", _bucket(F.col("_key"), K_BITS)))
     rows = rows.withColumn("_raw", _raw_bytes(rows, out_cols))
-    order = ["_k", "_key", "doc_id", "copy"]
-    khist = rows.groupBy("_k").agg(F.sum("_raw").alias("raw")).orderBy("_k").collect()
-    buckets, raws = [r["_k"] for r in khist], [float(r["raw"]) for r in khist]
-    want, acc, first = min(sum(raws), CALIBRATION_BYTES), 0.0, 0
-    while first < len(raws) and acc < want:
-        acc, first = acc + raws[first], first + 1
-    limit = buckets[first] if first < len(buckets) else 1 << K_BITS
-    sample = rows.where(F.col("_k") < limit).select(*out_cols, *order[:2], "_raw").toArrow() \
-        .sort_by([(c, "ascending") for c in order])
-    ratio = shards.calibrate(sample, out_cols, "_raw", cfg.shard_size)
-    shard_of = shards.cut(raws, cfg.shard_size, ratio)
+    buckets, shard_of, ratio, schema = _plan_shards(rows, out_cols, cfg.shard_size)
     lap("plan_shards")
 
     results: list[dict] = []
@@ -266,7 +282,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
                                                   "_shard": pa.array(shard_of, pa.int32())}))
         folder = out.tmp_path if isinstance(out.fs, pafs.LocalFileSystem) else out.tmp_uri
         ordered = (rows.join(F.broadcast(mapping), "_k").repartition(shard_of[-1] + 1, "_shard")
-                       .sortWithinPartitions("_shard", *order).select(*out_cols, "_shard", "_size"))
+                       .sortWithinPartitions("_shard", *ORDER).select(*out_cols, "_shard", "_size"))
         results = sorted((r.asDict() for r in ordered.mapInArrow(
             lambda it: shards.write_shards(it, folder, out_cols, "_shard", "domain", "_size"),
             from_arrow_schema(shards.RESULT_SCHEMA)).collect()), key=lambda r: r["shard"])
@@ -275,13 +291,14 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
 
     report = _report(cfg, mix, planned, counts, results, ratio)
     write_json(out.fs, out.path("manifest.json"),
-               _manifest(cfg, mix, report, results, shards.file_schema(sample.schema, out_cols)))
+               _manifest(cfg, mix, report, results, schema))
     _plot_mix(report, out)
     report["timings"] = laps
     report["seconds"] = round(time.time() - t0, 3)
     _log(f"{report['docs_in']} documents in, {report['docs_selected']} selected, {report['rows_out']} rows "
          f"(with copies) in {len(results)} shards; max |achieved - target| "
-         f"{report['max_error_points']:.2f} points; {report['seconds']:.1f}s")
+         f"{report['max_error_points']:.2f} points ({len(report['unreachable'])} unreachable); "
+         f"{report['seconds']:.1f}s")
     return report
 
 
@@ -289,6 +306,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
 
 def _report(cfg: RemixConfig, mix: mixture.MixturePlan, planned: dict[str, float], counts: list, results: list[dict],
             ratio: float) -> dict:
+    not_in_mix = _not_in_mixture(mix)
     labels: dict[str, dict[str, int]] = {}
     copies: dict[int, int] = {}
     dropped: dict[str, int] = {}
@@ -298,13 +316,14 @@ def _report(cfg: RemixConfig, mix: mixture.MixturePlan, planned: dict[str, float
         labels[d][r["domain_source"]] = labels[d].get(r["domain_source"], 0) + n
         copies[c] = copies.get(c, 0) + n
         if c == 0:
-            why = "not_in_mixture" if mix.target.get(d, 0.0) == 0.0 else "downsampled"
+            why = "not_in_mixture" if d in not_in_mix else "downsampled"
             dropped[why] = dropped.get(why, 0) + n
     achieved: dict[str, float] = {}
     for r in results:
         for d, v in json.loads(r["domains"]).items():
             achieved[d] = achieved.get(d, 0.0) + v["units"]
     total_in, total_out = sum(mix.measured.values()), sum(achieved.values())
+    total_planned = sum(mix.planned.values())
     table = {}
     for d in sorted(set(mix.measured) | set(mix.target)):
         share = achieved.get(d, 0.0) / total_out if total_out else 0.0
@@ -318,6 +337,8 @@ def _report(cfg: RemixConfig, mix: mixture.MixturePlan, planned: dict[str, float
             "achieved_share": round(share, 6),
             "error_points": round(100 * (share - mix.target.get(d, 0.0)), 4),
             "reachable": d not in mix.unreachable,
+            # The closest mixture the cap allows (the target itself when every target is reachable).
+            "plan_share": round(mix.planned.get(d, 0.0) / total_planned, 6) if total_planned else 0.0,
         }
     sizes = [r["bytes"] for r in results]
     body = sizes[:-1]
@@ -335,7 +356,9 @@ def _report(cfg: RemixConfig, mix: mixture.MixturePlan, planned: dict[str, float
         "requested_output_units": mix.total,
         "labels": {d: dict(sorted(v.items())) for d, v in sorted(labels.items())},
         "mix": table,
-        "max_error_points": max((abs(v["error_points"]) for v in table.values() if v["reachable"]), default=0.0),
+        "max_error_points": max((abs(v["error_points"]) for v in table.values()), default=0.0),
+        "max_error_vs_plan_points": round(max((100 * abs(v["achieved_share"] - v["plan_share"])
+                                               for v in table.values()), default=0.0), 4),
         "unreachable": [{"domain": d, "target_share": table[d]["target_share"],
                          "achieved_share": table[d]["achieved_share"], "why": why}
                         for d, why in sorted(mix.unreachable.items())],
@@ -409,8 +432,8 @@ def _plot_mix(report: dict, out: StageOutput) -> None:
                         ha="center", va="bottom", fontsize=7, color="#aa0000", rotation=90)
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel(f"share of {report['unit']} (%)")
-    ax.set_title(f"Domain mixture: max |achieved - target| {report['max_error_points']:.2f} points "
-                 f"(reachable targets)")
+    ax.set_title(f"Domain mixture: max |achieved - target| {report['max_error_points']:.2f} points"
+                 + (f", {len(report['unreachable'])} unreachable" if report["unreachable"] else ""))
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -25,6 +25,15 @@ DOC_SCHEMA = pa.schema(
 
 DOC_COLUMNS = DOC_SCHEMA.names
 
+# Columns the remix stage adds (pipeline/remix.py): the document's domain; where that label
+# came from ("input" table, URL "rule", topic "classifier", or "default" when nothing matched);
+# and which repetition of an up-sampled document a row is (0 for the first).
+REMIX_FIELDS = [
+    pa.field("domain", pa.string(), nullable=False),
+    pa.field("domain_source", pa.string(), nullable=False),
+    pa.field("copy", pa.int32(), nullable=False),
+]
+
 
 def make_doc_id(*parts: str | bytes | None) -> str:
     """A stable 128-bit hex id from the parts that identify a document.

@@ -11,6 +11,7 @@ import pytest
 from jobs.cli import main as cli
 from pipeline.domains import DomainRules
 from pipeline.outputs import read_json
+from pipeline.schema import REMIX_FIELDS
 from pipeline.shard_reader import ShardReader
 from pipeline.tables import arrow_dataset
 
@@ -102,6 +103,8 @@ def test_mixture_accounting_and_labels(inputs, run_a):
     assert dropped.num_rows == sum(report["docs_dropped"].values())
     shards = pa.concat_tables(pq.read_table(run_a / s["path"]) for s in manifest["shards"])
     assert shards.num_rows == manifest["documents"] == report["rows_out"]
+    assert shards.column_names[-3:] == [f.name for f in REMIX_FIELDS]
+    assert [shards.schema.field(f.name).type for f in REMIX_FIELDS] == [f.type for f in REMIX_FIELDS]
     keys = list(zip(shards["doc_id"].to_pylist(), shards["copy"].to_pylist()))
     assert len(set(keys)) == len(keys) and max(shards["copy"].to_pylist()) < 4
     assert set(shards["doc_id"].to_pylist()).isdisjoint(dropped["doc_id"].to_pylist())
