@@ -85,3 +85,18 @@ def test_tied_embeddings_share_one_matrix():
 def test_mfu_flops_add_the_output_projection():
     cfg = get_preset("1b")
     assert train_flops_per_token(cfg) == flops_per_token(cfg) + 6 * 2048 * 102_400
+
+
+def test_fused_loss_matches_logits_and_cross_entropy():
+    torch.manual_seed(0)
+    model = Transformer(CFG)
+    ref = Transformer(CFG)
+    ref.load_state_dict(model.state_dict())
+    tokens = torch.randint(0, 128, (3, 33))
+    loss = model(tokens[:, :-1], tokens[:, 1:])
+    want = torch.nn.functional.cross_entropy(ref(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten())
+    (2 * loss).backward()
+    (2 * want).backward()
+    assert loss.item() == pytest.approx(want.item(), abs=1e-6)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6), name
