@@ -425,6 +425,10 @@ def _plot_mix(report: dict, out: StageOutput) -> None:
     ax.bar(x - 0.27, [100 * r["input_share"] for r in rows], 0.27, label="input", color="#bbbbbb")
     ax.bar(x, [100 * r["target_share"] for r in rows], 0.27, label="target", color="#4c72b0")
     bars = ax.bar(x + 0.27, [100 * r["achieved_share"] for r in rows], 0.27, label="achieved", color="#dd8452")
+    if report["unreachable"]:
+        ax.scatter(x + 0.27, [100 * r["plan_share"] for r in rows], marker="_", s=300, color="black", zorder=3,
+                   label="closest reachable")
+    ax.legend()   # before the hatching, which is per bar, not per series
     for bar, r in zip(bars, rows):
         if not r["reachable"]:
             bar.set_hatch("//")
@@ -435,7 +439,6 @@ def _plot_mix(report: dict, out: StageOutput) -> None:
     ax.set_title(f"Domain mixture: max |achieved - target| {report['max_error_points']:.2f} points"
                  + (f", {len(report['unreachable'])} unreachable" if report["unreachable"] else ""))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
     fig.tight_layout()
     with out.fs.open_output_stream(out.path("mix.png")) as f:
         fig.savefig(f, format="png", dpi=110)
