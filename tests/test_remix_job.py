@@ -1,10 +1,10 @@
 """The remix job end to end in Spark local mode on the bundled sample's 350 real documents."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -50,7 +50,7 @@ def inputs(tmp_path_factory):
     cfg.validate()
     files, _ = discover([sample])
     rows = pa.Table.from_batches([b for s in plan_splits(files, 1 << 30) for b in process_split(s, cfg)])
-    docs = rows.filter(pa.compute.equal(rows["kind"], "doc")).select(
+    docs = rows.filter(pc.equal(rows["kind"], "doc")).select(
         ["doc_id", "dump", "url", "host", "warc_date", "content_type", "text", "n_chars"])
     (root / "documents").mkdir()
     half = docs.num_rows // 2
