@@ -80,7 +80,7 @@ def test_zero1_two_processes_loss_decreases(trained):
     assert sorted(losses) == list(range(1, STEPS + 1))
     first, last = sum(losses[s] for s in range(1, 6)) / 5, sum(losses[s] for s in range(STEPS - 4, STEPS + 1)) / 5
     assert last < first - 0.4, (first, last)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "report.json").read_text())
     assert summary["world_size"] == 2 and 0 < summary["val_bpb"] < 8 and summary["val_loss"] < losses[1]
     ckpts = out / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["latest", "step-00000020", "step-00000024", "step-00000030"]

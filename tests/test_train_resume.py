@@ -120,3 +120,18 @@ def test_missing_lr_and_batch_come_from_the_scaling_laws():
     want = resolve_hparams(MODEL, TrainConfig(total_tokens=10**6))
     assert (train.lr, train.batch_size) == (want.lr, want.batch_size)
     assert shape.total_steps == -(-10**6 // (want.batch_size * MODEL.seq_len))
+
+
+def test_cli_trains_a_preset_without_a_run_file(shards, tmp_path):
+    """What `crawl2model demo` runs: a few steps of the tiny preset, vocab taken from the shards' tokenizer."""
+    from jobs.cli import main
+
+    out = tmp_path / "demo"
+    argv = ["train", "--preset", "tiny", "--data", _with_vocab(shards, tmp_path), "--max-steps", "3",
+            "--warmup-steps", "1", "--seq-len", "32", "--batch-size", "4", "--engine", "torch",
+            "--num-workers", "0", "--output", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["stage"] == "train" and report["steps"] == 3 and report["seq_len"] == 32
+    assert "vocab_size = 128" in (out / "run.toml").read_text()
+    assert main(["train", "--max-steps", "3"]) == 2  # neither --config nor --preset: a usage error

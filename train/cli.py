@@ -4,6 +4,7 @@
     crawl2model train --config run.toml --nproc-per-node 8       re-launched under torchrun
     crawl2model train --config run.toml --launcher deepspeed --hostfile hosts   multi-node via DeepSpeed
     crawl2model train --config run.toml --resume                 continue from OUTPUT/checkpoints/latest
+    crawl2model train --preset tiny --data TOKENS --max-steps 20 --warmup-steps 2   no run file
     crawl2model export-hf --checkpoint OUT/checkpoints/step-00001000 --output hf/
 
 Flags override the run file's [train] table. Under a launcher (RANK set in the
@@ -21,15 +22,29 @@ import sys
 from pathlib import Path
 
 # [train] fields that have a flag: --max-steps, --lr, ...
-OVERRIDES = {"data": str, "val_data": str, "max_steps": int, "total_tokens": int, "lr": float,
+OVERRIDES = {"data": str, "val_data": str, "max_steps": int, "total_tokens": int, "lr": float, "seq_len": int,
+             "warmup_steps": int,
              "batch_size": int, "micro_batch_size": int, "engine": str, "dtype": str, "attention": str,
-             "seed": int, "log_every": int, "eval_every": int, "save_every": int, "num_workers": int}
+             "seed": int, "log_every": int, "eval_every": int, "save_every": int, "eval_windows": int,
+             "num_workers": int}
 
 
 def _config(args: argparse.Namespace):
-    from train.config import load_run_config
+    """(model, train) from the run file, or from --preset with the shards' vocabulary; flags override."""
+    from pipeline.config import ConfigError
+    from train.config import TrainConfig, get_preset, load_run_config
 
-    model, train = load_run_config(args.config)
+    if bool(args.config) == bool(args.preset):
+        raise ConfigError("give either --config RUN.toml or --preset NAME (with --data and --max-steps)")
+    if args.config:
+        model, train = load_run_config(args.config)
+    else:
+        model, train = get_preset(args.preset), TrainConfig(max_steps=1)
+        if args.data:  # a preset's 102,400 rows would be mostly unused with a small test tokenizer
+            from train.data import shard_files
+
+            padded = shard_files(args.data)[2].get("tokenizer", {}).get("padded_vocab_size")
+            model.vocab_size = padded or model.vocab_size
     changes = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
     if "max_steps" in changes:
         changes.setdefault("total_tokens", None)
@@ -42,7 +57,7 @@ def _config(args: argparse.Namespace):
 
 def _child_argv(args: argparse.Namespace, output: str) -> list[str]:
     """The same training command for each launched process, without the launch flags."""
-    argv = ["train", "--config", args.config, "--output", output]
+    argv = ["train", *(["--config", args.config] if args.config else ["--preset", args.preset]), "--output", output]
     for name in OVERRIDES:
         if getattr(args, name) is not None:
             argv += ["--" + name.replace("_", "-"), str(getattr(args, name))]
@@ -71,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError
 
     model, train = _config(args)
-    output = args.output or train.output_dir or str(Path("runs") / Path(args.config).stem)
+    output = args.output or train.output_dir or str(Path("runs") / (Path(args.config).stem if args.config else args.preset))
     under_launcher = "RANK" in os.environ
     if not under_launcher and ((args.nproc_per_node or 1) > 1 or args.launcher == "deepspeed"):
         return _launch(args, output)
@@ -100,7 +115,9 @@ def cmd_export_hf(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="pretrain the model on token shards (DeepSpeed ZeRO-1 or torch DDP)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, metavar="RUN.toml", help="run file with [model] and [train] tables")
+    p.add_argument("--config", metavar="RUN.toml", help="run file with [model] and [train] tables")
+    p.add_argument("--preset", help="instead of --config: a model preset (tiny, small, 1b, ...), its vocab_size "
+                                    "taken from the shards' tokenizer; [train] defaults plus the flags")
     p.add_argument("--output", metavar="DIR", help="run folder (default: [train] output_dir, else runs/<config name>)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="CKPT",
                    help="continue from OUTPUT's latest checkpoint, or from CKPT (a step-* folder, e.g. of a "

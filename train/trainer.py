@@ -88,7 +88,7 @@ def _resume_folder(resume: str, checkpoints: Path) -> Path | None:
 
 def run(model_cfg: ModelConfig, train_cfg: TrainConfig, output_dir: str | Path,
         resume: str | None = None) -> dict[str, Any]:
-    """Train; returns the summary that is also written to OUTPUT/summary.json (rank 0).
+    """Train; returns the report that is also written to OUTPUT/report.json (rank 0), as every stage does.
 
     `resume`: "latest" continues from OUTPUT/checkpoints if there is one (a fresh
     start otherwise); a path continues from that checkpoint, possibly of another
@@ -158,6 +158,7 @@ def _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env) -> dict[str, A
                 "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
 
     batches = iter(loader)
+    started = time.perf_counter()
     summary: dict[str, Any] = {}
     window_start, window_steps = time.perf_counter(), 0
     while step < shape.total_steps:
@@ -185,9 +186,10 @@ def _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env) -> dict[str, A
             checkpoint.save(checkpoints, step, engine, state_at(step), rank, train_cfg.keep_checkpoints,
                             keep_forever=step == first_stage_end)
     metrics.close()
-    summary.update(steps=shape.total_steps, seq_len=shape.seq_len, batch_size=train_cfg.batch_size,
+    summary.update(stage="train", steps=shape.total_steps, seq_len=shape.seq_len, batch_size=train_cfg.batch_size,
                    batch_tokens=batch_tokens, peak_lr=train_cfg.lr, flops_per_token=flops_token,
-                   world_size=env.world_size, engine=train_cfg.engine)
+                   world_size=env.world_size, engine=train_cfg.engine,
+                   seconds=round(time.perf_counter() - started, 3))
     if rank == 0:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
