@@ -16,16 +16,18 @@ SAMPLE_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "sample
 def steps(sample: str, run_dir: Path) -> list[tuple[str, list[str], Path]]:
     """(stage, argv, output folder) in flow order; each reads the previous stage's output."""
     docs, deduped, filtered = run_dir / "documents", run_dir / "deduped", run_dir / "filtered"
-    tok, tokens = run_dir / "tokenizer", run_dir / "tokens"
-    curated = filtered / "kept"
+    shards, tok, tokens = run_dir / "shards", run_dir / "tokenizer", run_dir / "tokens"
     return [
         ("ingest", ["ingest", "--input", sample, "--output", str(docs)], docs),
         ("dedup", ["dedup", "--input", str(docs), "--output", str(deduped)], deduped),
         ("filter", ["filter", "--input", str(deduped / "kept"), "--output", str(filtered)], filtered),
+        # Default domain rules, natural mix; small shards because the sample is small.
+        ("remix", ["remix", "--input", str(filtered / "kept"), "--output", str(shards), "--shard-size", "64KB"],
+         shards),
         # The sample is ~1 MB of text: a small vocabulary, not the 100k of a real run.
-        ("tokenizer", ["tokenizer", "train", "--input", str(curated), "--output", str(tok),
+        ("tokenizer", ["tokenizer", "train", "--input", str(filtered / "kept"), "--output", str(tok),
                        "--vocab-size", "4000"], tok),
-        ("tokenize", ["tokenize", "--tokenizer", str(tok), "--input", str(curated), "--output", str(tokens)],
+        ("tokenize", ["tokenize", "--tokenizer", str(tok), "--input", str(shards), "--output", str(tokens)],
          tokens),
     ]
 
@@ -40,6 +42,9 @@ def _summary(stage: str, r: dict) -> str:
         return (f"{r['docs_in']} in, {r['docs_removed']} removed ({r['removed_by_reason']['exact']} exact, "
                 f"{r['removed_by_reason']['near']} near), {r['docs_kept']} kept; removed by dumps together: "
                 f"{curve}; each dump alone: {r.get('per_dump_mode_removed_fraction', 0):.1%}")
+    if stage == "remix":
+        return (f"{r['docs_in']} docs -> {r['rows_out']} rows ({r['docs_selected']} docs) in "
+                f"{r['shards']['count']} shards; max |achieved - target| {r['max_error_points']:.2f} points")
     if stage == "filter":
         langs = ", ".join(f"{lang}: {v['docs_kept']}/{v['docs_in']}" for lang, v in r["per_language"].items())
         return f"{r['docs_in']} in, {r['docs_kept']} kept ({r['pass_rate']:.0%}); by language {langs}"

@@ -46,6 +46,17 @@ def read_json(path: str) -> Any:
         return json.loads(f.read())
 
 
+def sha256_file(fs: pafs.FileSystem, path: str) -> str:
+    """Hex sha256 of a file, streamed: manifests list it so readers can verify shards."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with fs.open_input_stream(path) as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
 def is_complete(path: str) -> bool:
     fs, p = filesystem(path)
     return exists(fs, posixpath.join(p, SUCCESS))

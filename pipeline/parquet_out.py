@@ -22,14 +22,14 @@ if TYPE_CHECKING:
 ROW_GROUP_ROWS = 4096  # a few thousand documents: one Spark input task each downstream
 
 
-def _plain(t: pa.DataType) -> pa.DataType:
+def plain_type(t: pa.DataType) -> pa.DataType:
     """Spark hands Arrow large types; files keep the ordinary ones the document schema uses."""
     if pa.types.is_large_string(t):
         return pa.string()
     if pa.types.is_large_binary(t):
         return pa.binary()
     if pa.types.is_large_list(t):
-        return pa.list_(_plain(t.value_type))
+        return pa.list_(plain_type(t.value_type))
     return t
 
 
@@ -51,7 +51,7 @@ def _write_partition(batches: Iterator[pa.RecordBatch], root: str, partition_by:
             if not batch.num_rows:
                 continue
             data_cols = [c for c in batch.schema.names if c not in partition_by]
-            schema = pa.schema([pa.field(c, _plain(batch.schema.field(c).type)) for c in data_cols])
+            schema = pa.schema([pa.field(c, plain_type(batch.schema.field(c).type)) for c in data_cols])
             keys = list(zip(*(batch.column(c).to_pylist() for c in partition_by))) if partition_by \
                 else [()] * batch.num_rows
             start = 0

@@ -28,7 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.outputs import filesystem as resolve_filesystem
-from pipeline.token_shards import _sha256 as sha256_file
+from pipeline.outputs import sha256_file
 
 CURSOR_VERSION = 1
 

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.outputs import filesystem
-from pipeline.parquet_out import ROW_GROUP_ROWS, _plain
-from pipeline.token_shards import _sha256 as sha256_file
+from pipeline.outputs import sha256_file
+from pipeline.parquet_out import ROW_GROUP_ROWS, plain_type
 
 COMPRESSION = "zstd"
 RESULT_SCHEMA = pa.schema([("shard", pa.int32()), ("path", pa.string()), ("documents", pa.int64()),
@@ -35,7 +35,7 @@ def shard_name(index: int) -> str:
 
 
 def file_schema(schema: pa.Schema, columns: Sequence[str]) -> pa.Schema:
-    return pa.schema([pa.field(c, _plain(schema.field(c).type)) for c in columns])
+    return pa.schema([pa.field(c, plain_type(schema.field(c).type)) for c in columns])
 
 
 class ShardFile:

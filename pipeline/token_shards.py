@@ -26,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config import ConfigError
-from pipeline.outputs import StageOutput, filesystem, write_json
+from pipeline.outputs import StageOutput, filesystem, sha256_file, write_json
+from pipeline.tables import read_table
 
 SHARD_SCHEMA = pa.schema([
     pa.field("input_ids", pa.large_list(pa.uint32()), nullable=False),
@@ -108,14 +109,6 @@ def tokenize_batch(tok, batch: pa.RecordBatch, eos_id: int) -> tuple[pa.RecordBa
     return rows, len(texts) - len(keep), sum(len(t.encode("utf-8", "surrogatepass")) for t in kept_texts)
 
 
-def _sha256(fs, path: str) -> str:
-    h = hashlib.sha256()
-    with fs.open_input_stream(path) as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: int,
                 folder: str, shard_index: int) -> pa.RecordBatch:
     """Encode all `batches` into `folder/part-NNNNN.arrow`; one result row of counts.
@@ -155,7 +148,7 @@ def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: 
     if writer is not None:
         final = posixpath.join(base, name)
         fs.move(tmp, final)
-        digest = _sha256(fs, final)
+        digest = sha256_file(fs, final)
     return pa.record_batch([[name if digest else None], [docs], [tokens], [nbytes], [skipped],
                             [seconds], [digest]], schema=RESULT_SCHEMA)
 
@@ -184,7 +177,10 @@ def run(spark, cfg: TokenizeConfig, out: StageOutput) -> dict:
         raise ConfigError(f"tokenize: {cfg.tokenizer} has no {EOS} token")
     tok_config = files.read_config(cfg.tokenizer)
 
-    df = spark.read.parquet(*cfg.input)
+    from functools import reduce
+
+    df = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True),
+                (read_table(spark, path) for path in cfg.input))
     if "text" not in df.columns or "doc_id" not in df.columns:
         raise ConfigError(f"tokenize: input needs 'text' and 'doc_id' columns, has {', '.join(df.columns)}")
     domain = F.col("domain").cast("string") if "domain" in df.columns else F.lit(None).cast("string")

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.shard_reader import ShardChecksumError, ShardReader
 from pipeline.shards import ShardFile, file_schema, shard_name
-from pipeline.token_shards import _sha256 as sha256_file
+from pipeline.outputs import sha256_file
 
 SIZES = (23, 23, 23, 9, 16)   # documents per shard; row groups of 7
 
