@@ -357,7 +357,11 @@ def _subset(table_dir: Path, n_docs: int, out: Path) -> Path:
 
 
 def _run_measured(argv: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB of the process tree: driver, JVM and Python workers)."""
+    """(wall seconds, peak memory in MiB of the process tree: driver, JVM and Python workers).
+
+    Memory is PSS (proportional set size): Spark forks its Python workers from
+    one daemon, and summing RSS would count their shared pages once per fork.
+    """
     import subprocess
 
     import psutil
@@ -369,7 +373,7 @@ def _run_measured(argv: list[str]) -> tuple[float, float]:
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
         except psutil.Error:
             pass
         time.sleep(0.5)
@@ -400,7 +404,7 @@ def bench_spark_job(args: argparse.Namespace) -> dict | None:
             report = read_json(str(out / "report.json"))
             runs.append({"docs": report["docs_in"], "wall_seconds": round(wall, 1),
                          "job_seconds": report["seconds"], "docs_per_second": round(report["docs_in"] / wall, 1),
-                         "peak_rss_mib": round(peak), "removed_fraction": report["removed_fraction"],
+                         "peak_pss_mib": round(peak), "removed_fraction": report["removed_fraction"],
                          "timings": report["timings"], "rate_by_dumps": report.get("rate_by_dumps"),
                          "per_dump_mode_removed_fraction": report.get("per_dump_mode_removed_fraction")})
             print(f"  spark dedup {n:>6} docs: {wall:6.1f}s wall, {report['docs_in'] / wall:7.1f} docs/s, "
@@ -449,7 +453,7 @@ def print_spark(report: dict) -> None:
     job = report["spark_job"]
     print(f"\n{'docs':>8} {'wall s':>8} {'docs/s':>8} {'peak MiB':>9} {'time x':>7} {'size x':>7}")
     for r in job["runs"]:
-        print(f"{r['docs']:>8} {r['wall_seconds']:>8.1f} {r['docs_per_second']:>8.1f} {r['peak_rss_mib']:>9} "
+        print(f"{r['docs']:>8} {r['wall_seconds']:>8.1f} {r['docs_per_second']:>8.1f} {r['peak_pss_mib']:>9} "
               f"{r['time_ratio_vs_smallest']:>7} {r['size_ratio_vs_smallest']:>7}")
     curve = report["rate_by_dumps"]
     print(f"\n(c) removed when the first k dumps are deduplicated together ({curve['docs']} docs): "
