@@ -100,3 +100,16 @@ def test_fused_loss_matches_logits_and_cross_entropy():
     assert loss.item() == pytest.approx(want.item(), abs=1e-6)
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+
+
+def test_fused_loss_under_bf16_autocast():
+    """The torch engine's mixed precision: autocast must not break the hand-written out= matmuls."""
+    torch.manual_seed(0)
+    model = Transformer(CFG)
+    tokens = torch.randint(0, 128, (2, 33))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(tokens[:, :-1], tokens[:, 1:])
+        want = torch.nn.functional.cross_entropy(model(tokens[:, :-1]).float().flatten(0, 1), tokens[:, 1:].flatten())
+    loss.backward()
+    assert loss.item() == pytest.approx(want.item(), abs=2e-2)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())

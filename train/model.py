@@ -132,27 +132,32 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk: int):
-        n = hidden.shape[0]
+        n, device = hidden.shape[0], hidden.device.type
+        # Under autocast, compute in its dtype as nn.Linear would, but by hand: autocast
+        # does not handle the out= matmuls below.
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        grad_h = torch.empty_like(hidden) if need_grad else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_grad else None
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        for start in range(0, n, chunk):
-            h, t = hidden[start : start + chunk], targets[start : start + chunk]
-            logp = torch.log_softmax((h @ weight.T).float(), dim=-1)
-            total -= logp.gather(1, t[:, None]).sum()
-            if need_grad:
-                grad = logp.exp_()  # softmax, in place
-                grad[torch.arange(len(t), device=t.device), t] -= 1.0
-                grad = grad.to(hidden.dtype)
-                torch.matmul(grad, weight, out=grad_h[start : start + chunk])
-                if grad.dtype == torch.float32:
-                    grad_w.addmm_(grad.T, h)
-                else:
-                    grad_w += grad.T @ h
-        if need_grad:  # the 1/n of the mean, applied to the small tensors rather than to every chunk
-            grad_h.div_(n)
-            grad_w.div_(n)
+        with torch.autocast(device, enabled=False):
+            hidden_c, weight_c = hidden.to(dtype), weight.to(dtype)
+            grad_h = torch.empty_like(hidden_c) if need_grad else None
+            grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_grad else None
+            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            for start in range(0, n, chunk):
+                h, t = hidden_c[start : start + chunk], targets[start : start + chunk]
+                logp = torch.log_softmax((h @ weight_c.T).float(), dim=-1)
+                total -= logp.gather(1, t[:, None]).sum()
+                if need_grad:
+                    grad = logp.exp_()  # softmax, in place
+                    grad[torch.arange(len(t), device=t.device), t] -= 1.0
+                    grad = grad.to(dtype)
+                    torch.matmul(grad, weight_c, out=grad_h[start : start + chunk])
+                    if dtype == torch.float32:
+                        grad_w.addmm_(grad.T, h)
+                    else:
+                        grad_w += grad.T @ h
+            if need_grad:  # the 1/n of the mean, applied to the small tensors rather than to every chunk
+                grad_h = grad_h.to(hidden.dtype).div_(n)
+                grad_w.div_(n)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return total / n
