@@ -7,6 +7,7 @@ report.json files. Later stages append themselves to `STEPS`.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,9 +27,13 @@ def steps(sample: str, run_dir: Path) -> list[tuple[str, list[str], Path]]:
          shards),
         # The sample is ~1 MB of text: a small vocabulary, not the 100k of a real run.
         ("tokenizer", ["tokenizer", "train", "--input", str(filtered / "kept"), "--output", str(tok),
-                       "--vocab-size", "4000"], tok),
+                       "--vocab-size", "4000", "--padded-vocab-size", "4096"], tok),
         ("tokenize", ["tokenize", "--tokenizer", str(tok), "--input", str(shards), "--output", str(tokens)],
          tokens),
+        # A few steps of the tiny model on CPU: the flow end to end, not a useful model.
+        ("train", ["train", "--preset", "tiny", "--data", str(tokens), "--max-steps", "20",
+                   "--warmup-steps", "2", "--seq-len", "128", "--batch-size", "8", "--engine", "torch",
+                   "--output", str(run_dir / "train")], run_dir / "train"),
     ]
 
 
@@ -45,6 +50,9 @@ def _summary(stage: str, r: dict) -> str:
     if stage == "remix":
         return (f"{r['docs_in']} docs -> {r['rows_out']} rows ({r['docs_selected']} docs) in "
                 f"{r['shards']['count']} shards; max |achieved - target| {r['max_error_points']:.2f} points")
+    if stage == "train":
+        return (f"{r['steps']} steps of {r['batch_tokens']} tokens, loss {r['loss']:.3f}, "
+                f"{r['tokens_per_s']:.0f} tokens/s, {r['seconds']:.1f}s")
     if stage == "filter":
         langs = ", ".join(f"{lang}: {v['docs_kept']}/{v['docs_in']}" for lang, v in r["per_language"].items())
         return f"{r['docs_in']} in, {r['docs_kept']} kept ({r['pass_rate']:.0%}); by language {langs}"
@@ -63,7 +71,12 @@ def run(args: argparse.Namespace) -> int:
     lines = []
     for stage, argv, out in steps(sample, run_dir):
         print(f"== {stage} ==", file=sys.stderr, flush=True)
-        rc = cli_main(argv + extra)
+        if stage == "train":  # a run folder is resumed, not overwritten: start it afresh
+            if args.overwrite:
+                shutil.rmtree(out, ignore_errors=True)
+            rc = 0 if (out / "report.json").exists() else cli_main(argv)
+        else:
+            rc = cli_main(argv + extra)
         if rc:
             print(f"demo: stage {stage} failed (exit {rc})", file=sys.stderr)
             return rc

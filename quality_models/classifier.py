@@ -9,6 +9,7 @@ a Spark worker that scores many batches pays the load once.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import re
 import tempfile
@@ -24,6 +25,17 @@ def one_line(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def _fit_and_save(train_path: str, output: str, quantize: bool, params: dict) -> None:
+    """Train, optionally quantize, and save, in whatever process runs it."""
+    import fasttext
+
+    model = fasttext.train_supervised(input=train_path, thread=1, verbose=0, **params)
+    if quantize:
+        model.quantize(input=train_path, retrain=True, qnorm=True, cutoff=QUANTIZE_CUTOFF, dsub=4,
+                       thread=1, verbose=0)
+    model.save_model(output)
+
+
 def train_classifier(texts: list[str], labels: list[str], output: str, *, epoch: int = 10, lr: float = 0.5,
                      word_ngrams: int = 2, dim: int = 64, min_count: int = 1, seed: int = 0,
                      quantize: bool = False, bucket: int = 200_000) -> str:
@@ -35,31 +47,30 @@ def train_classifier(texts: list[str], labels: list[str], output: str, *, epoch:
     is how the small shipped models are made. `bucket` (hashed n-gram rows) is
     10x under fastText's 2M default: at dim 64 the default makes a 512 MB model.
     """
-    import fasttext
-
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     if not texts:
         raise ValueError("no training examples")
+    root, ext = os.path.splitext(output)
+    if quantize:
+        output = root + ".ftz" if ext in ("", ".bin") else output
+    elif not ext:
+        output = root + ".bin"
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    params = dict(epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim, minCount=min_count, seed=seed,
+                  bucket=bucket)
     fd, train_path = tempfile.mkstemp(suffix=".txt", prefix="fasttext-train-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for text, label in zip(texts, labels):
                 f.write(f"{LABEL_PREFIX}{_SPACES.sub('_', label.strip())} {one_line(text)}\n")
-        model = fasttext.train_supervised(input=train_path, epoch=epoch, lr=lr, wordNgrams=word_ngrams,
-                                          dim=dim, minCount=min_count, seed=seed, bucket=bucket,
-                                          thread=1, verbose=0)
-        root, ext = os.path.splitext(output)
-        if quantize:
-            model.quantize(input=train_path, retrain=True, qnorm=True, cutoff=QUANTIZE_CUTOFF, dsub=4,
-                           thread=1, verbose=0)
-            output = root + ".ftz" if ext in ("", ".bin") else output
-        elif not ext:
-            output = root + ".bin"
+        # A fresh process: fastText's trainer was seen to diverge ("Encountered NaN") at any
+        # learning rate inside a process that had run other native code (numba, Spark's
+        # Arrow), and it holds its matrices outside Python's accounting anyway.
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            pool.apply(_fit_and_save, (train_path, output, quantize, params))
     finally:
         os.unlink(train_path)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    model.save_model(output)
     return output
 
 
