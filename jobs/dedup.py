@@ -14,6 +14,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 import argparse  # noqa: E402
 
+from jobs.stage import SparkStage  # noqa: E402
+
 DESCRIPTION = (
     "Remove exact and near duplicates across all dumps (or within each dump with --mode per-dump). "
     "Writes kept/ (the document table), duplicates/ (each removed document, its representative, "
@@ -51,20 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "against it, then add them to it (created if missing)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from jobs.stage import run_stage
-    from pipeline import dedup
-
-    return run_stage(args, "dedup", dedup.DedupConfig, dedup.run)
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("dedup", help="exact + near-duplicate removal across dumps", description=DESCRIPTION)
-    add_arguments(p)
-    p.set_defaults(func=run)
-
+STAGE = SparkStage(
+    "dedup", help="exact + near-duplicate removal across dumps", description=DESCRIPTION,
+    add_arguments=add_arguments, config="pipeline.dedup:DedupConfig", body="pipeline.dedup:run")
+register = STAGE.register
 
 if __name__ == "__main__":
-    from jobs.stage import standalone_main
-
-    sys.exit(standalone_main("jobs/dedup.py", add_arguments, run, DESCRIPTION))
+    sys.exit(STAGE.main())

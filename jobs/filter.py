@@ -15,6 +15,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 import argparse  # noqa: E402
 
+from jobs.stage import SparkStage  # noqa: E402
+
 DESCRIPTION = (
     "Compute every quality signal once (lid.176 language and score, Gopher/C4/FineWeb heuristics, "
     "fastText quality_score, KenLM perplexity) as columns, then apply a rule set. Writes kept/, "
@@ -38,21 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-partitions", type=int, help="files per dump in kept/ and rejected/ (default 4)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from jobs.stage import run_stage
-    from pipeline.filters import filter_stage
-
-    return run_stage(args, "filter", filter_stage.FilterConfig, filter_stage.run)
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("filter", help="language, heuristic, quality and perplexity filtering",
-                              description=DESCRIPTION)
-    add_arguments(p)
-    p.set_defaults(func=run)
-
+STAGE = SparkStage(
+    "filter", help="language, heuristic, quality and perplexity filtering", description=DESCRIPTION,
+    add_arguments=add_arguments, config="pipeline.filters.filter_stage:FilterConfig", body="pipeline.filters.filter_stage:run")
+register = STAGE.register
 
 if __name__ == "__main__":
-    from jobs.stage import standalone_main
-
-    sys.exit(standalone_main("jobs/filter.py", add_arguments, run, DESCRIPTION))
+    sys.exit(STAGE.main())

@@ -14,6 +14,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 import argparse  # noqa: E402
 
+from jobs.stage import SparkStage  # noqa: E402
+
 DESCRIPTION = (
     "Read WARC/WET/ARC files (plain or gzip) grouped in one folder per dump, or JSONL/Parquet "
     "files with a 'text' field, and write the document table as Parquet partitioned by dump, "
@@ -38,20 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-size", metavar="SIZE", help="pack small files into tasks of this size (default 128MB)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from jobs.stage import run_stage
-    from pipeline import ingest
-
-    return run_stage(args, "ingest", ingest.IngestConfig, ingest.run)
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("ingest", help="crawl files -> document table", description=DESCRIPTION)
-    add_arguments(p)
-    p.set_defaults(func=run)
-
+STAGE = SparkStage(
+    "ingest", help="crawl files -> document table", description=DESCRIPTION,
+    add_arguments=add_arguments, config="pipeline.ingest:IngestConfig", body="pipeline.ingest:run")
+register = STAGE.register
 
 if __name__ == "__main__":
-    from jobs.stage import standalone_main
-
-    sys.exit(standalone_main("jobs/ingest.py", add_arguments, run, DESCRIPTION))
+    sys.exit(STAGE.main())

@@ -14,6 +14,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 import argparse  # noqa: E402
 
+from jobs.stage import SparkStage  # noqa: E402
+
 DESCRIPTION = (
     "Label each document's domain (URL/host rules, then an optional fastText topic classifier), "
     "re-weight domains to a target mixture by repeating (up to --max-copies) or sampling documents "
@@ -45,20 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seed of sampling and shuffle (default 0)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from jobs.stage import run_stage
-    from pipeline import remix
-
-    return run_stage(args, "remix", remix.RemixConfig, remix.run)
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("remix", help="domain mixture -> shuffled curated shards", description=DESCRIPTION)
-    add_arguments(p)
-    p.set_defaults(func=run)
-
+STAGE = SparkStage(
+    "remix", help="domain mixture -> shuffled curated shards", description=DESCRIPTION,
+    add_arguments=add_arguments, config="pipeline.remix:RemixConfig", body="pipeline.remix:run")
+register = STAGE.register
 
 if __name__ == "__main__":
-    from jobs.stage import standalone_main
-
-    sys.exit(standalone_main("jobs/remix.py", add_arguments, run, DESCRIPTION))
+    sys.exit(STAGE.main())

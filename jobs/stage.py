@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pipeline.config import add_config_argument, resolve, to_dict
@@ -70,3 +71,37 @@ def standalone_main(prog: str, add_arguments: Callable[[argparse.ArgumentParser]
     except (ConfigError, FileNotFoundError, NotADirectoryError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+
+
+@dataclass(frozen=True)
+class SparkStage:
+    """A Spark stage's command, the same for `crawl2model NAME` and `spark-submit jobs/NAME.py`.
+
+    `config` and `body` name "module:attribute" and are imported only when the
+    stage runs, so building the CLI's parser imports no stage code.
+    """
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    config: str
+    body: str
+
+    def run(self, args: argparse.Namespace) -> int:
+        return run_stage(args, self.name, _attribute(self.config), _attribute(self.body))
+
+    def register(self, subparsers) -> None:
+        p = subparsers.add_parser(self.name, help=self.help, description=self.description)
+        self.add_arguments(p)
+        p.set_defaults(func=self.run)
+
+    def main(self) -> int:
+        return standalone_main(f"jobs/{self.name}.py", self.add_arguments, self.run, self.description)
+
+
+def _attribute(spec: str) -> Any:
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -15,6 +15,8 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 
+from jobs.stage import SparkStage  # noqa: E402
+
 DESCRIPTION = (
     "Encode the 'text' of a Parquet document table (remix shards, or any table with text and "
     "doc_id, optional domain) with a trained tokenizer, and write memory-mappable Arrow IPC "
@@ -34,20 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write N shards, hashed by doc_id (default: one per input partition)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from jobs.stage import run_stage
-    from pipeline import token_shards
-
-    return run_stage(args, "tokenize", token_shards.TokenizeConfig, token_shards.run)
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("tokenize", help="document table -> token shards", description=DESCRIPTION)
-    add_arguments(p)
-    p.set_defaults(func=run)
-
+STAGE = SparkStage(
+    "tokenize", help="document table -> token shards", description=DESCRIPTION,
+    add_arguments=add_arguments, config="pipeline.token_shards:TokenizeConfig", body="pipeline.token_shards:run")
+register = STAGE.register
 
 if __name__ == "__main__":
-    from jobs.stage import standalone_main
-
-    sys.exit(standalone_main("jobs/tokenize.py", add_arguments, run, DESCRIPTION))
+    sys.exit(STAGE.main())
