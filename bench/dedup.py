@@ -470,15 +470,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=3000, help="near-duplicate pairs for the error comparison")
     parser.add_argument("--output", type=Path, default=OUT / "dedup.json")
     parser.add_argument("--skip-spark", action="store_true", help="only part (a)")
+    parser.add_argument("--only-spark", action="store_true", help="only parts (b) and (c)")
     args = parser.parse_args(argv)
     if args.quick:
         args.docs, args.pairs = min(args.docs, 2000), min(args.pairs, 600)
-    docs = build_documents(args.docs)
-    report: dict = {"signatures": bench_signatures(docs, args.num_perm, args.ngram,
-                                                   repeats=1 if args.quick else 3)}
-    print_signatures(report["signatures"])
-    report["estimate_error"] = estimate_errors(*near_duplicate_pairs(docs, args.pairs), args.num_perm, args.ngram)
-    print_errors(report["estimate_error"])
+    report: dict = {}
+    if not args.only_spark:
+        docs = build_documents(args.docs)
+        report["signatures"] = bench_signatures(docs, args.num_perm, args.ngram, repeats=1 if args.quick else 3)
+        print_signatures(report["signatures"])
+        report["estimate_error"] = estimate_errors(*near_duplicate_pairs(docs, args.pairs), args.num_perm,
+                                                   args.ngram)
+        print_errors(report["estimate_error"])
     if not args.skip_spark:
         print("\n(b) Spark dedup job, local mode")
         report["spark_job"] = bench_spark_job(args)
