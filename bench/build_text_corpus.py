@@ -16,7 +16,6 @@ import gzip
 import hashlib
 import html.parser
 import json
-import os
 import re
 import subprocess
 import sys

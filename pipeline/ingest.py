@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import ConfigError, parse_size
-from pipeline.inputs import InputFile, Split, discover, pack_tasks, plan_splits
+from pipeline.inputs import Split, discover, pack_tasks, plan_splits
 from pipeline.outputs import StageOutput, filesystem
 from pipeline.parquet_out import write_parquet
 from pipeline.schema import DOC_SCHEMA, host_of, make_doc_id
