@@ -57,11 +57,6 @@ def sha256_file(fs: pafs.FileSystem, path: str) -> str:
     return h.hexdigest()
 
 
-def is_complete(path: str) -> bool:
-    fs, p = filesystem(path)
-    return exists(fs, posixpath.join(p, SUCCESS))
-
-
 @dataclass
 class StageOutput:
     """The output folder of one stage run; use `begin()` then `commit()`."""

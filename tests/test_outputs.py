@@ -1,5 +1,5 @@
 """Atomic outputs: finished or absent, never half-written and mistaken for done."""
-from pipeline.outputs import SUCCESS, StageOutput, is_complete, read_json, write_json
+from pipeline.outputs import SUCCESS, StageOutput, read_json, write_json
 
 
 def test_commit_makes_output_appear_whole(tmp_path):
@@ -9,7 +9,7 @@ def test_commit_makes_output_appear_whole(tmp_path):
     write_json(out.fs, out.path("report.json"), {"n": 1})
     assert not final.exists()
     out.commit("demo")
-    assert is_complete(str(final))
+    assert (final / SUCCESS).exists()
     assert read_json(str(final / "report.json")) == {"n": 1}
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
     assert StageOutput(str(final)).done
