@@ -5,16 +5,10 @@
 """
 from __future__ import annotations
 
-import os
+import argparse
 import sys
 
-# Run as a script (spark-submit), this file's folder comes first on sys.path, and
-# jobs/tokenize.py would shadow the standard library's tokenize: drop the folder.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-
-from jobs.stage import SparkStage  # noqa: E402
+from jobs.stage import SparkStage
 
 DESCRIPTION = (
     "Remove exact and near duplicates across all dumps (or within each dump with --mode per-dump). "

@@ -6,16 +6,10 @@
 """
 from __future__ import annotations
 
-import os
+import argparse
 import sys
 
-# Run as a script (spark-submit), this file's folder comes first on sys.path, and
-# jobs/tokenize.py would shadow the standard library's tokenize: drop the folder.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-
-from jobs.stage import SparkStage  # noqa: E402
+from jobs.stage import SparkStage
 
 DESCRIPTION = (
     "Compute every quality signal once (lid.176 language and score, Gopher/C4/FineWeb heuristics, "

@@ -5,17 +5,10 @@
 """
 from __future__ import annotations
 
-import os
+import argparse
 import sys
 
-if __name__ == "__main__":
-    # `python jobs/tokenize.py` puts jobs/ first on sys.path, where this file would shadow
-    # the standard library's `tokenize` (used by linecache, inspect, pyspark).
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-
-from jobs.stage import SparkStage  # noqa: E402
+from jobs.stage import SparkStage
 
 DESCRIPTION = (
     "Encode the 'text' of a Parquet document table (remix shards, or any table with text and "
