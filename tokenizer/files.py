@@ -8,7 +8,6 @@ of its own.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any
@@ -69,8 +68,8 @@ def read_config(folder: str) -> dict[str, Any]:
 
 def fingerprint(folder: str) -> str:
     """sha256 of tokenizer.json: names the exact tokenizer that made a token shard."""
-    h = hashlib.sha256()
-    with open(os.path.join(folder, TOKENIZER_JSON), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    import pyarrow.fs as pafs
+
+    from pipeline.outputs import sha256_file
+
+    return sha256_file(pafs.LocalFileSystem(), os.path.abspath(os.path.join(folder, TOKENIZER_JSON)))

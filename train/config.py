@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, load_toml
 
 DEFAULT_VOCAB = 102_400
 
@@ -251,12 +250,7 @@ def model_from_table(table: dict[str, Any], where: str = "[model]") -> ModelConf
 def load_run_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
     """Read a run file's `[model]` and `[train]` tables; anything else in it is an error."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"run config not found: {p}")
-    try:
-        doc = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML: {e}") from e
+    doc = load_toml(p)
     unknown = sorted(set(doc) - {"model", "train"})
     if unknown:
         raise ConfigError(f"{p}: unknown table '[{unknown[0]}]' (known: [model], [train])")
