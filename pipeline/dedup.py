@@ -148,10 +148,12 @@ def jaccard_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 # --- graph building ---------------------------------------------------------------------
 
-def star_edges(members: "DataFrame", key_cols: list[str]) -> tuple["DataFrame", "DataFrame"]:
+def star_edges(members: "DataFrame", key_cols: list[str],
+               carry: tuple[str, ...] = ()) -> tuple["DataFrame", "DataFrame"]:
     """Edges from every member of a group (rows sharing `key_cols`) to the group's smallest node.
 
-    Returns (edges(src, dst), groups(key..., size)) for groups of two or more.
+    Returns (edges(src, dst, *carry), groups(key..., size)) for groups of two or more;
+    `carry` keeps key columns on the edges (e.g. the band that produced them).
     """
     from pyspark.sql import functions as F
 
@@ -160,7 +162,7 @@ def star_edges(members: "DataFrame", key_cols: list[str]) -> tuple["DataFrame", 
                      .where(F.col("size") > 1))
     edges = (members.join(groups.select(*key_cols, "center"), key_cols)
                     .where(F.col("node") != F.col("center"))
-                    .select(F.col("node").alias("src"), F.col("center").alias("dst")))
+                    .select(F.col("node").alias("src"), F.col("center").alias("dst"), *carry))
     return edges, groups
 
 
@@ -243,8 +245,10 @@ def build_edges(sigs: "DataFrame", cfg: DedupConfig, per_dump: bool, stats: dict
     exact_edges, exact_groups = star_edges(sigs.select("node", "exact", *scope), ["exact", *scope])
     survivors = sigs.join(exact_edges.select(F.col("src").alias("node")), "node", "left_anti")
     band_rows = survivors.select("node", *scope, F.posexplode("bands").alias("band", "bh"))
-    cand, buckets = star_edges(band_rows, ["band", "bh", *scope])
-    cand = cand.distinct()
+    by_band, buckets = star_edges(band_rows, ["band", "bh", *scope], carry=("band",))
+    cand = by_band.select("src", "dst").distinct()
+    if stats is not None:  # counted below and used again by the caller: compute once
+        cand = cand.persist()
     if cfg.verify:
         s = sigs.select("node", "sig")
         pairs = (cand.join(s.withColumnRenamed("node", "src").withColumnRenamed("sig", "sig_src"), "src")
@@ -252,6 +256,8 @@ def build_edges(sigs: "DataFrame", cfg: DedupConfig, per_dump: bool, stats: dict
         scored = pairs.select("src", "dst", "sig_src", "sig_dst").mapInArrow(
             lambda it: (jaccard_batch(b) for b in it), "src long, dst long, jaccard double")
         near = scored.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")
+        if stats is not None:
+            near = near.persist()
     else:
         near = cand
     edges = exact_edges.unionByName(near)
@@ -259,19 +265,20 @@ def build_edges(sigs: "DataFrame", cfg: DedupConfig, per_dump: bool, stats: dict
         url_edges, _ = star_edges(sigs.where(F.col("url").isNotNull()).select("node", "url", *scope), ["url", *scope])
         edges = edges.unionByName(url_edges)
     if stats is not None:
+        exact = exact_groups.agg(F.count(F.lit(1)).alias("n"), F.sum("size").alias("members")).first()
         bucket_stats = buckets.agg(F.count(F.lit(1)).alias("n"), F.max("size").alias("max"),
                                    F.expr("percentile_approx(size, 0.99)").alias("p99")).first()
         stats.update({
-            "exact_groups": exact_groups.count(),
-            "exact_duplicates": exact_edges.count(),
+            "exact_groups": exact["n"],
+            "exact_duplicates": (exact["members"] or 0) - exact["n"],
             "candidate_edges": cand.count(),
             "verified_edges": near.count(),
             "buckets_with_collisions": bucket_stats["n"],
             "bucket_size_max": bucket_stats["max"],
             "bucket_size_p99": bucket_stats["p99"],
+            # Before merging across bands: an edge found by several bands counts in each.
             "candidate_edges_per_band": {str(r["band"]): r["count"] for r in
-                                         cand.join(band_rows.select(F.col("node").alias("src"), "band"), "src")
-                                             .groupBy("band").count().orderBy("band").collect()},
+                                         by_band.groupBy("band").count().orderBy("band").collect()},
         })
     return edges
 
