@@ -8,7 +8,8 @@ import torch
 
 from train.attention import attend, flash_attn_func, reference, resolve_backend
 from train.config import ModelConfig, get_preset
-from train.model import Transformer, train_flops_per_token
+from train.model import (Transformer, _RMSNormFunction, _SplitRope, _SwiGLUGate, linear_cross_entropy, rope_cache,
+                         train_flops_per_token)
 from train.scaling import flops_per_token
 
 CFG = ModelConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, ffn_dim=96, vocab_size=128, seq_len=32)
@@ -113,3 +114,29 @@ def test_fused_loss_under_bf16_autocast():
     loss.backward()
     assert loss.item() == pytest.approx(want.item(), abs=2e-2)
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_hand_written_gradients_pass_gradcheck():
+    """The layer pieces with hand-written backward passes, against finite differences in float64."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(8, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: _RMSNormFunction.apply(x, w, 1e-6), (x, w))
+    assert torch.allclose(_RMSNormFunction.apply(x, w, 1e-6), torch.nn.functional.rms_norm(x, (8,), w, 1e-6))
+
+    h = torch.randn(2, 3, 10, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(_SwiGLUGate.apply, (h,))
+
+    cos, sin = (t[:, None, :].double() for t in rope_cache(8, 5, 10_000.0))
+    qkv = torch.randn(2, 5, 4 + 2 * 2, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _SplitRope.apply(t, cos, sin, 4, 2), (qkv,))
+
+
+def test_fused_loss_is_exact_when_the_target_probability_underflows():
+    """A target 200 nats below the best logit has probability 0 in fp32: the loss must stay finite and exact."""
+    hidden = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    weight = torch.tensor([[200.0, 0.0], [0.0, 0.0], [0.0, 3.0]], requires_grad=True)
+    targets = torch.tensor([1, 2])  # row 0: logits (200, 0, 0), target logit 0
+    loss = linear_cross_entropy(hidden[None], weight, targets[None])
+    want = torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(want.item(), rel=1e-6)
