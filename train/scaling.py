@@ -194,22 +194,53 @@ def resolve_hparams(model: ModelConfig, train: TrainConfig, coef: ScalingCoeffic
 # --------------------------------------------------------------------------- shapes and plans
 
 
-def _head_dim(d_model: int) -> int:
-    return 128 if d_model >= 1024 and d_model % 128 == 0 else 64
+WIDTH_STEPS = (16, 32, 64)  # below d 1024; from there widths step by 128 (whole 128-wide heads)
 
 
-def model_for_shape(n_layers: int, d_model: int, seq_len: int, vocab_size: int = DEFAULT_VOCAB) -> ModelConfig:
-    """Our model at a given depth and width: MHA, head_dim 64 (128 from d 1024), SwiGLU 8d/3."""
-    heads = d_model // _head_dim(d_model)
+def _check_width_step(width_step: int) -> int:
+    if width_step not in WIDTH_STEPS:
+        raise ConfigError(f"width step must be one of {', '.join(map(str, WIDTH_STEPS))}, got {width_step!r}")
+    return width_step
+
+
+def _head_dim(d_model: int, width_step: int = 64) -> int:
+    """128 from d 1024 (when it divides d), else the grid's width step: one head size across a grid's small widths.
+
+    Tying the head width to the step keeps every width on the grid a whole
+    number of equal heads (d 48 on a 16-step grid is 3 heads of 16), so
+    neighbouring shapes of a sweep differ in width and depth only, not in head size.
+    """
+    return 128 if d_model >= 1024 and d_model % 128 == 0 else min(64, _check_width_step(width_step))
+
+
+def model_for_shape(
+    n_layers: int, d_model: int, seq_len: int, vocab_size: int = DEFAULT_VOCAB, width_step: int = 64
+) -> ModelConfig:
+    """Our model at a given depth and width: MHA with heads `_head_dim` wide, SwiGLU ~8d/3.
+
+    The FFN width is rounded to the width step below d 1024 (to 64 by default, as
+    `swiglu_width` does), so a 16-step grid's d 32 gets 96, not 128: rounding up
+    to 64 would add half again to a tiny model's FFN and move M off the paper's 72·n·d².
+    """
+    head = _head_dim(d_model, width_step)
+    if d_model % head:
+        raise ConfigError(f"d_model {d_model} is not a whole number of {head}-wide heads (width step {width_step})")
+    heads = d_model // head
     return ModelConfig(
         n_layers=n_layers,
         d_model=d_model,
         n_heads=heads,
         n_kv_heads=heads,
-        ffn_dim=swiglu_width(d_model),
+        ffn_dim=swiglu_width(d_model, None if d_model >= 1024 else width_step),
         vocab_size=vocab_size,
         seq_len=seq_len,
     )
+
+
+def _grid_widths(d_real: float, width_step: int) -> set[int]:
+    """The grid widths either side of a real-valued width: multiples of the step, 128 from d 1024."""
+    step = 128 if d_real >= 1024 else width_step
+    return {max(width_step, step * math.floor(d_real / step)), max(width_step, step * math.ceil(d_real / step))}
 
 
 def shape_for_scale(
@@ -219,27 +250,34 @@ def shape_for_scale(
     aspect_ratio: float = 128.0,
     min_layers: int = 2,
     max_layers: int = 256,
+    width_step: int = 64,
 ) -> ModelConfig:
     """The model shape whose exact FLOPs/token is nearest `target_m`, at a sensible aspect ratio.
 
-    Rule: d_model a multiple of 64 (of 128, i.e. whole 128-wide heads, from
-    d 1024), and among depths min..max_layers the
+    Rule: d_model a multiple of `width_step` (of 128, i.e. whole 128-wide heads,
+    from d 1024), and among depths min..max_layers the
     shape minimising |ln(M/target)| + 0.25·|ln((d/L)/aspect_ratio)|. The default
     aspect d/L = 128 is LLaMA-7B's and near DeepSeek-7B's (4096/30 = 137); Kaplan
     et al. found loss flat over d/L of roughly 20-200, so matching M matters far
     more than the aspect (a 0.25 weight: 3% of M is worth a 13% aspect change).
     For DeepSeek-7B's M (4.23e10 at l_seq 4096) the rule gives 31 x 3968, a
     neighbour of the real 30 x 4096; for the `1b` preset's M it gives 16 x 2048.
+
+    The default step of 64 starts the grid at 2 x 64 (M = 8.4e5 at l_seq 128),
+    above the paper's M_opt for budgets under ~1e13 FLOPs; a step of 16 (heads
+    16 wide) reaches 2 x 16 (M ~ 9e4), and min_layers 1 half that, which is
+    what an IsoFLOP sweep on a CPU needs to bracket the optimum.
     """
     target_m = _positive(target_m)
+    if not 1 <= min_layers <= max_layers:
+        raise ConfigError(f"need 1 <= min_layers <= max_layers, got {min_layers} and {max_layers}")
     best: tuple[float, ModelConfig] | None = None
     for layers in range(min_layers, max_layers + 1):
-        # width solving 72·L·d² + 12·L·s·d = M, then the two neighbouring multiples of 64
+        # width solving 72·L·d² + 12·L·s·d = M, then the two neighbouring grid widths
         a, b = 72.0 * layers, 12.0 * layers * seq_len
         d_real = (-b + math.sqrt(b * b + 4 * a * target_m)) / (2 * a)
-        step = 128 if d_real >= 1024 else 64
-        for d in {max(64, step * math.floor(d_real / step)), max(64, step * math.ceil(d_real / step))}:
-            model = model_for_shape(layers, d, seq_len, vocab_size)
+        for d in _grid_widths(d_real, width_step):
+            model = model_for_shape(layers, d, seq_len, vocab_size, width_step)
             m = flops_per_token(model)
             cost = abs(math.log(m / target_m)) + 0.25 * abs(math.log(d / layers / aspect_ratio))
             if best is None or cost < best[0]:
@@ -301,6 +339,8 @@ def plan_isoflop(
     aspect_ratio: float = 128.0,
     warmup_steps: int = 2000,
     coef: ScalingCoefficients = PAPER,
+    width_step: int = 64,
+    min_layers: int = 2,
 ) -> tuple[list[PlannedRun], list[str]]:
     """IsoFLOP profiles (paper section 3.2): per budget, models log-spaced around M_opt, each trained on D = C/M.
 
@@ -309,7 +349,8 @@ def plan_isoflop(
     D is computed from the shape's actual M and C stays exact. Shapes that snap
     to the same model are planned once. All runs of a budget share η_opt(C) and
     B_opt(C), as in the paper. Warm-up is capped at 10% of a run's steps, since
-    the paper's 2000 steps would be most of a small run. Returns the runs and
+    the paper's 2000 steps would be most of a small run. `width_step` and
+    `min_layers` set the shape grid (`shape_for_scale`). Returns the runs and
     warnings (too few distinct shapes, runs of very few steps).
     """
     if n_points < 3:
@@ -322,7 +363,8 @@ def plan_isoflop(
         batch = batch_sequences(optimal_batch_tokens(budget, coef), seq_len)
         seen: set[tuple[int, int]] = set()
         for offset in np.linspace(-span_decades / 2, span_decades / 2, n_points):
-            model = shape_for_scale(center * 10**offset, seq_len, vocab_size, aspect_ratio)
+            model = shape_for_scale(center * 10**offset, seq_len, vocab_size, aspect_ratio, min_layers,
+                                    width_step=width_step)
             if (model.n_layers, model.d_model) in seen:
                 continue
             seen.add((model.n_layers, model.d_model))

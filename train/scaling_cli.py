@@ -148,7 +148,8 @@ def cmd_hparams(args: argparse.Namespace) -> int:
 def cmd_allocate(args: argparse.Namespace) -> int:
     coef = _coefficients(args)
     m_opt, d_opt = scaling.optimal_model_scale(args.compute, coef), scaling.optimal_tokens(args.compute, coef)
-    model = scaling.shape_for_scale(m_opt, args.seq_len, args.vocab, args.aspect_ratio)
+    model = scaling.shape_for_scale(m_opt, args.seq_len, args.vocab, args.aspect_ratio, args.min_layers,
+                                    width_step=args.width_step)
     m = scaling.flops_per_token(model)
     result = {
         "compute": args.compute, "M_opt": m_opt, "D_opt": d_opt,
@@ -175,7 +176,7 @@ def cmd_plan_isoflop(args: argparse.Namespace) -> int:
     runs, warnings = scaling.plan_isoflop(
         args.budgets, n_points=args.points, span_decades=args.span, seq_len=args.seq_len,
         vocab_size=args.vocab, aspect_ratio=args.aspect_ratio, warmup_steps=args.warmup_steps,
-        coef=_coefficients(args),
+        coef=_coefficients(args), width_step=args.width_step, min_layers=args.min_layers,
     )
     result: dict[str, Any] = {"runs": [r.to_dict() for r in runs], "warnings": warnings}
     if args.output:
@@ -206,6 +207,7 @@ def _write_plan(out: Path, runs: list[scaling.PlannedRun], warnings: list[str], 
         path.write_text(dump_run_config(run.model, train, header))
         index.append({**run.to_dict(), "config": path.name})
     plan = {"budgets": sorted(set(args.budgets)), "points": args.points, "span_decades": args.span,
+            "width_step": args.width_step, "min_layers": args.min_layers,
             "coefficients": dataclasses.asdict(_coefficients(args)), "runs": index, "warnings": warnings}
     (out / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
     return out
@@ -275,6 +277,15 @@ def _common(p: argparse.ArgumentParser, coefficients: bool = True) -> None:
                        help="law coefficients overriding the paper's (a JSON object, or `fit --json` output)")
 
 
+def _shape_grid(p: argparse.ArgumentParser) -> None:
+    """The shape rule's grid: widths step by 64 (heads 64 wide) unless told; 16 reaches CPU-sized models."""
+    p.add_argument("--aspect-ratio", type=float, default=128.0, help="target d_model/n_layers (default 128)")
+    p.add_argument("--width-step", type=int, choices=scaling.WIDTH_STEPS, default=64,
+                   help="d_model is a multiple of this below 1024, and heads are this wide (at most 64); "
+                        "16 reaches tiny CPU models (2 x 16 is M ~ 9e4 at l_seq 128) (default 64)")
+    p.add_argument("--min-layers", type=int, default=2, help="shallowest shape considered (default 2)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "scaling", help="scaling laws: model scale, hyper-parameters, allocation, IsoFLOP plans and fits",
@@ -307,7 +318,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compute", type=q, required=True, help="compute budget C in FLOPs")
     p.add_argument("--seq-len", type=int, default=4096, help="context length (default 4096)")
     p.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help=f"vocabulary size (default {DEFAULT_VOCAB})")
-    p.add_argument("--aspect-ratio", type=float, default=128.0, help="target d_model/n_layers (default 128)")
+    _shape_grid(p)
     _common(p)
     p.set_defaults(func=cmd_allocate)
 
@@ -317,7 +328,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--span", type=float, default=1.5, help="decades of M covered around M_opt (default 1.5)")
     p.add_argument("--seq-len", type=int, default=4096, help="context length of every run (default 4096)")
     p.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help=f"vocabulary size (default {DEFAULT_VOCAB})")
-    p.add_argument("--aspect-ratio", type=float, default=128.0, help="target d_model/n_layers (default 128)")
+    _shape_grid(p)
     p.add_argument("--warmup-steps", type=int, default=2000, help="warm-up steps, capped at 10%% of each run")
     p.add_argument("--data", help="token shards directory, written into each run file")
     p.add_argument("--val-data", help="held-out token shards directory, written into each run file")
