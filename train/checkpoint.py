@@ -4,7 +4,8 @@
         trainer.json         step, samples consumed (the loader's whole state), model and run config
         model.safetensors    full model weights in the training dtype (what export-hf reads)
         rng-00000.pt ...     each rank's torch/CUDA/numpy/python RNG states
-        deepspeed/           DeepSpeed's files (ZeRO-1: one optimizer shard per rank), or
+        deepspeed/           DeepSpeed's files (ZeRO-1: one optimizer shard per rank; another
+                             number of ranks loads them re-partitioned, see train.engine), or
         optimizer.pt         the torch engine's AdamW state
         KEEP                 (only at the end of the first LR stage) never pruned
     CHECKPOINTS/latest       name of the newest complete checkpoint

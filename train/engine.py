@@ -15,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +138,8 @@ class TorchEngine:
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=self.env.device))
 
 
-def deepspeed_config(train: TrainConfig, micro_batch: int, world_size: int, dtype: torch.dtype) -> dict:
+def deepspeed_config(train: TrainConfig, micro_batch: int, world_size: int, dtype: torch.dtype,
+                     load_universal: bool = False) -> dict:
     """infra/deepspeed/zero1.json (or the run's own file) with every run-dependent key filled in."""
     path = Path(train.deepspeed_config) if train.deepspeed_config else DEFAULT_DEEPSPEED_CONFIG
     config = json.loads(path.read_text())
@@ -146,6 +150,8 @@ def deepspeed_config(train: TrainConfig, micro_batch: int, world_size: int, dtyp
         gradient_clipping=train.grad_clip,
         bf16={"enabled": dtype == torch.bfloat16},
     )
+    if load_universal:
+        config.setdefault("checkpoint", {})["load_universal"] = True
     optimizer = config.setdefault("optimizer", {"type": "AdamW", "params": {"torch_adam": True}})
     optimizer["params"].update(lr=train.lr, betas=[train.beta1, train.beta2], eps=train.eps,
                                weight_decay=train.weight_decay)
@@ -153,16 +159,25 @@ def deepspeed_config(train: TrainConfig, micro_batch: int, world_size: int, dtyp
 
 
 class DeepSpeedEngine:
+    """ZeRO-1 through DeepSpeed.
+
+    Its optimizer shards are saved one per rank, so a checkpoint from N ranks
+    cannot be loaded by M directly. With `reshard_dir` set, `load` first converts
+    the checkpoint to DeepSpeed's universal format there (rank 0, DeepSpeed's own
+    `ds_to_universal`: full fp32 weights and Adam moments per parameter) and loads
+    that, which re-partitions it over the current ranks; the run's checkpoints
+    stay in the normal per-rank format."""
+
     TAG = "deepspeed"
 
     def __init__(self, model: torch.nn.Module, train: TrainConfig, env: Dist, dtype: torch.dtype,
-                 micro_batch: int) -> None:
+                 micro_batch: int, reshard_dir: Path | None = None) -> None:
         import deepspeed
 
         from train.optim import param_groups
 
-        self.env = env
-        config = deepspeed_config(train, micro_batch, env.world_size, dtype)
+        self.env, self.reshard_dir = env, reshard_dir
+        config = deepspeed_config(train, micro_batch, env.world_size, dtype, load_universal=reshard_dir is not None)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=model.to(env.device), model_parameters=param_groups(model, train.weight_decay), config=config)
         self.module = self.engine.module
@@ -185,13 +200,41 @@ class DeepSpeedEngine:
         self.engine.save_checkpoint(str(folder), tag=self.TAG, save_latest=False)
 
     def load(self, folder: Path) -> None:
-        path, _ = self.engine.load_checkpoint(str(folder), tag=self.TAG, load_lr_scheduler_states=False)
+        source = folder
+        if self.reshard_dir is not None:
+            if self.env.rank == 0:
+                to_universal(folder / self.TAG, self.reshard_dir / self.TAG)
+            if dist.is_initialized():
+                dist.barrier()
+            source = self.reshard_dir
+        path, _ = self.engine.load_checkpoint(str(source), tag=self.TAG, load_lr_scheduler_states=False)
         if path is None:
-            raise FileNotFoundError(f"no DeepSpeed checkpoint in {folder}/{self.TAG}")
+            raise FileNotFoundError(f"no DeepSpeed checkpoint in {source}/{self.TAG}")
+        if self.reshard_dir is not None:
+            if dist.is_initialized():
+                dist.barrier()
+            if self.env.rank == 0:
+                shutil.rmtree(self.reshard_dir, ignore_errors=True)
 
 
-def build_engine(model: torch.nn.Module, train: TrainConfig, env: Dist, micro_batch: int):
+def to_universal(source: Path, target: Path) -> None:
+    """DeepSpeed's checkpoint converter (ds_to_universal), in a child process: it prints a lot and
+    starts worker pools. `--inject_missing_state` adds the version record that Megatron-style
+    clients write and ours does not need."""
+    shutil.rmtree(target, ignore_errors=True)
+    cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(source),
+           "--output_folder", str(target), "--inject_missing_state",
+           "--num_extract_workers", "1", "--num_merge_workers", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"converting {source} to DeepSpeed's universal checkpoint failed:\n{proc.stderr[-3000:]}")
+
+
+def build_engine(model: torch.nn.Module, train: TrainConfig, env: Dist, micro_batch: int,
+                 reshard_dir: Path | None = None):
+    """The configured engine; `reshard_dir` (DeepSpeed only) makes its `load` accept a checkpoint
+    written by a different number of ranks."""
     dtype = resolve_dtype(train.dtype, env.device)
     if train.engine == "deepspeed":
-        return DeepSpeedEngine(model, train, env, dtype, micro_batch)
+        return DeepSpeedEngine(model, train, env, dtype, micro_batch, reshard_dir)
     return TorchEngine(model, train, env, dtype)

@@ -116,20 +116,21 @@ def _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env) -> dict[str, A
     flops_token = train_flops_per_token(model_cfg, shape.seq_len)
     peak = peak_flops(train_cfg.peak_tflops)
 
-    torch.manual_seed(train_cfg.seed)  # identical initial weights on every rank
-    model = Transformer(model_cfg, attention=train_cfg.attention)
-    engine = build_engine(model, train_cfg, env, shape.micro_batch)
-
     step = 0
     folder = _resume_folder(resume, checkpoints) if resume else None
+    saved = checkpoint.read_state(folder) if folder is not None else None
+    if saved is not None and saved["engine"] != train_cfg.engine:
+        raise ConfigError(f"{folder} was written by the {saved['engine']} engine; resume it with that engine")
+    reshard = saved is not None and train_cfg.engine == "deepspeed" and saved["world_size"] != env.world_size
+
+    torch.manual_seed(train_cfg.seed)  # identical initial weights on every rank
+    model = Transformer(model_cfg, attention=train_cfg.attention)
+    engine = build_engine(model, train_cfg, env, shape.micro_batch, reshard_dir=out / ".reshard" if reshard else None)
+
     if folder is not None:
-        saved = checkpoint.read_state(folder)
-        if saved["engine"] != train_cfg.engine:
-            raise ConfigError(f"{folder} was written by the {saved['engine']} engine; resume it with that engine")
-        if train_cfg.engine == "deepspeed" and saved["world_size"] != env.world_size:
-            raise ConfigError(f"{folder}: DeepSpeed's ZeRO-1 optimizer shards are for {saved['world_size']} ranks, "
-                              f"not {env.world_size}; resume with {saved['world_size']} processes (the torch "
-                              "engine's checkpoints resume under any number of ranks)")
+        if reshard:
+            _log(rank, f"re-partitioning {folder}'s ZeRO-1 optimizer shards: {saved['world_size']} -> "
+                       f"{env.world_size} ranks (DeepSpeed universal checkpoint)")
         state = checkpoint.load(folder, engine, rank, env.world_size)
         if state["model"] != dataclasses.asdict(model_cfg):
             raise ConfigError(f"{folder}: the checkpoint's model config differs from this run's [model]")
