@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +72,49 @@ def test_shape_rule_hits_the_target_scale():
         assert 64 <= model.d_model / model.n_layers <= 256
     one_b = get_preset("1b")
     assert S.shape_for_scale(S.flops_per_token(one_b), 4096) == one_b
+
+
+def test_width_step_16_reaches_tiny_models_with_whole_heads():
+    assert S.shape_for_scale(1e5, 128, 512) == S.model_for_shape(2, 64, 128, 512)  # the default grid's floor
+    for target in (5e4, 1e5, 3e5, 1e6, 3e6):
+        model = S.shape_for_scale(target, 128, 512, aspect_ratio=16, min_layers=1, width_step=16)
+        model.validate()
+        assert model.d_model % 16 == 0 and model.head_dim == 16 and model.n_heads == model.d_model // 16
+        assert S.flops_per_token(model) == pytest.approx(target, rel=0.15)
+    tiny = S.model_for_shape(2, 32, 128, 512, width_step=16)
+    assert (tiny.n_heads, tiny.ffn_dim) == (2, 96)  # FFN 8d/3 rounded to 16, not to 64 (which gives 128)
+
+
+def test_width_step_leaves_large_shapes_and_the_default_grid_unchanged():
+    assert S.model_for_shape(2, 64, 128, 512) == S.model_for_shape(2, 64, 128, 512, width_step=64)
+    assert (S.model_for_shape(2, 192, 128).n_heads, S.model_for_shape(2, 192, 128).ffn_dim) == (3, 512)
+    for step in S.WIDTH_STEPS:  # from d 1024 widths step by 128 whatever the small-width step
+        assert S.shape_for_scale(4.23e10, 4096, width_step=step) == S.shape_for_scale(4.23e10, 4096)
+    assert S.model_for_shape(4, 2048, 4096, width_step=16).head_dim == 128
+
+
+def test_bad_shape_grids_are_config_errors():
+    with pytest.raises(ConfigError, match="width step"):
+        S.shape_for_scale(1e5, 128, width_step=8)
+    with pytest.raises(ConfigError, match="min_layers"):
+        S.shape_for_scale(1e5, 128, min_layers=0)
+    with pytest.raises(ConfigError, match="whole number"):
+        S.model_for_shape(2, 40, 128, width_step=16)
+
+
+def test_plan_isoflop_on_a_16_step_grid_straddles_the_papers_optimum_at_cpu_budgets():
+    budgets = [1e11, 3e11, 1e12, 3e12]
+    runs, warnings = S.plan_isoflop(budgets, n_points=5, span_decades=1.5, seq_len=128, vocab_size=512,
+                                    aspect_ratio=16, warmup_steps=30, width_step=16, min_layers=1)
+    assert not warnings
+    for budget in budgets:
+        mine = [r for r in runs if r.budget == budget]
+        assert len(mine) >= 4
+        ms = [r.M for r in mine]
+        assert ms[0] < S.optimal_model_scale(budget) < ms[-1]
+        assert all(r.M * r.tokens == pytest.approx(budget, rel=1e-5) for r in mine)  # D is whole tokens
+    default, _ = S.plan_isoflop(budgets, n_points=5, span_decades=1.5, seq_len=128, vocab_size=512)
+    assert min(r.M for r in default) > S.optimal_model_scale(1e12)  # what the 16-step grid fixes
 
 
 def test_resolve_hparams_from_tokens_and_from_steps():
@@ -230,6 +274,19 @@ def test_cli_plan_isoflop_writes_loadable_run_files(capsys, tmp_path):
             entry["D"], entry["lr"], entry["batch_size"], "tokens/")
 
 
+def test_cli_width_step_flag(capsys, tmp_path):
+    out = run_json(capsys, "allocate", "--compute", "1e11", "--seq-len", "128", "--vocab", "512",
+                   "--width-step", "16", "--min-layers", "1", "--aspect-ratio", "16")
+    assert out["model"]["d_model"] < 64 and out["model"]["d_model"] % 16 == 0
+    run_json(capsys, "plan-isoflop", "--budgets", "1e11,1e12", "--seq-len", "128", "--vocab", "512", "--points", "5",
+             "--width-step", "16", "--min-layers", "1", "--output", str(tmp_path))
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert (plan["width_step"], plan["min_layers"]) == (16, 1)
+    for entry in plan["runs"]:
+        model, _ = load_run_config(tmp_path / entry["config"])
+        assert model.head_dim == 16 and S.flops_per_token(model) == pytest.approx(entry["M"])
+
+
 def test_cli_fit_with_plots(capsys, tmp_path):
     """Also the plot test: plotting costs seconds, so the three PNGs are checked here only."""
     runs = [dataclasses.replace(r, lr=S.optimal_lr(r.budget), batch_tokens=S.optimal_batch_tokens(r.budget))
@@ -241,7 +298,7 @@ def test_cli_fit_with_plots(capsys, tmp_path):
     assert out["prediction"]["compute"] == 1e21 and "loss" in out["prediction"]
     assert sorted(p.rsplit("/", 1)[1] for p in out["plots"]) == ["hparams.png", "isoflop.png", "scaling.png"]
     for plot in out["plots"]:
-        data = open(plot, "rb").read()
+        data = Path(plot).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert out["lr"]["exponent"] == pytest.approx(S.PAPER.lr_exp, abs=1e-6)  # every run used the law
     assert main(["scaling", "fit", "--runs", str(path)]) == 0

@@ -5,12 +5,13 @@ module costs nothing and plotting works on headless machines.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from train.scaling import Run, ScalingFit
+from train.scaling import PAPER, Run, ScalingCoefficients, ScalingFit
 
 
 def _pyplot() -> Any:
@@ -56,8 +57,12 @@ def _law_line(ax: Any, law: Any, xs: np.ndarray, label: str) -> None:
     ax.plot(xs, law(xs), "--", color="C3", label=label)
 
 
-def plot_scaling(fit: ScalingFit, path: str | Path) -> Path:
-    """M_opt(C), D_opt(C) and L(C) on log axes with their fitted laws (paper Figs. 4b, 4c, 5)."""
+def plot_scaling(fit: ScalingFit, path: str | Path, reference: ScalingCoefficients | None = PAPER) -> Path:
+    """M_opt(C), D_opt(C) and L(C) on log axes with their fitted laws (paper Figs. 4b, 4c, 5).
+
+    The `reference` laws (the paper's by default) are drawn dotted beside the fit:
+    the gap between the lines is what a sweep on one's own data has to say.
+    """
     plt = _pyplot()
     good = [p for p in fit.profiles if p.convex]
     budgets = np.array([p.budget for p in good])
@@ -66,14 +71,18 @@ def plot_scaling(fit: ScalingFit, path: str | Path) -> Path:
     xs = np.logspace(np.log10(budgets.min()) - 0.3, np.log10(hi) + 0.3, 100) if len(budgets) else np.array([])
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     panels = (
-        (axes[0], [p.M_opt for p in good], fit.m_opt, "M_opt (FLOPs/token)", "M_opt"),
-        (axes[1], [p.D_opt for p in good], fit.d_opt, "D_opt (tokens)", "D_opt"),
+        (axes[0], [p.M_opt for p in good], fit.m_opt, "M_opt (FLOPs/token)", "M_opt", "model"),
+        (axes[1], [p.D_opt for p in good], fit.d_opt, "D_opt (tokens)", "D_opt", "data"),
     )
-    for ax, ys, law, ylabel, name in panels:
+    for ax, ys, law, ylabel, name, prefix in panels:
         ax.scatter(budgets, ys, color="C0", zorder=3)
         if law is not None:
             ci = "" if law.exponent_ci is None else f" [{law.exponent_ci[0]:.3f}, {law.exponent_ci[1]:.3f}]"
             _law_line(ax, law, xs, f"{name} = {law.coef:.3g}·C^{law.exponent:.4f}{ci}")
+        if reference is not None and len(xs):
+            coef, exp = getattr(reference, f"{prefix}_coef"), getattr(reference, f"{prefix}_exp")
+            source = "paper" if reference == PAPER else "reference"
+            ax.plot(xs, coef * xs**exp, ":", color="0.4", label=f"{source}: {coef:.4g}·C^{exp:.4f}")
         ax.set_ylabel(ylabel)
     ax = axes[2]
     ax.scatter(budgets, [p.loss_min for p in good], color="C0", zorder=3)

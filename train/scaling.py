@@ -25,9 +25,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -369,7 +370,7 @@ def plan_isoflop(
                 continue
             seen.add((model.n_layers, model.d_model))
             m = flops_per_token(model)
-            tokens = int(round(budget / m))
+            tokens = round(budget / m)
             steps = max(1, math.ceil(tokens / (batch * seq_len)))
             runs.append(
                 PlannedRun(
