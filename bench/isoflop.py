@@ -32,13 +32,14 @@ vertex inside the sampled M, at M_opt = 1.0e5, 1.2e5, 2.1e5, 4.2e5 for C =
     M_opt = 1.84·C^0.425   (95% CI of the exponent 0.08-0.77; paper 0.5243)
     D_opt = 0.544·C^0.575  (95% CI 0.23-0.92; paper 0.4757)
 
-so the paper's exponents are inside the intervals and the data favour tokens
-slightly more than the paper did, but four budgets spanning 1.5 decades cannot
-tell the two apart. The parabolas are crude: RMS residuals of 0.16-0.21 nats,
-and each profile's right end is a cliff (models 5-7x the paper's M_opt get
-121-233 steps and end at 4.1-4.9 nats, against 2.4-3.5 for the rest), so three
-of the four vertices sit 0.13-0.17 nats below the best run of their budget.
-Without that right-most run the 1e11 and 3e11 profiles are no longer convex
+so the paper's exponents are inside the intervals, but four budgets spanning
+1.5 decades cannot tell them apart. The parabolas are crude: RMS residuals of
+0.16-0.21 nats, and each profile's right end is a cliff (models 5-7x the
+paper's M_opt get 121-233 steps and end at 4.1-4.9 nats, against 2.4-3.5 for
+the rest). The cliff skews the vertices left of the best runs: at 3e11, 1e12
+and 3e12 the lowest loss is at M = 3.9e5, 7.2e5, 7.2e5, 1.7-3.4x the vertex, and
+three of the four vertices sit 0.13-0.17 nats below any run of their budget.
+Without the right-most run the 1e11 and 3e11 profiles are no longer convex
 (their other runs lie within 0.07 and 0.23 nats of each other, where depth 1
 vs 2 and a 1-head d 16 matter as much as M); the 1e12 and 3e12 profiles stay
 convex with minima at 3.6e5 and 6.4e5 (0.532 from those two budgets alone, no
