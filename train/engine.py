@@ -219,12 +219,14 @@ class DeepSpeedEngine:
 
 def to_universal(source: Path, target: Path) -> None:
     """DeepSpeed's checkpoint converter (ds_to_universal), in a child process: it prints a lot and
-    starts worker pools. `--inject_missing_state` adds the version record that Megatron-style
-    clients write and ours does not need."""
+    starts worker pools (up to 4 extracting shards; merging, the memory-hungry part, in one).
+    `--inject_missing_state` adds the version record that Megatron-style clients write and ours
+    does not need."""
     shutil.rmtree(target, ignore_errors=True)
+    workers = str(max(1, min(4, (os.cpu_count() or 1) // 2)))
     cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(source),
            "--output_folder", str(target), "--inject_missing_state",
-           "--num_extract_workers", "1", "--num_merge_workers", "1"]
+           "--num_extract_workers", workers, "--num_merge_workers", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"converting {source} to DeepSpeed's universal checkpoint failed:\n{proc.stderr[-3000:]}")
