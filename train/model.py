@@ -15,7 +15,7 @@ from another (`w13`, rows w1|w3); RMSNorm, the q|k|v split with RoPE, the SwiGLU
 gate and the output projection with its loss have hand-written backward passes
 (small `autograd.Function`s, each gradient-checked in the tests) that skip the
 copies and extra passes autograd's generic versions make. Together that is
-~1.2x the tokens/s of transformers' Llama on CPU (bench/train.py). RoPE uses the
+1.23x the tokens/s of transformers' Llama on CPU (bench/train.py). RoPE uses the
 rotate-half pairing (dimension i with i + head_dim/2), which is the Hugging Face
 Llama convention, so `train.export_hf` only splits and renames tensors.
 """
