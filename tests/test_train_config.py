@@ -1,6 +1,7 @@
 """Model and run configs: the presets' sizes, validation, and the run-file round trip."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import pytest
@@ -76,7 +77,17 @@ def test_train_validation():
         TrainConfig(max_steps=3, lr_decay_points=(0.8,)).validate()
     with pytest.raises(ConfigError, match="micro_batch_size"):
         TrainConfig(max_steps=3, batch_size=10, micro_batch_size=4).validate()
+    with pytest.raises(ConfigError, match="activation_checkpointing must be true or false"):
+        TrainConfig(max_steps=3, activation_checkpointing="yes").validate()
     TrainConfig(max_steps=3).validate()
+
+
+def test_boolean_train_flags_parse_true_and_false():
+    from train.cli import _boolean
+
+    assert _boolean("true") is True and _boolean("On") is True and _boolean("0") is False
+    with pytest.raises(argparse.ArgumentTypeError, match="expected true or false"):
+        _boolean("maybe")
 
 
 def test_run_config_round_trip(tmp_path):

@@ -140,3 +140,16 @@ def test_fused_loss_is_exact_when_the_target_probability_underflows():
     loss = linear_cross_entropy(hidden[None], weight, targets[None])
     want = torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
     assert torch.isfinite(loss) and loss.item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    plain, recomputed = Transformer(CFG), Transformer(CFG, recompute=True)
+    recomputed.load_state_dict(plain.state_dict())
+    tokens = torch.randint(0, 128, (2, 33))
+    losses = [m(tokens[:, :-1], tokens[:, 1:]) for m in (plain, recomputed)]
+    for loss in losses:
+        loss.backward()
+    assert losses[0].item() == losses[1].item()
+    for (name, p), q in zip(plain.named_parameters(), recomputed.parameters()):
+        assert torch.equal(p.grad, q.grad), name

@@ -21,12 +21,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+def _boolean(text: str) -> bool:
+    value = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+    if text.lower() not in value:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value[text.lower()]
+
+
 # [train] fields that have a flag: --max-steps, --lr, ...
 OVERRIDES = {"data": str, "val_data": str, "max_steps": int, "total_tokens": int, "lr": float, "seq_len": int,
              "warmup_steps": int,
              "batch_size": int, "micro_batch_size": int, "engine": str, "dtype": str, "attention": str,
              "seed": int, "log_every": int, "eval_every": int, "save_every": int, "eval_windows": int,
-             "num_workers": int}
+             "num_workers": int, "activation_checkpointing": _boolean}
 
 
 def _config(args: argparse.Namespace):
