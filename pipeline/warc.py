@@ -144,25 +144,33 @@ class _Source:
     def take(self, n: int) -> bytes:
         """Up to n bytes; fewer only at the end of the unit."""
         buf, pos = self.buf, self.pos
-        if len(buf) - pos >= n:
+        if len(buf) - pos >= n:  # the common case, without the generator
             self.pos = pos + n
             return buf[pos:pos + n]
-        parts = [buf[pos:]]
+        return b"".join(self._pieces(n))
+
+    def _pieces(self, n: int) -> Iterator[bytes | memoryview]:
+        """Consume up to n bytes (fewer only at the end of the unit), yielded as consecutive pieces
+        without copying; `take` joins them, `skip` only counts them."""
+        buf, pos = self.buf, self.pos
+        if len(buf) - pos >= n:
+            self.pos = pos + n
+            yield memoryview(buf)[pos:pos + n]
+            return
         got = len(buf) - pos
+        yield memoryview(buf)[pos:]
         self.buf, self.pos = b"", 0
         while got < n:
             data = self._produce()
             if not data:
-                break
+                return
             need = n - got
             if len(data) > need:
-                parts.append(data[:need])
                 self.buf, self.pos = data, need
-                got = n
-                break
-            parts.append(data)
+                yield memoryview(data)[:need]
+                return
+            yield data
             got += len(data)
-        return b"".join(parts)
 
     def search(self, pattern: re.Pattern[bytes], limit: int) -> re.Match[bytes] | None:
         """First match of `pattern` within `limit` bytes from the position (match indices are into self.buf)."""
@@ -173,22 +181,7 @@ class _Source:
 
     def skip(self, n: int) -> int:
         """Discard up to n bytes without keeping them (drains oversized blocks)."""
-        avail = len(self.buf) - self.pos
-        if avail >= n:
-            self.pos += n
-            return n
-        got = avail
-        self.buf, self.pos = b"", 0
-        while got < n:
-            data = self._produce()
-            if not data:
-                break
-            need = n - got
-            if len(data) > need:
-                self.buf, self.pos = data, need
-                return n
-            got += len(data)
-        return got
+        return sum(len(piece) for piece in self._pieces(n))
 
     def skip_ws(self) -> None:
         while True:

@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
@@ -111,16 +111,22 @@ def iter_documents(f: CorpusFile) -> Iterator[str]:
                         yield text
     else:
         with _open_text(f.path) as fh:
-            chunk: list[str] = []
-            size = 0
-            for line in fh:
-                chunk.append(line)
-                size += len(line)
-                if size >= TEXT_CHUNK_CHARS:
-                    yield "".join(chunk)
-                    chunk, size = [], 0
-            if chunk:
-                yield "".join(chunk)
+            for lines in batches_by_chars(fh, TEXT_CHUNK_CHARS):
+                yield "".join(lines)
+
+
+def batches_by_chars(texts: Iterable[str], limit: int) -> Iterator[list[str]]:
+    """Consecutive texts grouped until a group holds at least `limit` characters (the last may hold fewer)."""
+    batch: list[str] = []
+    size = 0
+    for text in texts:
+        batch.append(text)
+        size += len(text)
+        if size >= limit:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 @dataclass

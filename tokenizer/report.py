@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import unicodedata
 from dataclasses import dataclass
-from typing import Iterable
 
 from tokenizer.pretokenize import CJK
 from tokenizer.specials import N_SPECIAL, decode_bytes
@@ -35,19 +34,6 @@ class FileStats:
         return self.chars / max(self.tokens, 1)
 
 
-def _batches(docs: Iterable[str]) -> Iterable[list[str]]:
-    batch: list[str] = []
-    size = 0
-    for doc in docs:
-        batch.append(doc)
-        size += len(doc)
-        if size >= ENCODE_BATCH_CHARS:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
-
-
 def file_stats(tokenizer, path: str) -> FileStats:
     """Encode one file (text, JSONL or Parquet, streamed) and count."""
     from tokenizer import corpus
@@ -55,7 +41,7 @@ def file_stats(tokenizer, path: str) -> FileStats:
     kind = corpus.file_kind(path) or "text"
     f = corpus.CorpusFile(path, os.path.basename(path), kind, 0)
     stats = FileStats(path, 0, 0, 0)
-    for batch in _batches(corpus.iter_documents(f)):
+    for batch in corpus.batches_by_chars(corpus.iter_documents(f), ENCODE_BATCH_CHARS):
         for doc, enc in zip(batch, tokenizer.encode_batch_fast(batch, add_special_tokens=False)):
             stats.bytes += len(doc.encode("utf-8", "surrogatepass"))
             stats.chars += len(doc)
