@@ -142,15 +142,14 @@ def read_state(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load(folder: Path, engine, rank: int, world_size: int) -> dict[str, Any]:
-    """Restore weights, optimizer and (same world size only) RNG states; returns trainer.json's state.
+def load(folder: Path, state: dict[str, Any], engine, rank: int, world_size: int) -> None:
+    """Restore weights, optimizer and (same world size only) RNG states; `state` is the folder's
+    trainer.json (`read_state`), which the caller has already checked against its run.
 
     With a different number of ranks the RNG streams cannot be matched one to one;
     training draws no random numbers after initialisation (no dropout), so only the
     data order matters, and that is the samples-consumed cursor."""
-    state = read_state(folder)
     engine.load(folder)
     rng = folder / f"rng-{rank:05d}.pt"
     if state["world_size"] == world_size and rng.is_file():
         _set_rng_state(torch.load(rng, weights_only=False))
-    return state

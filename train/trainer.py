@@ -103,6 +103,17 @@ def run(model_cfg: ModelConfig, train_cfg: TrainConfig, output_dir: str | Path,
             dist.destroy_process_group()
 
 
+def _check_resumable(folder: Path, saved: dict[str, Any], model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """Refuse a checkpoint this run cannot continue, before any engine is built or anything loaded."""
+    if saved["engine"] != train_cfg.engine:
+        raise ConfigError(f"{folder} was written by the {saved['engine']} engine; resume it with that engine")
+    if saved["model"] != dataclasses.asdict(model_cfg):
+        raise ConfigError(f"{folder}: the checkpoint's model config differs from this run's [model]")
+    if saved["samples"] != saved["step"] * train_cfg.batch_size:
+        raise ConfigError(f"{folder}: batch size changed ({saved['samples'] // saved['step']} -> "
+                          f"{train_cfg.batch_size}); the data cursor would not line up")
+
+
 def _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env) -> dict[str, Any]:
     train_cfg, shape = plan(model_cfg, train_cfg, env.world_size)
     rank, checkpoints = env.rank, out / "checkpoints"
@@ -116,32 +127,27 @@ def _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env) -> dict[str, A
     flops_token = train_flops_per_token(model_cfg, shape.seq_len)
     peak = peak_flops(train_cfg.peak_tflops)
 
-    step = 0
     folder = _resume_folder(resume, checkpoints) if resume else None
     saved = checkpoint.read_state(folder) if folder is not None else None
-    if saved is not None and saved["engine"] != train_cfg.engine:
-        raise ConfigError(f"{folder} was written by the {saved['engine']} engine; resume it with that engine")
+    if saved is not None:
+        _check_resumable(folder, saved, model_cfg, train_cfg)
     reshard = saved is not None and train_cfg.engine == "deepspeed" and saved["world_size"] != env.world_size
 
     torch.manual_seed(train_cfg.seed)  # identical initial weights on every rank
     model = Transformer(model_cfg, attention=train_cfg.attention, recompute=train_cfg.activation_checkpointing)
     engine = build_engine(model, train_cfg, env, shape.micro_batch, reshard_dir=out / ".reshard" if reshard else None)
 
-    if folder is not None:
+    step = 0
+    if saved is not None:
         if reshard:
             _log(rank, f"re-partitioning {folder}'s ZeRO-1 optimizer shards: {saved['world_size']} -> "
                        f"{env.world_size} ranks (DeepSpeed universal checkpoint)")
-        state = checkpoint.load(folder, engine, rank, env.world_size)
-        if state["model"] != dataclasses.asdict(model_cfg):
-            raise ConfigError(f"{folder}: the checkpoint's model config differs from this run's [model]")
-        step = state["step"]
-        if state["samples"] != step * train_cfg.batch_size:
-            raise ConfigError(f"{folder}: batch size changed ({state['samples'] // step} -> {train_cfg.batch_size});"
-                              " the data cursor would not line up")
-        _log(rank, f"resumed from {folder} at step {step} ({state['world_size']} -> {env.world_size} ranks)")
-        if state["total_steps"] != shape.total_steps:
+        checkpoint.load(folder, saved, engine, rank, env.world_size)
+        step = saved["step"]
+        _log(rank, f"resumed from {folder} at step {step} ({saved['world_size']} -> {env.world_size} ranks)")
+        if saved["total_steps"] != shape.total_steps:
             stage = "inside" if first_stage_end is None or step <= first_stage_end else "PAST"
-            _log(rank, f"continual training: schedule {state['total_steps']} -> {shape.total_steps} steps; "
+            _log(rank, f"continual training: schedule {saved['total_steps']} -> {shape.total_steps} steps; "
                        f"step {step} is {stage} the new run's first LR stage")
 
     loader = train_loader(train_cfg.data, shape.seq_len, train_cfg.batch_size, shape.micro_batch,
