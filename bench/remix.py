@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.build_text_corpus import SOURCES, documents, fetch  # noqa: E402
-from pipeline.schema import DOC_SCHEMA, host_of, make_doc_id  # noqa: E402
+from crawl2model.pipeline.schema import DOC_SCHEMA, host_of, make_doc_id  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 OUT = ROOT / "bench" / "out"
@@ -145,9 +145,9 @@ def build_documents(folder: Path, part_bytes: int, limit: int | None) -> int:
 
 def train_topics(docs: Path, rules_path: Path, model: Path, per_domain: int = 3000) -> dict:
     """A fastText topic model on rule-labelled documents (as `quality-models train-classifier` would)."""
-    from pipeline.domains import DomainRules
-    from pipeline.tables import arrow_dataset
-    from quality_models.classifier import load_classifier, predict, train_classifier
+    from crawl2model.pipeline.domains import DomainRules
+    from crawl2model.pipeline.tables import arrow_dataset
+    from crawl2model.quality_models.classifier import load_classifier, predict, train_classifier
 
     rules = DomainRules.load(str(rules_path))
     t = arrow_dataset(str(docs)).to_table(columns=["url", "host", "text"])
@@ -172,7 +172,7 @@ def train_topics(docs: Path, rules_path: Path, model: Path, per_domain: int = 30
 
 
 def remix(docs: Path, out: Path, rules: Path, model: Path, target: dict, shard_size: str, *extra: str) -> dict:
-    from jobs.cli import main as cli
+    from crawl2model.jobs.cli import main as cli
 
     mix = out.parent / f"{out.name}.mix.toml"
     mix.write_text("[target]\n" + "".join(f"{d} = {s}\n" for d, s in target.items()))
@@ -192,7 +192,7 @@ def shard_bytes(out: Path) -> dict[str, bytes]:
 
 
 def check_reader(out: Path) -> dict:
-    from pipeline.shard_reader import ShardReader
+    from crawl2model.pipeline.shard_reader import ShardReader
 
     cols = ["doc_id", "copy"]
     everything = sorted((d["doc_id"], d["copy"]) for d in ShardReader(str(out), columns=cols))
@@ -245,7 +245,7 @@ def main() -> int:
           f"{result['classifier']['heldout_accuracy']:.3f}", file=sys.stderr)
 
     a = remix(docs, work / "reachable", rules, model, REACHABLE, args.shard_size)
-    result["reachable"] = {k: a[k] for k in ("docs_in", "docs_selected", "docs_dropped", "rows_out", "copies_histogram",
+    result["reachable"] = {k: a[k] for k in ("docs_in", "docs_out", "removed_by_reason", "rows_out", "copies_histogram",
                                              "labels", "mix", "max_error_points", "max_error_vs_plan_points",
                                              "unreachable", "shards", "wall_seconds", "timings")}
     shutil.copy(work / "reachable" / "mix.png", OUT / "remix_mix.png")
@@ -270,7 +270,7 @@ def main() -> int:
         result["rerun"] = {"byte_identical": same, "files_compared": len(shard_bytes(work / "rerun")),
                            "wall_seconds": b["wall_seconds"]}
     c = remix(docs, work / "seed1", rules, model, REACHABLE, args.shard_size, "--seed", "1")
-    from pipeline.shard_reader import ShardReader
+    from crawl2model.pipeline.shard_reader import ShardReader
 
     orders = [[(d["doc_id"], d["copy"]) for d in ShardReader(str(work / p), columns=["doc_id", "copy"])]
               for p in ("reachable", "seed1")]
@@ -291,7 +291,7 @@ def main() -> int:
         print(f"{d:<11}{100 * v['input_share']:>7.2f}%{100 * v['target_share']:>7.2f}%{100 * v['achieved_share']:>9.2f}%"
               f"{v['error_points']:>+8.3f}{v['rate']:>7.3f}  {labels}")
     print(f"max |achieved - target|: {a['max_error_points']:.3f} points; {a['rows_out']:,} rows "
-          f"({a['docs_selected']:,} documents) in {len(sizes)} shards; {a['wall_seconds']:.0f}s")
+          f"({a['docs_out']:,} documents) in {len(sizes)} shards; {a['wall_seconds']:.0f}s")
     s = result["shard_sizes"]
     print(f"shard sizes: max deviation from {target:,} B except the last {100 * s['max_deviation_except_last']:.2f}% "
           f"(last {sizes[-1]:,} B)")

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import parse_size  # noqa: E402
+from crawl2model.core.sizes import parse_size  # noqa: E402
 
 LANGS = ("en", "zh", "code")
 
@@ -56,7 +56,7 @@ def run_measured(cmd: list[str], timeout: float, log: Path) -> dict:
 
 def make_training_file(corpus: Path, size: int, seed: int, path: Path) -> int:
     """Sample `size` bytes of the train part into one text file (kept between runs)."""
-    from tokenizer import corpus as tc
+    from crawl2model.tokenizer import corpus as tc
 
     if path.exists():
         return path.stat().st_size
@@ -68,7 +68,7 @@ def make_training_file(corpus: Path, size: int, seed: int, path: Path) -> int:
 
 
 def train_ours(text: Path, vocab: int, out: Path, timeout: float) -> dict:
-    cmd = [sys.executable, "-m", "jobs.cli", "tokenizer", "train", "--input", str(text), "--output", str(out),
+    cmd = [sys.executable, "-m", "crawl2model", "tokenizer", "train", "--input", str(text), "--output", str(out),
            "--vocab-size", str(vocab), "--max-bytes", "1000GB", "--overwrite"]
     return run_measured(cmd, timeout, out.with_suffix(".log"))
 
@@ -109,7 +109,7 @@ def evaluate(corpus: Path, ours_dir: Path | None, spm_model: Path | None) -> dic
     result: dict[str, dict] = {}
     encoders = {}
     if ours_dir is not None:
-        from tokenizer import files
+        from crawl2model.tokenizer import files
 
         tok = files.load(str(ours_dir))
         encoders["ours"] = lambda batch: [e.ids for e in tok.encode_batch_fast(batch, add_special_tokens=False)]

@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from train.config import ModelConfig, get_preset  # noqa: E402
-from train.model import Transformer, train_flops_per_token  # noqa: E402
+from crawl2model.train.config import ModelConfig, get_preset  # noqa: E402
+from crawl2model.train.model import Transformer, train_flops_per_token  # noqa: E402
 
 CPU_MODEL = ModelConfig(n_layers=4, d_model=256, n_heads=8, n_kv_heads=4, ffn_dim=704, vocab_size=8192, seq_len=256)
 
@@ -48,7 +48,7 @@ def hf_llama(ours: Transformer):
     """transformers' Llama with our config and our weights (through the exporter's mapping)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from train.export_hf import hf_config, hf_state_dict
+    from crawl2model.train.export_hf import hf_config, hf_state_dict
 
     config = hf_config(ours.cfg, torch.float32, None, None)
     config.pop("architectures"), config.pop("model_type"), config.pop("torch_dtype")
@@ -105,8 +105,8 @@ def model_step_bench(cfg: ModelConfig, batch_size: int, rounds: int, steps_per_r
 
 
 def loader_bench(seq_len: int, batch_size: int, n_batches: int) -> dict:
-    from train.data import train_loader
-    from train.sample_data import build
+    from crawl2model.train.data import train_loader
+    from crawl2model.train.sample_data import build
 
     with tempfile.TemporaryDirectory() as tmp:
         info = build(Path(tmp), vocab_size=512)
@@ -123,8 +123,8 @@ def loader_bench(seq_len: int, batch_size: int, n_batches: int) -> dict:
 
 def gpu_bench(steps: int) -> dict:
     """MFU of the 1b preset at seq 4096, bf16, flash-attn vs SDPA, one GPU."""
-    from train.attention import flash_attn_func
-    from train.metrics import peak_flops
+    from crawl2model.train.attention import flash_attn_func
+    from crawl2model.train.metrics import peak_flops
 
     cfg = get_preset("1b")
     device = torch.device("cuda")

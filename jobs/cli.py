@@ -1,9 +1,13 @@
-"""The `crawl2model` command: one subcommand per stage.
+"""The `crawl2model` command: one subcommand per stage, one error boundary for all.
 
 Each subcommand lives in its own module exposing `register(subparsers)`, which
 adds its parser and sets `func`. Modules import their heavy dependencies
 (Spark, torch) only when run, so `crawl2model --help` stays fast and a
 data-only install can use every data command.
+
+A user's mistake (`core.errors.UsageError`, a missing file, a bad flag) is one
+line on stderr and exit code 2; anything else is a bug and keeps its traceback
+(exit code 1).
 """
 from __future__ import annotations
 
@@ -11,25 +15,23 @@ import argparse
 import importlib
 import sys
 
-from pipeline.config import ConfigError
+from crawl2model.core.errors import UsageError
+from crawl2model.core.log import setup_logging
 
-# Order is the order of the flow; a module not yet written is left out.
+# Order is the order of the flow.
 COMMAND_MODULES = [
-    "jobs.ingest",
-    "jobs.dedup",
-    "jobs.filter",
-    "jobs.remix",
-    "quality_models.cli",
-    "tokenizer.cli",
-    "jobs.tokenize",
-    "train.cli",
-    "train.scaling_cli",
-    "jobs.demo",
+    "crawl2model.jobs.ingest",
+    "crawl2model.jobs.dedup",
+    "crawl2model.jobs.filter",
+    "crawl2model.jobs.remix",
+    "crawl2model.quality_models.cli",
+    "crawl2model.tokenizer.cli",
+    "crawl2model.jobs.tokenize_shards",
+    "crawl2model.train.cli",
+    "crawl2model.train.scaling_cli",
+    "crawl2model.jobs.demo",
+    "crawl2model.jobs.report",
 ]
-
-
-class UsageError(Exception):
-    """An error in what the user asked for: printed without a traceback, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,24 +44,43 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name == name:  # stage not built yet
+            if e.name == name:  # not written yet
                 continue
             raise
         module.register(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def _user_error(e: BaseException) -> str | None:
+    """The one-line message for a user's mistake, None for a bug."""
+    if isinstance(e, UsageError):
+        return str(e)
+    if isinstance(e, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) and e.filename:
+        return f"{e.strerror or 'not found'}: {e.filename}"
+    if isinstance(e, PermissionError) and e.filename:
+        return f"permission denied: {e.filename}"
+    return None
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse and run one command inside the error boundary."""
+    setup_logging()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, UsageError, FileNotFoundError, NotADirectoryError) as e:
-        print(f"crawl2model {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        message = _user_error(e)
+        if message is None:
+            raise
+        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.stage import SparkStage
+from crawl2model.jobs.stage import SparkStage
 
 DESCRIPTION = (
     "Remove exact and near duplicates across all dumps (or within each dump with --mode per-dump). "
@@ -19,7 +19,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from jobs.stage import add_io_arguments
+    from crawl2model.jobs.stage import add_io_arguments
 
     add_io_arguments(p, input_help="document table (ingest output or any Parquet with doc_id, dump, text)",
                      output_help="output folder (kept/, duplicates/, report.json)")
@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 STAGE = SparkStage(
     "dedup", help="exact + near-duplicate removal across dumps", description=DESCRIPTION,
-    add_arguments=add_arguments, config="pipeline.dedup:DedupConfig", body="pipeline.dedup:run")
+    add_arguments=add_arguments, config="crawl2model.pipeline.dedup:DedupConfig", body="crawl2model.pipeline.dedup:run")
 register = STAGE.register
 
 if __name__ == "__main__":

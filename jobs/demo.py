@@ -2,16 +2,19 @@
 
 Each stage runs through the same CLI a user would type, in one process (so one
 SparkSession), into one run folder; the summary at the end reads the stages'
-report.json files. Later stages append themselves to `STEPS`.
+report.json files, and `crawl2model report` turns them into runs/demo/report.html.
 """
 from __future__ import annotations
 
 import argparse
-import shutil
-import sys
 from pathlib import Path
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "sample"
+from crawl2model.core.log import get_logger
+from crawl2model.core.resources import resource
+
+log = get_logger("demo")
+
+SAMPLE_DIR = resource("crawl2model.jobs", "sample")
 
 
 def steps(sample: str, run_dir: Path) -> list[tuple[str, list[str], Path]]:
@@ -31,59 +34,49 @@ def steps(sample: str, run_dir: Path) -> list[tuple[str, list[str], Path]]:
         ("tokenize", ["tokenize", "--tokenizer", str(tok), "--input", str(shards), "--output", str(tokens)],
          tokens),
         # A few steps of the tiny model on CPU: the flow end to end, not a useful model.
-        ("train", ["train", "--preset", "tiny", "--data", str(tokens), "--max-steps", "20",
+        ("train", ["train", "--preset", "tiny", "--input", str(tokens), "--max-steps", "20",
                    "--warmup-steps", "2", "--seq-len", "128", "--batch-size", "8", "--engine", "torch",
                    "--output", str(run_dir / "train")], run_dir / "train"),
     ]
 
 
-def _summary(stage: str, r: dict) -> str:
-    if stage == "ingest":
-        skipped = ", ".join(f"{k} {v}" for k, v in list(r["records_skipped"].items())[:6])
-        dumps = ", ".join(f"{k}: {v}" for k, v in r["per_dump"].items())
-        return f"{r['docs_out']} documents from {r['records_in']} records ({dumps}); skipped: {skipped}"
-    if stage == "dedup":
-        curve = ", ".join(f"{p['dumps']}: {p['removed_fraction']:.1%}" for p in r.get("rate_by_dumps", []))
-        return (f"{r['docs_in']} in, {r['docs_removed']} removed ({r['removed_by_reason']['exact']} exact, "
-                f"{r['removed_by_reason']['near']} near), {r['docs_kept']} kept; removed by dumps together: "
-                f"{curve}; each dump alone: {r.get('per_dump_mode_removed_fraction', 0):.1%}")
-    if stage == "remix":
-        return (f"{r['docs_in']} docs -> {r['rows_out']} rows ({r['docs_selected']} docs) in "
-                f"{r['shards']['count']} shards; max |achieved - target| {r['max_error_points']:.2f} points")
-    if stage == "train":
-        return (f"{r['steps']} steps of {r['batch_tokens']} tokens, loss {r['loss']:.3f}, "
-                f"{r['tokens_per_s']:.0f} tokens/s, {r['seconds']:.1f}s")
-    if stage == "filter":
-        langs = ", ".join(f"{lang}: {v['docs_kept']}/{v['docs_in']}" for lang, v in r["per_language"].items())
-        return f"{r['docs_in']} in, {r['docs_kept']} kept ({r['pass_rate']:.0%}); by language {langs}"
-    return ", ".join(f"{k}={v}" for k, v in r.items() if isinstance(v, (int, float, str)) and k != "stage")
+def summary(report: dict) -> str:
+    """One line from the common report keys, the same for every stage."""
+    parts = []
+    if report.get("docs_in") is not None:
+        parts.append(f"{report['docs_in']:,} in -> {report['docs_out']:,} out")
+    removed = report.get("removed_by_reason") or {}
+    if removed:
+        top = sorted(removed.items(), key=lambda kv: -kv[1])
+        parts.append("removed: " + ", ".join(f"{k} {v:,}" for k, v in top[:5])
+                     + (f", {len(top) - 5} more reasons" if len(top) > 5 else ""))
+    parts.append(f"{report.get('seconds', 0):.1f}s")
+    return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.cli import main as cli_main
-    from pipeline.outputs import read_json
+    from crawl2model.core.errors import InputError
+    from crawl2model.core.fs import read_json
+    from crawl2model.jobs.cli import main as cli_main
 
     run_dir = Path(args.output)
     sample = args.input or str(SAMPLE_DIR)
     if not Path(sample).exists() and "://" not in sample:
-        raise FileNotFoundError(f"sample not found: {sample} (build it with: python scripts/build_sample.py)")
+        raise InputError(f"sample not found: {sample} (build it with: python scripts/build_sample.py)")
     extra = ["--overwrite"] if args.overwrite else []
     lines = []
     for stage, argv, out in steps(sample, run_dir):
-        print(f"== {stage} ==", file=sys.stderr, flush=True)
-        if stage == "train":  # a run folder is resumed, not overwritten: start it afresh
-            if args.overwrite:
-                shutil.rmtree(out, ignore_errors=True)
-            rc = 0 if (out / "report.json").exists() else cli_main(argv)
-        else:
-            rc = cli_main(argv + extra)
+        log.info(f"== {stage} ==")
+        rc = cli_main(argv + extra)
         if rc:
-            print(f"demo: stage {stage} failed (exit {rc})", file=sys.stderr)
+            log.error(f"stage {stage} failed (exit {rc})")
             return rc
-        lines.append(f"{stage:10s} {out}\n           {_summary(stage, read_json(str(out / 'report.json')))}")
+        lines.append(f"{stage:10s} {out}\n           {summary(read_json(str(out / 'report.json')))}")
+    rc = cli_main(["report", str(run_dir)])
     print(f"\ncrawl2model demo: run folder {run_dir}")
     print("\n".join(lines))
-    return 0
+    print(f"report page: {run_dir / 'report.html'}")
+    return rc
 
 
 def register(subparsers) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.stage import SparkStage
+from crawl2model.jobs.stage import SparkStage
 
 DESCRIPTION = (
     "Compute every quality signal once (lid.176 language and score, Gopher/C4/FineWeb heuristics, "
@@ -21,7 +21,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from jobs.stage import add_io_arguments
+    from crawl2model.jobs.stage import add_io_arguments
 
     add_io_arguments(p, input_help="document table (dedup's kept/ or any Parquet with doc_id, dump, text); "
                                    "with --reapply, a previous filter output folder",
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 STAGE = SparkStage(
     "filter", help="language, heuristic, quality and perplexity filtering", description=DESCRIPTION,
-    add_arguments=add_arguments, config="pipeline.filters.filter_stage:FilterConfig", body="pipeline.filters.filter_stage:run")
+    add_arguments=add_arguments, config="crawl2model.pipeline.filters.filter_stage:FilterConfig", body="crawl2model.pipeline.filters.filter_stage:run")
 register = STAGE.register
 
 if __name__ == "__main__":

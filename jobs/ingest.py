@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.stage import SparkStage
+from crawl2model.jobs.stage import SparkStage
 
 DESCRIPTION = (
     "Read WARC/WET/ARC files (plain or gzip) grouped in one folder per dump, or JSONL/Parquet "
@@ -19,9 +19,9 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from jobs.stage import add_io_arguments
+    from crawl2model.jobs.stage import add_io_arguments
 
-    add_io_arguments(p, many_inputs=True,
+    add_io_arguments(p,
                      input_help="crawl root (one subfolder per dump), files or globs",
                      output_help="output folder (written atomically, with _SUCCESS)")
     p.add_argument("--dump", help="dump id for files/globs not inside a dump folder")
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 STAGE = SparkStage(
     "ingest", help="crawl files -> document table", description=DESCRIPTION,
-    add_arguments=add_arguments, config="pipeline.ingest:IngestConfig", body="pipeline.ingest:run")
+    add_arguments=add_arguments, config="crawl2model.pipeline.ingest:IngestConfig", body="crawl2model.pipeline.ingest:run")
 register = STAGE.register
 
 if __name__ == "__main__":

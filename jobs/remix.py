@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.stage import SparkStage
+from crawl2model.jobs.stage import SparkStage
 
 DESCRIPTION = (
     "Label each document's domain (URL/host rules, then an optional fastText topic classifier), "
@@ -20,7 +20,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from jobs.stage import add_io_arguments
+    from crawl2model.jobs.stage import add_io_arguments
 
     add_io_arguments(p, input_help="document table (filter or dedup output, or any Parquet with doc_id and text)",
                      output_help="shard folder (shard-NNNNN.parquet, manifest.json, dropped/, report.json, mix.png)")
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 STAGE = SparkStage(
     "remix", help="domain mixture -> shuffled curated shards", description=DESCRIPTION,
-    add_arguments=add_arguments, config="pipeline.remix:RemixConfig", body="pipeline.remix:run")
+    add_arguments=add_arguments, config="crawl2model.pipeline.remix:RemixConfig", body="crawl2model.pipeline.remix:run")
 register = STAGE.register
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.config import ConfigError
+from crawl2model.core.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -31,7 +31,7 @@ MODES = ("global", "per-dump")
 
 @dataclass
 class DedupConfig:
-    input: str = ""
+    input: list[str] = field(default_factory=list)
     output: str = ""
     threshold: float = 0.8
     num_perm: int = 128
@@ -56,6 +56,8 @@ class DedupConfig:
     overwrite: bool = False
 
     def validate(self) -> None:
+        if isinstance(self.input, str):
+            self.input = [self.input]
         if not self.input or not self.output:
             raise ConfigError("dedup: --input and --output are required")
         if not 0.0 < self.threshold <= 1.0:
@@ -75,14 +77,14 @@ class DedupConfig:
             raise ConfigError("dedup: num_perm >= 2, ngram >= 1 and output_partitions >= 1 are required")
 
     def lsh(self) -> tuple[int, int]:
-        from pipeline.minhash import optimal_bands
+        from crawl2model.pipeline.minhash import optimal_bands
 
         if self.bands is not None:
             return self.bands, self.rows
         return optimal_bands(self.threshold, self.num_perm)
 
     def minhash_params(self):
-        from pipeline.minhash import MinHashParams
+        from crawl2model.pipeline.minhash import MinHashParams
 
         return MinHashParams(num_perm=self.num_perm, ngram=self.ngram, seed=self.seed,
                              scheme=self.scheme, max_shingles=self.max_shingles)
@@ -124,7 +126,7 @@ def signature_batch(batch: pa.RecordBatch, params, bands: int, rows: int) -> pa.
     would otherwise all collide into one giant bucket. They still take part in
     exact deduplication.
     """
-    from pipeline.minhash import band_hashes, exact_hash, normalize, signatures
+    from crawl2model.pipeline.minhash import band_hashes, exact_hash, normalize, signatures
 
     texts = batch.column("text")
     exact = exact_hash(normalize(texts))
@@ -208,7 +210,7 @@ def _number_documents(docs: "DataFrame", dumps: list[str], first_node: int = 0) 
 
 
 def _components(edges: "DataFrame", label: str, checkpoint: bool) -> tuple["DataFrame", int]:
-    from pipeline.components import connected_components
+    from crawl2model.pipeline.components import connected_components
 
     return connected_components(edges, reliable_checkpoint=checkpoint, log_prefix=f"[dedup] {label}")
 
@@ -368,17 +370,17 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from pipeline.dedup_index import DedupIndex
-    from pipeline.minhash import fp_fn_curve, fp_fn_mass
-    from pipeline.parquet_out import write_parquet
-    from pipeline.tables import read_table
+    from crawl2model.pipeline.dedup_index import DedupIndex
+    from crawl2model.pipeline.minhash import fp_fn_curve, fp_fn_mass
+    from crawl2model.pipeline.parquet_out import write_parquet
+    from crawl2model.pipeline.tables import read_table
 
     timer = _Timer()
     spark.sparkContext.setCheckpointDir(f"{out.tmp_uri}/_checkpoints")
     docs = read_table(spark, cfg.input)
     missing = {"doc_id", "dump", "text"} - set(docs.columns)
     if missing:
-        raise ConfigError(f"dedup: {cfg.input} lacks document columns: {', '.join(sorted(missing))}")
+        raise InputError(f"dedup: {', '.join(cfg.input)} lacks document columns: {', '.join(sorted(missing))}")
     if "n_chars" not in docs.columns:
         docs = docs.withColumn("n_chars", F.length("text"))
     bands, rows = cfg.lsh()
@@ -390,7 +392,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         index.check_newer(dumps)
         if not dumps:
             _log(f"every input dump is already in the index {cfg.index}: nothing to do")
-            return {"stage": "dedup", "docs_in": 0, "docs_kept": 0, "docs_removed": 0,
+            return {"stage": "dedup", "docs_in": 0, "docs_out": 0, "removed_by_reason": {},
                     "already_indexed_dumps": input_dumps}
         docs = docs.where(F.col("dump").isin(dumps))
     _log(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows over "
@@ -444,8 +446,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     report = {
         "stage": "dedup",
         "docs_in": docs_in,
-        "docs_kept": kept_rows,
-        "docs_removed": docs_removed,
+        "docs_out": kept_rows,
         "removed_fraction": round(docs_removed / docs_in, 6) if docs_in else 0.0,
         "removed_by_reason": by_reason,
         "docs_per_dump": dict(zip(dumps, dump_sizes)),
@@ -471,9 +472,9 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         df.unpersist()
     report["timings"] = timer.laps
     report["seconds"] = round(time.time() - timer.start, 3)
-    assert report["docs_in"] == report["docs_kept"] + report["docs_removed"]
+    assert report["docs_in"] == report["docs_out"] + docs_removed
     _log(f"{docs_in} documents in, {docs_removed} removed ({report['removed_fraction']:.1%}: "
-         f"{by_reason['exact']} exact, {by_reason['near']} near), {report['docs_kept']} kept, "
+         f"{by_reason['exact']} exact, {by_reason['near']} near), {report['docs_out']} kept, "
          f"{report['seconds']:.1f}s")
     return report
 

@@ -13,8 +13,9 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pipeline.config import ConfigError
-from pipeline.outputs import StageOutput, exists, filesystem, read_json, write_json
+from crawl2model.core.errors import ConfigError
+from crawl2model.core.outputs import StageOutput
+from crawl2model.core.fs import exists, filesystem, read_json, write_json
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -72,7 +73,7 @@ class DedupIndex:
 
     def append(self, new_entries: "DataFrame", dumps: list[str], next_node: int) -> dict:
         """Write old + new entries as the next version of the index; returns a summary."""
-        from pipeline.parquet_out import write_parquet
+        from crawl2model.pipeline.parquet_out import write_parquet
 
         out = StageOutput(self.path, overwrite=True)
         out.begin()

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.config import ConfigError, load_toml
+from crawl2model.core.errors import ConfigError
 
-DEFAULT_RULES = str(Path(__file__).resolve().parent.parent / "infra" / "remix" / "domains.toml")
+from crawl2model.core.config import load_toml
+from crawl2model.core.resources import resource
+
+DEFAULT_RULES = str(resource("crawl2model.infra", "remix", "domains.toml"))
 OTHER = "other"
 
 
@@ -81,7 +83,7 @@ def label_batch(batch: pa.RecordBatch, rules: DomainRules, classifier: str | Non
     `given` names a column that already holds labels (kept where not null);
     classifier predictions below `min_probability` fall back to `other`.
     """
-    from pipeline.schema import host_of
+    from crawl2model.pipeline.schema import host_of
 
     names = batch.schema.names
     n = batch.num_rows
@@ -99,7 +101,7 @@ def label_batch(batch: pa.RecordBatch, rules: DomainRules, classifier: str | Non
         else:
             unmatched.append(i)
     if unmatched and classifier:
-        from quality_models.classifier import load_classifier, predict
+        from crawl2model.quality_models.classifier import load_classifier, predict
 
         texts = batch.column("text").take(pa.array(unmatched, pa.int64())).to_pylist()
         predicted, probs = predict(load_classifier(classifier), [t or "" for t in texts])

@@ -22,11 +22,14 @@ from typing import Any, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config import ConfigError, parse_size
-from pipeline.inputs import Split, discover, pack_tasks, plan_splits
-from pipeline.outputs import StageOutput, filesystem
-from pipeline.parquet_out import write_parquet
-from pipeline.schema import DOC_SCHEMA, host_of, make_doc_id
+from crawl2model.core.errors import ConfigError
+
+from crawl2model.core.sizes import parse_size
+from crawl2model.pipeline.inputs import Split, discover, pack_tasks, plan_splits
+from crawl2model.core.outputs import StageOutput
+from crawl2model.core.fs import filesystem
+from crawl2model.pipeline.parquet_out import write_parquet
+from crawl2model.pipeline.schema import DOC_SCHEMA, host_of, make_doc_id
 
 
 @dataclass
@@ -48,7 +51,7 @@ class IngestConfig:
     overwrite: bool = False
 
     def validate(self) -> None:
-        from pipeline.extract import EXTRACTORS
+        from crawl2model.pipeline.extract import EXTRACTORS
 
         if not self.input:
             raise ConfigError("ingest: --input is required")
@@ -134,8 +137,8 @@ def _status_reason(status: int) -> str:
 
 def record_to_doc(rec, dump: str, cfg: IngestConfig, source: str) -> dict:
     """The policy that turns one crawl record into a document row or a skip row."""
-    from pipeline.decode import DecodeError, decode_payload
-    from pipeline.extract import content_kind, extract_text, normalize_text
+    from crawl2model.pipeline.decode import DecodeError, decode_payload
+    from crawl2model.pipeline.extract import content_kind, extract_text, normalize_text
 
     def skip(reason: str, detail: str) -> dict:
         return _skip(dump, reason, detail, source, rec.offset, rec.url)
@@ -174,7 +177,7 @@ def record_to_doc(rec, dump: str, cfg: IngestConfig, source: str) -> dict:
 
 
 def _crawl_rows(split: Split, cfg: IngestConfig) -> Iterator[dict]:
-    from pipeline.warc import Skip, iter_records
+    from crawl2model.pipeline.warc import Skip, iter_records
 
     for item in iter_records(split.path, start=split.start, end=split.end if split.splittable else None,
                              max_payload_bytes=cfg.max_payload_bytes):
@@ -198,7 +201,7 @@ def _user_doc(obj: dict, split: Split, cfg: IngestConfig, position: int) -> dict
     text = obj.get("text")
     if not isinstance(text, str):
         return _skip(dump, "missing_text", "no string 'text' field", split.path, position, url)
-    from pipeline.extract import normalize_text
+    from crawl2model.pipeline.extract import normalize_text
 
     text = normalize_text(text)
     if len(text) < max(cfg.min_text_chars, 1):
@@ -342,11 +345,13 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
     seconds = time.time() - t0
     report = {
         "stage": "ingest",
-        "records_in": docs_out + n_skipped,
+        # ingest counts records: each is a document or skipped for its reason
+        "docs_in": docs_out + n_skipped,
         "docs_out": docs_out,
+        "removed_by_reason": dict(skipped.most_common()),
+        "records_in": docs_out + n_skipped,
+        "records_skipped": n_skipped,
         "per_dump": dict(sorted(per_dump.items())),
-        "records_skipped": dict(skipped.most_common()),
-        "records_skipped_total": n_skipped,
         "skipped_per_dump": dict(sorted(skipped_per_dump.items())),
         "bytes_read": bytes_read,
         "input_bytes": total_bytes,
@@ -360,7 +365,7 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
         "docs_per_second": round(docs_out / seconds, 1) if seconds else None,
         "extractor": cfg.extractor,
     }
-    assert report["records_in"] == report["docs_out"] + report["records_skipped_total"]
+    assert report["records_in"] == report["docs_out"] + report["records_skipped"]
     _log(f"{docs_out} documents from {report['records_in']} records "
          f"({n_skipped} skipped: {dict(skipped.most_common(5))}) in {seconds:.1f}s")
     return report

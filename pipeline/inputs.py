@@ -15,16 +15,13 @@ from dataclasses import asdict, dataclass
 
 import pyarrow.fs as pafs
 
-from pipeline.outputs import filesystem
+from crawl2model.core.errors import InputError
+from crawl2model.core.fs import filesystem
 
 CRAWL_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".arc", ".arc.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet",)
 DUMP_PATTERN = re.compile(r"CC-MAIN-\d{4}-\d{2}")
-
-
-class InputError(FileNotFoundError):
-    """An input path that is missing, unreadable or ambiguous; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +138,7 @@ def _require_dump(dump: str | None, kind: str, path: str) -> None:
 
 def plan_splits(files: list[InputFile], split_bytes: int) -> list[Split]:
     """Cut large member-per-record crawl files into byte ranges; other files stay whole."""
-    from pipeline.warc import is_splittable
+    from crawl2model.pipeline.warc import is_splittable
 
     splits: list[Split] = []
     for f in files:

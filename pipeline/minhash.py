@@ -28,7 +28,7 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
-from pipeline.textnorm import (  # noqa: F401  (normalize, shingle_hashes, exact_hash are this module's API too)
+from crawl2model.pipeline.textnorm import (  # noqa: F401  (normalize, shingle_hashes, exact_hash are this module's API too)
     char_tables, doc_shingles, exact_hash, fmix64, njit, normalize, prepare, shingle_hashes,
 )
 

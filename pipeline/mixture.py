@@ -20,7 +20,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from pipeline.config import ConfigError, load_toml
+from crawl2model.core.errors import ConfigError
+
+from crawl2model.core.config import load_toml
 
 
 @dataclass

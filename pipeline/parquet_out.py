@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.outputs import filesystem
+from crawl2model.core.fs import filesystem
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

@@ -24,18 +24,20 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from pipeline import mixture, shards
-from pipeline.config import ConfigError, parse_size
-from pipeline.domains import DEFAULT_RULES, DomainRules, label_batch
-from pipeline.outputs import StageOutput, write_json
-from pipeline.schema import REMIX_FIELDS
+from crawl2model.pipeline import mixture, shards
+from crawl2model.core.errors import ConfigError, InputError
+from crawl2model.core.sizes import parse_size
+from crawl2model.pipeline.domains import DEFAULT_RULES, DomainRules, label_batch
+from crawl2model.core.outputs import StageOutput
+from crawl2model.core.fs import write_json
+from crawl2model.pipeline.schema import REMIX_FIELDS
 
 if TYPE_CHECKING:
     from pyspark import Broadcast
@@ -53,7 +55,7 @@ ORDER = ("_k", "_key", "doc_id", "copy")   # the output order: shuffle key, ties
 
 @dataclass
 class RemixConfig:
-    input: str = ""
+    input: list[str] = field(default_factory=list)
     output: str = ""
     # TOML file with a [target] table (domain = share); none keeps the measured mixture.
     mixture: str | None = None
@@ -74,6 +76,8 @@ class RemixConfig:
     overwrite: bool = False
 
     def validate(self) -> None:
+        if isinstance(self.input, str):
+            self.input = [self.input]
         if not self.input or not self.output:
             raise ConfigError("remix: --input and --output are required")
         if self.unit not in UNITS:
@@ -104,7 +108,7 @@ def sizes(texts: pa.Array, unit: str, tokenizer_json: str | None = None) -> pa.A
     """Size of each document in `unit`; tokens include the EOS the tokenize stage appends."""
     if unit == "bytes":
         return pc.fill_null(pc.binary_length(texts), 0).cast(pa.int64())
-    from pipeline.token_shards import get_tokenizer
+    from crawl2model.pipeline.token_shards import get_tokenizer
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     values = texts.to_pylist()
@@ -213,8 +217,8 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from pipeline.parquet_out import write_parquet
-    from pipeline.tables import read_table
+    from crawl2model.pipeline.parquet_out import write_parquet
+    from crawl2model.pipeline.tables import read_table
 
     t0 = time.time()
     laps: dict[str, float] = {}
@@ -227,14 +231,14 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
     docs = read_table(spark, cfg.input)
     missing = {"doc_id", "text"} - set(docs.columns)
     if missing:
-        raise ConfigError(f"remix: {cfg.input} lacks document columns: {', '.join(sorted(missing))}")
+        raise InputError(f"remix: {', '.join(cfg.input)} lacks document columns: {', '.join(sorted(missing))}")
     if "copy" in docs.columns:
-        raise ConfigError(f"remix: {cfg.input} already has a 'copy' column (a remix output?); remix its source")
+        raise ConfigError(f"remix: {', '.join(cfg.input)} already has a 'copy' column (a remix output?); remix its source")
     rules = DomainRules.load(cfg.domain_rules)
     target = mixture.load_target(cfg.mixture) if cfg.mixture else None
     tokenizer = None
     if cfg.unit == "tokens":
-        from tokenizer import files
+        from crawl2model.tokenizer import files
 
         with open(os.path.join(cfg.tokenizer, files.TOKENIZER_JSON), encoding="utf-8") as f:
             tokenizer = spark.sparkContext.broadcast(f.read())
@@ -295,7 +299,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
     _plot_mix(report, out)
     report["timings"] = laps
     report["seconds"] = round(time.time() - t0, 3)
-    _log(f"{report['docs_in']} documents in, {report['docs_selected']} selected, {report['rows_out']} rows "
+    _log(f"{report['docs_in']} documents in, {report['docs_out']} selected, {report['rows_out']} rows "
          f"(with copies) in {len(results)} shards; max |achieved - target| "
          f"{report['max_error_points']:.2f} points ({len(report['unreachable'])} unreachable); "
          f"{report['seconds']:.1f}s")
@@ -346,8 +350,9 @@ def _report(cfg: RemixConfig, mix: mixture.MixturePlan, planned: dict[str, float
     report = {
         "stage": "remix",
         "docs_in": docs_in,
-        "docs_selected": docs_in - copies.get(0, 0),
-        "docs_dropped": dict(sorted(dropped.items())),
+        # docs_out: the distinct documents written (rows_out counts copies too)
+        "docs_out": docs_in - copies.get(0, 0),
+        "removed_by_reason": dict(sorted(dropped.items())),
         "rows_out": sum(c * n for c, n in copies.items()),
         "copies_histogram": {str(c): copies[c] for c in sorted(copies)},
         "unit": cfg.unit,
@@ -372,7 +377,7 @@ def _report(cfg: RemixConfig, mix: mixture.MixturePlan, planned: dict[str, float
             "max_deviation_except_last": round(max((abs(s / cfg.shard_size - 1) for s in body), default=0.0), 4),
         },
     }
-    assert report["docs_in"] == report["docs_selected"] + sum(dropped.values())
+    assert report["docs_in"] == report["docs_out"] + sum(dropped.values())
     assert report["rows_out"] == sum(r["documents"] for r in results)
     return report
 
@@ -401,7 +406,7 @@ def _manifest(cfg: RemixConfig, mix: mixture.MixturePlan, report: dict, results:
         "unit": cfg.unit,
         "shard_size": cfg.shard_size,
         "documents": report["rows_out"],
-        "unique_documents": report["docs_selected"],
+        "unique_documents": report["docs_out"],
         "bytes": sum(r["bytes"] for r in results),
         unit: sum(v[unit] for v in domains.values()),
         "domains": dict(sorted(domains.items())),

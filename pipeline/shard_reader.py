@@ -27,8 +27,8 @@ from typing import Any, Iterator, Sequence
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.outputs import filesystem as resolve_filesystem
-from pipeline.outputs import sha256_file
+from crawl2model.core.fs import filesystem as resolve_filesystem
+from crawl2model.core.fs import sha256_file
 
 CURSOR_VERSION = 1
 

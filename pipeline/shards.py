@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.outputs import filesystem
-from pipeline.outputs import sha256_file
-from pipeline.parquet_out import ROW_GROUP_ROWS, plain_type
+from crawl2model.core.fs import filesystem
+from crawl2model.core.fs import sha256_file
+from crawl2model.pipeline.parquet_out import ROW_GROUP_ROWS, plain_type
 
 COMPRESSION = "zstd"
 RESULT_SCHEMA = pa.schema([("shard", pa.int32()), ("path", pa.string()), ("documents", pa.int64()),

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from crawl2model.core.resources import resource
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "infra" / "spark"
+PROFILES_DIR = resource("crawl2model.infra", "spark")
 
 # Settings every stage relies on; profiles and flags may override them.
 BASE_CONF: dict[str, str] = {

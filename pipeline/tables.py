@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from pipeline.inputs import InputError
-from pipeline.outputs import filesystem
+from crawl2model.core.errors import InputError
+from crawl2model.core.fs import filesystem
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -41,9 +41,19 @@ def data_paths(path: str) -> list[str]:
     return found
 
 
-def read_table(spark: "SparkSession", path: str) -> "DataFrame":
-    """A table folder as a DataFrame, with hive partition columns (e.g. `dump`)."""
-    return spark.read.option("basePath", path).parquet(*data_paths(path))
+def read_table(spark: "SparkSession", paths: str | list[str]) -> "DataFrame":
+    """One or more table folders as one DataFrame, with hive partition columns (e.g. `dump`).
+
+    Several tables are unioned by column name; a column one of them lacks is null there.
+    """
+    frames = [spark.read.option("basePath", p).parquet(*data_paths(p))
+              for p in ([paths] if isinstance(paths, str) else paths)]
+    if not frames:
+        raise InputError("no input table given")
+    table = frames[0]
+    for other in frames[1:]:
+        table = table.unionByName(other, allowMissingColumns=True)
+    return table
 
 
 def arrow_dataset(path: str) -> ds.Dataset:

@@ -25,9 +25,10 @@ from typing import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from pipeline.config import ConfigError
-from pipeline.outputs import StageOutput, filesystem, sha256_file, write_json
-from pipeline.tables import read_table
+from crawl2model.core.errors import ConfigError
+from crawl2model.core.outputs import StageOutput
+from crawl2model.core.fs import filesystem, sha256_file, write_json
+from crawl2model.pipeline.tables import read_table
 
 SHARD_SCHEMA = pa.schema([
     pa.field("input_ids", pa.large_list(pa.uint32()), nullable=False),
@@ -165,8 +166,8 @@ def run(spark, cfg: TokenizeConfig, out: StageOutput) -> dict:
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from tokenizer import files
-    from tokenizer.specials import EOS
+    from crawl2model.tokenizer import files
+    from crawl2model.tokenizer.specials import EOS
 
     t0 = time.time()
     with open(os.path.join(cfg.tokenizer, files.TOKENIZER_JSON), encoding="utf-8") as f:
@@ -222,7 +223,7 @@ def run(spark, cfg: TokenizeConfig, out: StageOutput) -> dict:
         "stage": "tokenize",
         "docs_in": documents + skipped,
         "docs_out": documents,
-        "docs_skipped": {"empty_text": skipped} if skipped else {},
+        "removed_by_reason": {"empty_text": skipped} if skipped else {},
         "tokens": tokens,
         "bytes": nbytes,
         "bytes_per_token": round(nbytes / max(tokens - documents, 1), 4),

@@ -19,8 +19,8 @@ import os
 import re
 import sys
 
-from quality_models.shipped import KENLM, QUALITY_CLASSIFIER
-from quality_models.sources import SOURCES, fetch, pages
+from crawl2model.quality_models.shipped import KENLM, QUALITY_CLASSIFIER
+from crawl2model.quality_models.sources import SOURCES, fetch, pages
 
 CHUNK_CHARS = 1500
 FIXTURE_PER_SOURCE = {"clean": 40, "junk": 40, "lid": 30}
@@ -54,7 +54,7 @@ def translated(text: str, original: str) -> bool:
 
 
 def cjk_share(text: str) -> float:
-    from pipeline.filters.words import HAN, HIRAGANA, KATAKANA
+    from crawl2model.pipeline.filters.words import HAN, HIRAGANA, KATAKANA
 
     letters = [c for c in text if c.isalpha()]
     cjk = re.compile(f"[{HAN}{HIRAGANA}{KATAKANA}]")
@@ -62,7 +62,7 @@ def cjk_share(text: str) -> float:
 
 
 def collect(cache: str, split: str) -> list[dict]:
-    from pipeline.extract import extract_text
+    from crawl2model.pipeline.extract import extract_text
 
     rows = []
     for s in SOURCES:
@@ -99,8 +99,8 @@ def write_fixtures(rows: list[dict], path: str) -> None:
 
 
 def train_quality(rows: list[dict], output: str) -> dict:
-    from pipeline.filters.words import model_text
-    from quality_models.classifier import train_classifier_from_files
+    from crawl2model.pipeline.filters.words import model_text
+    from crawl2model.quality_models.classifier import train_classifier_from_files
 
     texts, labels = [], []
     for r in rows:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bin-dir", help="folder with lmplz and build_binary")
     args = p.parse_args(argv)
 
-    from quality_models.kenlm_models import train_kenlm
+    from crawl2model.quality_models.kenlm_models import train_kenlm
 
     write_fixtures(collect(args.cache, "eval"), os.path.join(args.fixtures, "eval.jsonl.gz"))
     train = collect(args.cache, "train")

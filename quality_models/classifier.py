@@ -122,7 +122,7 @@ def train_classifier_from_files(output: str, *, labelled: str | None = None, pos
     """
     import json
 
-    from quality_models.corpus import read_labelled, read_texts
+    from crawl2model.quality_models.corpus import read_labelled, read_texts
 
     if labelled:
         texts, labels = read_labelled(labelled, text_field, label_field)

@@ -52,8 +52,8 @@ def _add_kenlm_parser(sub) -> None:
 
 
 def _train_classifier(args: argparse.Namespace) -> int:
-    from quality_models.classifier import train_classifier_from_files
-    from jobs.cli import UsageError
+    from crawl2model.quality_models.classifier import train_classifier_from_files
+    from crawl2model.core.errors import UsageError
 
     if bool(args.input) == bool(args.positive or args.negative):
         raise UsageError("give either --input, or --positive and --negative")
@@ -70,7 +70,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
 
 
 def _train_kenlm(args: argparse.Namespace) -> int:
-    from quality_models.kenlm_models import train_kenlm
+    from crawl2model.quality_models.kenlm_models import train_kenlm
 
     card = train_kenlm(args.input, args.output, lang=args.lang, order=args.order, prune=args.prune,
                        memory=args.memory, text_field=args.text_field, bin_dir=args.bin_dir)

@@ -28,7 +28,7 @@ def _jsonl_rows(path: str) -> Iterator[dict]:
 def read_texts(path: str, text_field: str = "text") -> list[str]:
     """Every non-empty document in `path`."""
     if _is_parquet(path):
-        from pipeline.tables import arrow_dataset
+        from crawl2model.pipeline.tables import arrow_dataset
 
         texts = arrow_dataset(path).to_table(columns=[text_field]).column(text_field).to_pylist()
     elif path.endswith((".jsonl", ".json")):
@@ -42,7 +42,7 @@ def read_texts(path: str, text_field: str = "text") -> list[str]:
 def read_labelled(path: str, text_field: str = "text", label_field: str = "label") -> tuple[list[str], list[str]]:
     """(texts, labels) from JSON Lines or Parquet; rows missing either are skipped."""
     if _is_parquet(path):
-        from pipeline.tables import arrow_dataset
+        from crawl2model.pipeline.tables import arrow_dataset
 
         t = arrow_dataset(path).to_table(columns=[text_field, label_field])
         rows = zip(t.column(text_field).to_pylist(), t.column(label_field).to_pylist())

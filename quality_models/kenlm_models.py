@@ -30,7 +30,7 @@ def find_tool(name: str, bin_dir: str | None = None) -> str:
 
 def write_sentences(texts: list[str], lang: str, path: str) -> tuple[int, int]:
     """One normalized sentence a line, as `doc_perplexity` scores them; returns (sentences, tokens)."""
-    from pipeline.filters.words import model_text
+    from crawl2model.pipeline.filters.words import model_text
 
     n = tokens = 0
     with open(path, "w", encoding="utf-8") as f:
@@ -48,7 +48,7 @@ def train_kenlm(inputs: list[str], output: str, *, lang: str = "en", order: int 
                 memory: str = "20%", text_field: str = "text", bin_dir: str | None = None,
                 texts: list[str] | None = None) -> dict:
     """Train on the documents in `inputs` (or `texts`), write the model and MODEL.card.json; returns the card."""
-    from quality_models.corpus import read_texts
+    from crawl2model.quality_models.corpus import read_texts
 
     if texts is None:
         texts = [t for p in inputs for t in read_texts(p, text_field)]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
-MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+from crawl2model.core.resources import resource
+
+MODELS_DIR = str(resource("crawl2model.quality_models", "models"))
 QUALITY_CLASSIFIER = os.path.join(MODELS_DIR, "quality_en_zh.ftz")
 KENLM = {lang: os.path.join(MODELS_DIR, f"kenlm_{lang}.binary") for lang in ("en", "zh")}

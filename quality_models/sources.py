@@ -114,7 +114,7 @@ def is_eval(relpath: str) -> bool:
 
 def pages(source: Source, cache: str, split: str) -> Iterator[tuple[str, str]]:
     """(path inside the package, extracted text) of the pages of one split ("train" or "eval")."""
-    from pipeline.extract import extract_text
+    from crawl2model.pipeline.extract import extract_text
 
     root = fetch(source.package, cache)
     paths = sorted(glob.glob(os.path.join(root, source.pattern), recursive=True),

@@ -1,4 +1,4 @@
-"""Build the bundled sample crawl under tests/data/sample/ from real documents.
+"""Build the bundled sample crawl under jobs/sample/ (the demo's package data) from real documents.
 
 The tests need a crawl that behaves like Common Crawl without downloading
 Common Crawl: several dumps, WARC files deep in `segments/`, request/response/
@@ -10,7 +10,7 @@ third-party WARC/ARC files. Everything is written deterministically: record ids
 are hashes of (dump, url, record type), dates are derived from the url, and
 gzip members carry no timestamp, so a rerun gives identical bytes.
 
-    python scripts/build_sample.py            # -> tests/data/sample/
+    python scripts/build_sample.py            # -> jobs/sample/
     python scripts/build_sample.py --output /tmp/sample --cache build/debian-docs
 
 `apt-get update` must have run once (the packages are fetched with
@@ -38,7 +38,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = REPO / "tests" / "data" / "sample"
+DEFAULT_OUTPUT = REPO / "jobs" / "sample"
 DEFAULT_CACHE = REPO / "build" / "debian-docs"
 MAX_SAMPLE_BYTES = 3 * 1024 * 1024
 

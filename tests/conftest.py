@@ -9,14 +9,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-SAMPLE = DATA / "sample"
+SAMPLE = ROOT / "jobs" / "sample"  # the demo's package data
 
 os.environ.setdefault("CRAWL2MODEL_SPARK_UI", "0")
 
 
 @pytest.fixture(scope="session")
 def spark():
-    from pipeline.spark import get_spark
+    from crawl2model.pipeline.spark import get_spark
 
     session = get_spark(
         "crawl2model-tests",

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from pipeline.components import connected_components
+from crawl2model.pipeline.components import connected_components
 
 pytestmark = pytest.mark.spark
 

@@ -4,7 +4,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipeline.config import ConfigError, parse_size, resolve
+from crawl2model.core.errors import ConfigError
+
+from crawl2model.core.sizes import parse_size
+
+from crawl2model.core.config import resolve
 
 
 @dataclass

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from pipeline.decode import DecodeError, charset_from_content_type, decode_payload
+from crawl2model.pipeline.decode import DecodeError, charset_from_content_type, decode_payload
 
 ZH_S = ("北京是中华人民共和国的首都，也是全国的政治、文化和国际交往中心。这座城市有三千多年的建城史，"
         "八百多年的建都史，拥有众多的名胜古迹，例如故宫、天坛和颐和园。每年都有大量的游客从世界各地来到这里参观。")

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main as cli
-from pipeline.outputs import read_json
-from pipeline.tables import arrow_dataset
+from crawl2model.jobs.cli import main as cli
+from crawl2model.core.fs import read_json
+from crawl2model.pipeline.tables import arrow_dataset
 
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ def _labelled_set(documents: Path) -> pa.Table:
 
 
 def _shingle_sets(texts: list[str]) -> list[set[int]]:
-    from pipeline.minhash import normalize, shingle_hashes
+    from crawl2model.pipeline.minhash import normalize, shingle_hashes
 
     offsets, hashes = shingle_hashes(normalize(pa.array(texts)), 5, 100_000)
     return [set(hashes[offsets[i]:offsets[i + 1]].tolist()) for i in range(len(texts))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.extract import DEFAULT_EXTRACTOR, EXTRACTORS, content_kind, extract_text, normalize_text
+from crawl2model.pipeline.extract import DEFAULT_EXTRACTOR, EXTRACTORS, content_kind, extract_text, normalize_text
 
 ARTICLE = """<!doctype html><html><head><title>Title</title><style>p {color: red}</style>
 <script>var tracking = "do not extract me";</script></head><body>

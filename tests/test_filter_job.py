@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main as cli
-from pipeline.outputs import read_json
-from pipeline.schema import DOC_SCHEMA, make_doc_id
-from pipeline.tables import arrow_dataset
+from crawl2model.jobs.cli import main as cli
+from crawl2model.core.fs import read_json
+from crawl2model.pipeline.schema import DOC_SCHEMA, make_doc_id
+from crawl2model.pipeline.tables import arrow_dataset
 
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parent.parent

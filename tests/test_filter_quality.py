@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.filters import rules
-from pipeline.filters.filter_stage import FilterConfig, signal_batch
+from crawl2model.pipeline.filters import rules
+from crawl2model.pipeline.filters.filter_stage import FilterConfig, signal_batch
 
 EVAL = Path(__file__).resolve().parent / "data" / "filter" / "eval.jsonl.gz"
 
@@ -47,7 +47,7 @@ def decided(pages) -> pa.RecordBatch:
 
 
 def test_lid_accuracy_on_eight_languages(pages):
-    from pipeline.filters.langid import identify
+    from crawl2model.pipeline.filters.langid import identify
 
     lid = [p for p in pages if p["kind"] == "lid"]
     langs, _ = identify([p["text"] for p in lid])

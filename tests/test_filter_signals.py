@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.config import ConfigError
-from pipeline.filters import heuristics, rules
-from pipeline.filters.words import model_text, words
+from crawl2model.core.errors import ConfigError
+from crawl2model.pipeline.filters import heuristics, rules
+from crawl2model.pipeline.filters.words import model_text, words
 
 
 def sig(text: str, lang: str = "en") -> dict[str, float]:

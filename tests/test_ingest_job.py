@@ -11,9 +11,9 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from jobs.cli import main as cli
-from pipeline.outputs import read_json
-from pipeline.tables import arrow_dataset
+from crawl2model.jobs.cli import main as cli
+from crawl2model.core.fs import read_json
+from crawl2model.pipeline.tables import arrow_dataset
 
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,9 @@
 """Input discovery and task planning (driver side, no Spark)."""
 import pytest
 
-from pipeline.inputs import InputError, InputFile, Split, discover, pack_tasks, plan_splits
+from crawl2model.core.errors import InputError
+
+from crawl2model.pipeline.inputs import InputFile, Split, discover, pack_tasks, plan_splits
 
 
 def _touch(path, data=b"x"):
@@ -48,9 +50,9 @@ def test_clear_errors(tmp_path):
 
 
 def test_splits_cover_files_and_tasks_pack_in_order(tmp_path, monkeypatch):
-    import pipeline.warc
+    import crawl2model.pipeline.warc
 
-    monkeypatch.setattr(pipeline.warc, "is_splittable", lambda path: path.endswith(".gz"))
+    monkeypatch.setattr(crawl2model.pipeline.warc, "is_splittable", lambda path: path.endswith(".gz"))
     files = [InputFile("/a.warc.gz", "d", "crawl", 250), InputFile("/b.warc", "d", "crawl", 250),
              InputFile("/c.jsonl", "d", "jsonl", 30)]
     splits = plan_splits(files, split_bytes=100)

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline import minhash as mh
-from pipeline.textnorm import char_tables
+from crawl2model.pipeline import minhash as mh
+from crawl2model.pipeline.textnorm import char_tables
 
-SAMPLE = Path(__file__).resolve().parent / "data" / "sample"
+from conftest import SAMPLE
 CJK = re.compile("[\u3400-\u9fff]")
 
 

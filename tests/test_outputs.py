@@ -1,5 +1,6 @@
 """Atomic outputs: finished or absent, never half-written and mistaken for done."""
-from pipeline.outputs import SUCCESS, StageOutput, read_json, write_json
+from crawl2model.core.outputs import SUCCESS, StageOutput
+from crawl2model.core.fs import read_json, write_json
 
 
 def test_commit_makes_output_appear_whole(tmp_path):

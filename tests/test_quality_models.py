@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from jobs.cli import main as cli
-from pipeline.filters.perplexity import doc_perplexity, load_lm
-from quality_models.classifier import load_classifier, predict, train_classifier
-from quality_models.kenlm_models import find_tool
-from quality_models.shipped import KENLM, QUALITY_CLASSIFIER
+from crawl2model.jobs.cli import main as cli
+from crawl2model.pipeline.filters.perplexity import doc_perplexity, load_lm
+from crawl2model.quality_models.classifier import load_classifier, predict, train_classifier
+from crawl2model.quality_models.kenlm_models import find_tool
+from crawl2model.quality_models.shipped import KENLM, QUALITY_CLASSIFIER
 
 EN = ("APT is the package manager of Debian. It downloads packages from the repositories listed in "
       "sources.list, resolves their dependencies and installs them in the right order.\n"

@@ -8,12 +8,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main as cli
-from pipeline.domains import DomainRules
-from pipeline.outputs import read_json
-from pipeline.schema import REMIX_FIELDS
-from pipeline.shard_reader import ShardReader
-from pipeline.tables import arrow_dataset
+from crawl2model.jobs.cli import main as cli
+from crawl2model.pipeline.domains import DomainRules
+from crawl2model.core.fs import read_json
+from crawl2model.pipeline.schema import REMIX_FIELDS
+from conftest import SAMPLE
+from crawl2model.pipeline.shard_reader import ShardReader
+from crawl2model.pipeline.tables import arrow_dataset
 
 pytestmark = pytest.mark.spark
 
@@ -40,12 +41,12 @@ SHARD = "80KB"
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Document table, rule table, mixture file and a fastText topic model trained on rule labels."""
-    from pipeline.ingest import IngestConfig, process_split
-    from pipeline.inputs import discover, plan_splits
-    from quality_models.classifier import train_classifier
+    from crawl2model.pipeline.ingest import IngestConfig, process_split
+    from crawl2model.pipeline.inputs import discover, plan_splits
+    from crawl2model.quality_models.classifier import train_classifier
 
     root = tmp_path_factory.mktemp("remix-in")
-    sample = str(Path(__file__).parent / "data" / "sample")
+    sample = str(SAMPLE)
     cfg = IngestConfig(input=[sample], output=str(root / "unused"))
     cfg.validate()
     files, _ = discover([sample])
@@ -150,8 +151,8 @@ def test_rerun_is_byte_identical_and_seed_changes_order(inputs, run_a, spark, tm
 
 
 def test_unreachable_target_in_tokens(inputs, tmp_path):
-    from tokenizer import files
-    from tokenizer.train import add_specials, train_bpe
+    from crawl2model.tokenizer import files
+    from crawl2model.tokenizer.train import add_specials, train_bpe
 
     texts = arrow_dataset(str(inputs["docs"])).to_table()["text"].to_pylist()
     tok, n = add_specials(train_bpe(texts[:100], vocab_size=400))

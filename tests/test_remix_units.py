@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import mixture, shards
-from pipeline.config import ConfigError
-from pipeline.domains import DEFAULT_RULES, DomainRules, label_batch
+from crawl2model.pipeline import mixture, shards
+from crawl2model.core.errors import ConfigError
+from crawl2model.pipeline.domains import DEFAULT_RULES, DomainRules, label_batch
 
 
 def _rules(tmp_path, text: str) -> DomainRules:
@@ -59,7 +59,7 @@ def test_default_table_labels_familiar_sites():
         "https://www.nasa.gov/missions": "government",
         "https://www.gov.uk/browse": "government",
     }
-    from pipeline.schema import host_of
+    from crawl2model.pipeline.schema import host_of
 
     assert {u: rules.match(u, host_of(u)) for u in cases} == cases
     assert rules.match("https://help.libreoffice.org/7.4/en-US/text/scalc/main.html", "help.libreoffice.org") is None

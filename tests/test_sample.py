@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-SAMPLE = Path(__file__).parent / "data" / "sample"
+from conftest import SAMPLE
 CRAWL_FILES = sorted(p for p in SAMPLE.rglob("*") if p.is_file() and re.search(r"\.(warc|arc|wet)(\.gz)?$", p.name))
 
 

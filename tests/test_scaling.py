@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs.cli import main
-from pipeline.config import ConfigError
-from train import scaling as S
-from train.config import TrainConfig, get_preset, load_run_config
+from crawl2model.jobs.cli import main
+from crawl2model.core.errors import ConfigError
+from crawl2model.train import scaling as S
+from crawl2model.train.config import TrainConfig, get_preset, load_run_config
 
 # --------------------------------------------------------------------------- paper test vectors
 

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from pipeline.shard_reader import ShardChecksumError, ShardReader
-from pipeline.shards import ShardFile, file_schema, shard_name
-from pipeline.outputs import sha256_file
+from crawl2model.pipeline.shard_reader import ShardChecksumError, ShardReader
+from crawl2model.pipeline.shards import ShardFile, file_schema, shard_name
+from crawl2model.core.fs import sha256_file
 
 SIZES = (23, 23, 23, 9, 16)   # documents per shard; row groups of 7
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from pipeline.spark import PROFILES_DIR, parse_conf_pairs, read_profile
+from crawl2model.pipeline.spark import PROFILES_DIR, parse_conf_pairs, read_profile
 
 
 def test_profiles_parse_and_name_their_master():

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.cli import main as cli
-from tokenizer import files
-from tokenizer.pretokenize import (build_pre_tokenizer, character_ranges, fused_pattern, pieces,
+from crawl2model.jobs.cli import main as cli
+from crawl2model.tokenizer import files
+from crawl2model.tokenizer.pretokenize import (build_pre_tokenizer, character_ranges, fused_pattern, pieces,
                                    split_patterns)
-from tokenizer.specials import (BOS, EOS, INVALID_UTF8_BYTES, byte_to_glyph, decode_bytes,
+from crawl2model.tokenizer.specials import (BOS, EOS, INVALID_UTF8_BYTES, byte_to_glyph, decode_bytes,
                                 encode_bytes, glyph_to_byte, valid_utf8_alphabet)
 
 PRE = build_pre_tokenizer()
@@ -136,7 +136,7 @@ def _comparable(ch: str) -> bool:
     """Characters on which the reference's notions agree with the blocks the tokenizer uses
     by design (e.g. Kangxi radicals are CJK by block, not by name; unassigned code points
     and exotic spaces differ between Unicode versions)."""
-    from tokenizer.pretokenize import CJK, WHITESPACE
+    from crawl2model.tokenizer.pretokenize import CJK, WHITESPACE
 
     cp = ord(ch)
     in_ws = ch in "\r\n" or any(lo <= cp <= hi for lo, hi in WHITESPACE)
@@ -226,7 +226,7 @@ def test_retraining_is_deterministic_and_skips_finished(trained, tmp_path):
 
 
 def test_byte_budget_limits_the_sample(tmp_path):
-    from tokenizer import corpus
+    from crawl2model.tokenizer import corpus
 
     files_ = corpus.discover([str(_corpus(tmp_path))])
     total = sum(len(d.encode()) for d in corpus.iter_documents(files_[0]))
@@ -243,8 +243,8 @@ def test_paper_sizes_100015_and_102400(tmp_path):
     from tokenizers import models
     from transformers import AutoTokenizer
 
-    from tokenizer.specials import padded_size
-    from tokenizer.train import add_specials, new_tokenizer
+    from crawl2model.tokenizer.specials import padded_size
+    from crawl2model.tokenizer.train import add_specials, new_tokenizer
 
     alphabet = valid_utf8_alphabet()
     vocab = {g: i for i, g in enumerate(alphabet)}

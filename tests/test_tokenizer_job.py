@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.outputs import read_json
-from pipeline.token_shards import encode_documents, get_tokenizer
-from tokenizer import files
-from tokenizer.specials import EOS
-from tokenizer.train import add_specials, train_bpe
+from crawl2model.core.fs import read_json
+from crawl2model.pipeline.token_shards import encode_documents, get_tokenizer
+from crawl2model.tokenizer import files
+from crawl2model.tokenizer.specials import EOS
+from crawl2model.tokenizer.train import add_specials, train_bpe
 
 pytestmark = pytest.mark.spark
 
@@ -47,7 +47,7 @@ def documents(tmp_path_factory):
 
 
 def _run(argv: list[str]) -> int:
-    from jobs import tokenize
+    from crawl2model.jobs import tokenize_shards as tokenize
 
     parser = argparse.ArgumentParser()
     tokenize.register(parser.add_subparsers())

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from pipeline.config import ConfigError
-from train.config import (
+from crawl2model.core.errors import ConfigError
+from crawl2model.train.config import (
     PRESETS,
     ModelConfig,
     TrainConfig,
@@ -83,7 +83,7 @@ def test_train_validation():
 
 
 def test_boolean_train_flags_parse_true_and_false():
-    from train.cli import _boolean
+    from crawl2model.train.cli import _boolean
 
     assert _boolean("true") is True and _boolean("On") is True and _boolean("0") is False
     with pytest.raises(argparse.ArgumentTypeError, match="expected true or false"):

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from pipeline.config import ConfigError
-from pipeline.token_shards import SHARD_SCHEMA
-from train.data import TokenStream, Windows, eval_batches, train_loader
+from crawl2model.core.errors import ConfigError
+from crawl2model.pipeline.token_shards import SHARD_SCHEMA
+from crawl2model.train.data import TokenStream, Windows, eval_batches, train_loader
 
 SEQ = 8
 

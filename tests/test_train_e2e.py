@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.sample_data import build
+from crawl2model.train.sample_data import build
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ engine = "deepspeed"
 def _train(*argv: str, nproc: int = 2) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "train", *argv, "--nproc-per-node", str(nproc)],
+    proc = subprocess.run([sys.executable, "-m", "crawl2model", "train", *argv, "--nproc-per-node", str(nproc)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
@@ -108,12 +108,12 @@ def test_resume_continues_the_same_trajectory(trained, tmp_path, nproc):
 
 def test_hf_export_matches_our_logits(trained, sample_tokens, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from jobs.cli import main
-    from tokenizer import files
-    from tokenizer.specials import EOS
-    from train.checkpoint import load_weights
-    from train.config import ModelConfig
-    from train.model import Transformer
+    from crawl2model.jobs.cli import main
+    from crawl2model.tokenizer import files
+    from crawl2model.tokenizer.specials import EOS
+    from crawl2model.train.checkpoint import load_weights
+    from crawl2model.train.config import ModelConfig
+    from crawl2model.train.model import Transformer
 
     _, out, _ = trained
     hf_dir = tmp_path / "hf"

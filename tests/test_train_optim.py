@@ -7,9 +7,9 @@ import socket
 import pytest
 import torch
 
-from train.config import ModelConfig, TrainConfig
-from train.model import Transformer
-from train.optim import MultiStepSchedule, adamw, param_groups, schedule_for
+from crawl2model.train.config import ModelConfig, TrainConfig
+from crawl2model.train.model import Transformer
+from crawl2model.train.optim import MultiStepSchedule, adamw, param_groups, schedule_for
 
 CFG = ModelConfig(n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, ffn_dim=64, vocab_size=96, seq_len=16)
 
@@ -51,7 +51,7 @@ def test_deepspeed_zero1_really_clips(monkeypatch):
     pytest.importorskip("deepspeed")
     import torch.distributed as dist
 
-    from train.engine import DeepSpeedEngine, init_distributed
+    from crawl2model.train.engine import DeepSpeedEngine, init_distributed
 
     for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                            MASTER_PORT=str(_free_port())).items():

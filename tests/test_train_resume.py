@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 import torch
 
-from pipeline.config import ConfigError
-from pipeline.token_shards import SHARD_SCHEMA
-from train import checkpoint, trainer
-from train.config import ModelConfig, TrainConfig
+from crawl2model.core.errors import ConfigError
+from crawl2model.pipeline.token_shards import SHARD_SCHEMA
+from crawl2model.train import checkpoint, trainer
+from crawl2model.train.config import ModelConfig, TrainConfig
 
 MODEL = ModelConfig(n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, ffn_dim=64, vocab_size=64, seq_len=32)
 
@@ -115,7 +115,7 @@ def _with_vocab(shards: str, tmp_path: Path) -> str:
 
 def test_missing_lr_and_batch_come_from_the_scaling_laws():
     train, shape = trainer.plan(MODEL, TrainConfig(total_tokens=10**6), world_size=1)
-    from train.scaling import resolve_hparams
+    from crawl2model.train.scaling import resolve_hparams
 
     want = resolve_hparams(MODEL, TrainConfig(total_tokens=10**6))
     assert (train.lr, train.batch_size) == (want.lr, want.batch_size)
@@ -124,7 +124,7 @@ def test_missing_lr_and_batch_come_from_the_scaling_laws():
 
 def test_cli_trains_a_preset_without_a_run_file(shards, tmp_path):
     """What `crawl2model demo` runs: a few steps of the tiny preset, vocab taken from the shards' tokenizer."""
-    from jobs.cli import main
+    from crawl2model.jobs.cli import main
 
     out = tmp_path / "demo"
     argv = ["train", "--preset", "tiny", "--data", _with_vocab(shards, tmp_path), "--max-steps", "3",

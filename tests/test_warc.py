@@ -13,7 +13,7 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipeline.warc import Record, Skip, detect_format, is_splittable, iter_records
+from crawl2model.pipeline.warc import Record, Skip, detect_format, is_splittable, iter_records
 
 DATA = Path(__file__).parent / "data" / "unit"
 

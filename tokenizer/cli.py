@@ -8,19 +8,19 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline.config import add_config_argument
+from crawl2model.core.config import add_config_argument
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pipeline.config import resolve
-    from tokenizer.train import TrainConfig, run
+    from crawl2model.core.config import resolve
+    from crawl2model.tokenizer.train import TrainConfig, run
 
     run(resolve(TrainConfig, "tokenizer", args))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tokenizer import files, report
+    from crawl2model.tokenizer import files, report
 
     tok = files.load(args.tokenizer)
     per_file = [report.file_stats(tok, path) for path in args.text or []]

@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from tokenizer.specials import BOS, EOS, N_SPECIAL
+from crawl2model.tokenizer.specials import BOS, EOS, N_SPECIAL
 
 TOKENIZER_JSON = "tokenizer.json"
 CONFIG_JSON = "tokenizer_config.json"
@@ -70,6 +70,6 @@ def fingerprint(folder: str) -> str:
     """sha256 of tokenizer.json: names the exact tokenizer that made a token shard."""
     import pyarrow.fs as pafs
 
-    from pipeline.outputs import sha256_file
+    from crawl2model.core.fs import sha256_file
 
     return sha256_file(pafs.LocalFileSystem(), os.path.abspath(os.path.join(folder, TOKENIZER_JSON)))

@@ -12,8 +12,8 @@ import os
 import unicodedata
 from dataclasses import dataclass
 
-from tokenizer.pretokenize import CJK
-from tokenizer.specials import N_SPECIAL, decode_bytes
+from crawl2model.tokenizer.pretokenize import CJK
+from crawl2model.tokenizer.specials import N_SPECIAL, decode_bytes
 
 ENCODE_BATCH_CHARS = 1 << 20
 
@@ -36,7 +36,7 @@ class FileStats:
 
 def file_stats(tokenizer, path: str) -> FileStats:
     """Encode one file (text, JSONL or Parquet, streamed) and count."""
-    from tokenizer import corpus
+    from crawl2model.tokenizer import corpus
 
     kind = corpus.file_kind(path) or "text"
     f = corpus.CorpusFile(path, os.path.basename(path), kind, 0)

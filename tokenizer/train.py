@@ -14,9 +14,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from pipeline.config import ConfigError, parse_size
-from tokenizer import corpus, files
-from tokenizer.specials import (BOS, EOS, N_SPECIAL, padded_size, special_layout,
+from crawl2model.core.errors import ConfigError
+
+from crawl2model.core.sizes import parse_size
+from crawl2model.tokenizer import corpus, files
+from crawl2model.tokenizer.specials import (BOS, EOS, N_SPECIAL, padded_size, special_layout,
                                 valid_utf8_alphabet)
 
 
@@ -60,7 +62,7 @@ def new_tokenizer():
     """An untrained tokenizer with the project's pre-tokenizer and byte-level decoder."""
     from tokenizers import Tokenizer, decoders, models
 
-    from tokenizer.pretokenize import build_pre_tokenizer
+    from crawl2model.tokenizer.pretokenize import build_pre_tokenizer
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = build_pre_tokenizer()
@@ -115,7 +117,7 @@ def peak_rss_mb() -> float:
 
 def run(cfg: TrainConfig) -> dict:
     """Train and write the tokenizer folder atomically; returns the report."""
-    from pipeline.outputs import StageOutput
+    from crawl2model.core.outputs import StageOutput
 
     out = StageOutput(cfg.output, overwrite=bool(cfg.overwrite))
     if out.done:

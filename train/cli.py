@@ -38,8 +38,8 @@ OVERRIDES = {"data": str, "val_data": str, "max_steps": int, "total_tokens": int
 
 def _config(args: argparse.Namespace):
     """(model, train) from the run file, or from --preset with the shards' vocabulary; flags override."""
-    from pipeline.config import ConfigError
-    from train.config import TrainConfig, get_preset, load_run_config
+    from crawl2model.core.errors import ConfigError
+    from crawl2model.train.config import TrainConfig, get_preset, load_run_config
 
     if bool(args.config) == bool(args.preset):
         raise ConfigError("give either --config RUN.toml or --preset NAME (with --data and --max-steps)")
@@ -48,7 +48,7 @@ def _config(args: argparse.Namespace):
     else:
         model, train = get_preset(args.preset), TrainConfig(max_steps=1)
         if args.data:  # a preset's 102,400 rows would be mostly unused with a small test tokenizer
-            from train.data import shard_files
+            from crawl2model.train.data import shard_files
 
             padded = shard_files(args.data)[2].get("tokenizer", {}).get("padded_vocab_size")
             model.vocab_size = padded or model.vocab_size
@@ -81,16 +81,16 @@ def _launch(args: argparse.Namespace, output: str) -> int:
             cmd += ["--hostfile", args.hostfile]
         if args.nproc_per_node:
             cmd += ["--num_gpus", str(args.nproc_per_node)]
-        cmd += ["--module", "jobs.cli", *rest]
+        cmd += ["--module", "crawl2model", *rest]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={args.nproc_per_node}", "-m", "jobs.cli", *rest]
+               f"--nproc-per-node={args.nproc_per_node}", "-m", "crawl2model", *rest]
     print("launching: " + " ".join(cmd), file=sys.stderr, flush=True)
     return subprocess.call(cmd)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline.config import ConfigError
+    from crawl2model.core.errors import ConfigError
 
     model, train = _config(args)
     output = args.output or train.output_dir or str(Path("runs") / (Path(args.config).stem if args.config else args.preset))
@@ -99,14 +99,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _launch(args, output)
     if args.hostfile and args.launcher != "deepspeed":
         raise ConfigError("--hostfile needs --launcher deepspeed")
-    from train import trainer
+    from crawl2model.train import trainer
 
     trainer.run(model, train, output, resume=args.resume)
     return 0
 
 
 def cmd_export_hf(args: argparse.Namespace) -> int:
-    from train import checkpoint, export_hf
+    from crawl2model.train import checkpoint, export_hf
 
     ckpt = Path(args.checkpoint)
     if not (ckpt / checkpoint.TRAINER_JSON).is_file():

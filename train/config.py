@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError, load_toml
+from crawl2model.core.errors import ConfigError
+
+from crawl2model.core.config import load_toml
 
 DEFAULT_VOCAB = 102_400
 

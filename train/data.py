@@ -35,8 +35,8 @@ import pyarrow.fs as pafs
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pipeline.config import ConfigError
-from pipeline.outputs import filesystem
+from crawl2model.core.errors import ConfigError
+from crawl2model.core.fs import filesystem
 
 MANIFEST = "manifest.json"
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from train.config import TrainConfig
-from train.optim import adamw
+from crawl2model.core.resources import resource
+from crawl2model.train.config import TrainConfig
+from crawl2model.train.optim import adamw
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DEEPSPEED_CONFIG = ROOT / "infra" / "deepspeed" / "zero1.json"
+DEFAULT_DEEPSPEED_CONFIG = resource("crawl2model.infra", "deepspeed", "zero1.json")
 ENGINES = ("deepspeed", "torch")
 
 
@@ -132,7 +132,7 @@ class TorchEngine:
             torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
 
     def load(self, folder: Path) -> None:
-        from train.checkpoint import MODEL_FILE, load_weights
+        from crawl2model.train.checkpoint import MODEL_FILE, load_weights
 
         load_weights(self.module, folder / MODEL_FILE)
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=self.env.device))
@@ -174,7 +174,7 @@ class DeepSpeedEngine:
                  micro_batch: int, reshard_dir: Path | None = None) -> None:
         import deepspeed
 
-        from train.optim import param_groups
+        from crawl2model.train.optim import param_groups
 
         self.env, self.reshard_dir = env, reshard_dir
         config = deepspeed_config(train, micro_batch, env.world_size, dtype, load_universal=reshard_dir is not None)

@@ -15,12 +15,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from train.data import eval_batches
+from crawl2model.train.data import eval_batches
 
 
 def token_byte_lengths(tokenizer_dir: str, vocab_size: int) -> torch.Tensor:
     """bytes[id] for every model id (ids past the tokenizer's vocabulary have 0)."""
-    from tokenizer.specials import BOS, EOS
+    from crawl2model.tokenizer.specials import BOS, EOS
 
     vocab = json.loads((Path(tokenizer_dir) / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
     lengths = torch.zeros(vocab_size, dtype=torch.float64)

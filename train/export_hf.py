@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from train.checkpoint import MODEL_FILE, read_state
-from train.config import ModelConfig
+from crawl2model.train.checkpoint import MODEL_FILE, read_state
+from crawl2model.train.config import ModelConfig
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -81,7 +81,7 @@ def export(checkpoint_dir: str | Path, output_dir: str | Path, tokenizer_dir: st
 
 def _run_tokenizer(state: dict) -> Path | None:
     """The tokenizer named by the run config, else by its token shards' manifest (if it still exists)."""
-    from train.data import shard_files
+    from crawl2model.train.data import shard_files
 
     train = state.get("train", {})
     path = train.get("tokenizer")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from train.config import TrainConfig
+from crawl2model.train.config import TrainConfig
 
 
 @dataclass

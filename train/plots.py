@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from train.scaling import PAPER, Run, ScalingCoefficients, ScalingFit
+from crawl2model.train.scaling import PAPER, Run, ScalingCoefficients, ScalingFit
 
 
 def _pyplot() -> Any:

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "tests" / "data" / "sample"
+from crawl2model.core.resources import resource
+
+SAMPLE = resource("crawl2model.jobs", "sample")
 
 
 def sample_documents(sample: Path = SAMPLE) -> list[str]:
     """Texts of the sample's documents, in a fixed order (dedup and filtering are not applied)."""
-    from pipeline.ingest import IngestConfig, process_split
-    from pipeline.inputs import discover, plan_splits
+    from crawl2model.pipeline.ingest import IngestConfig, process_split
+    from crawl2model.pipeline.inputs import discover, plan_splits
 
     cfg = IngestConfig(input=[str(sample)], output="-")
     cfg.validate()
@@ -36,7 +37,7 @@ def sample_documents(sample: Path = SAMPLE) -> list[str]:
 
 def _write_folder(texts: list[str], tokenizer_json: str, eos_id: int, folder: Path, tok_meta: dict,
                   n_shards: int) -> None:
-    from pipeline.token_shards import write_shard
+    from crawl2model.pipeline.token_shards import write_shard
 
     folder.mkdir(parents=True, exist_ok=True)
     shards = []
@@ -58,9 +59,9 @@ def build(out: Path, vocab_size: int = 512, val_every: int = 10, n_shards: int =
 
     Every `val_every`-th document is held out. The padded vocabulary (a multiple
     of 128) is what a model on these shards must use as `vocab_size`."""
-    from tokenizer import files
-    from tokenizer.specials import EOS, N_SPECIAL, padded_size
-    from tokenizer.train import add_specials, train_bpe
+    from crawl2model.tokenizer import files
+    from crawl2model.tokenizer.specials import EOS, N_SPECIAL, padded_size
+    from crawl2model.tokenizer.train import add_specials, train_bpe
 
     texts = sample_documents()
     held = set(range(0, len(texts), val_every))

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import ConfigError
-from train.config import DEFAULT_VOCAB, ModelConfig, TrainConfig, swiglu_width
+from crawl2model.core.errors import ConfigError
+from crawl2model.train.config import DEFAULT_VOCAB, ModelConfig, TrainConfig, swiglu_width
 
 NEAR_OPTIMAL_TOLERANCE = 0.0025  # the paper's near-optimal region: within 0.25% of the best loss
 

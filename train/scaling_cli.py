@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError
-from train import scaling
-from train.config import DEFAULT_VOCAB, PRESETS, ModelConfig, dump_run_config, get_preset
+from crawl2model.core.errors import ConfigError
+from crawl2model.train import scaling
+from crawl2model.train.config import DEFAULT_VOCAB, PRESETS, ModelConfig, dump_run_config, get_preset
 
 _SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
@@ -227,7 +227,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     result = fit.to_dict()
     result["coefficients"] = dataclasses.asdict(fit.coefficients())
     if args.plots:
-        from train import plots
+        from crawl2model.train import plots
 
         out = Path(args.plots)
         written = [plots.plot_isoflop(fit, runs, out / "isoflop.png")]

@@ -23,16 +23,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from pipeline.config import ConfigError
-from train import checkpoint
-from train.config import ModelConfig, TrainConfig, dump_run_config
-from train.data import shard_files, train_loader
-from train.engine import build_engine, init_distributed, resolve_dtype
-from train.evaluate import evaluate, token_byte_lengths
-from train.metrics import MetricsLogger, peak_flops, progress_line
-from train.model import Transformer, train_flops_per_token
-from train.optim import schedule_for
-from train.scaling import resolve_hparams
+from crawl2model.core.errors import ConfigError
+from crawl2model.train import checkpoint
+from crawl2model.train.config import ModelConfig, TrainConfig, dump_run_config
+from crawl2model.train.data import shard_files, train_loader
+from crawl2model.train.engine import build_engine, init_distributed, resolve_dtype
+from crawl2model.train.evaluate import evaluate, token_byte_lengths
+from crawl2model.train.metrics import MetricsLogger, peak_flops, progress_line
+from crawl2model.train.model import Transformer, train_flops_per_token
+from crawl2model.train.optim import schedule_for
+from crawl2model.train.scaling import resolve_hparams
 
 
 @dataclasses.dataclass

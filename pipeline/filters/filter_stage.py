@@ -12,15 +12,15 @@ import os
 import posixpath
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.config import ConfigError
-from pipeline.filters import heuristics, rules
-from quality_models.shipped import MODELS_DIR, QUALITY_CLASSIFIER
+from crawl2model.core.errors import ConfigError
+from crawl2model.pipeline.filters import heuristics, rules
+from crawl2model.quality_models.shipped import MODELS_DIR, QUALITY_CLASSIFIER
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -37,7 +37,7 @@ PLOTTED = (("lang_score", False), ("n_words", True), ("mean_word_len", False), (
 
 @dataclass
 class FilterConfig:
-    input: str = ""
+    input: list[str] = field(default_factory=list)
     output: str = ""
     # TOML rule set (see pipeline/filters/rules.py); default: the rules in code.
     rules: str | None = None
@@ -53,6 +53,8 @@ class FilterConfig:
     overwrite: bool = False
 
     def validate(self) -> None:
+        if isinstance(self.input, str):
+            self.input = [self.input]
         if not self.input or not self.output:
             raise ConfigError("filter: --input and --output are required")
         if self.output_partitions < 1:
@@ -82,9 +84,9 @@ def _log(msg: str) -> None:
 def signal_batch(batch: pa.RecordBatch, quality_model: str, kenlm: dict[str, str],
                  timings: dict[str, float] | None = None) -> pa.RecordBatch:
     """Documents -> documents + SIGNAL_COLUMNS (`timings` collects seconds per signal family)."""
-    from pipeline.filters.langid import identify
-    from pipeline.filters.perplexity import perplexities
-    from pipeline.filters.quality import quality_scores
+    from crawl2model.pipeline.filters.langid import identify
+    from crawl2model.pipeline.filters.perplexity import perplexities
+    from crawl2model.pipeline.filters.quality import quality_scores
 
     texts = batch.column("text").to_pylist()
     t = time.perf_counter()
@@ -132,14 +134,14 @@ def _signals(docs: "DataFrame", cfg: FilterConfig) -> "DataFrame":
                            _with_fields(docs, SIGNAL_FIELDS))
 
 
-def _previous_output(spark: "SparkSession", path: str) -> "DataFrame":
-    from pipeline.tables import read_table
+def _previous_output(spark: "SparkSession", paths: list[str]) -> "DataFrame":
+    from crawl2model.pipeline.tables import read_table
 
-    parts = [read_table(spark, posixpath.join(path.rstrip("/"), d)) for d in ("kept", "rejected")]
-    both = parts[0].unionByName(parts[1], allowMissingColumns=True)
+    both = read_table(spark, [posixpath.join(p.rstrip("/"), d) for p in paths for d in ("kept", "rejected")])
     missing = [c for c in ("lang", "lang_score", "quality_score", "perplexity") if c not in both.columns]
     if missing:
-        raise ConfigError(f"filter --reapply: {path} is not a filter output (no {', '.join(missing)} columns)")
+        raise ConfigError(f"filter --reapply: {', '.join(paths)} is not a filter output "
+                          f"(no {', '.join(missing)} columns)")
     return both.drop(*[c for c in rules.DECISION_COLUMNS if c in both.columns])
 
 
@@ -167,24 +169,25 @@ def _report_counts(decided: "DataFrame", rs: rules.RuleSet) -> dict:
     per_lang: dict[str, dict] = {}
     for r in firsts:
         lang = r["lang"] or "?"
-        entry = per_lang.setdefault(lang, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "first_failed": {}})
+        entry = per_lang.setdefault(lang, {"docs_in": 0, "docs_out": 0, "removed_by_reason": {}})
         entry["docs_in"] += r["count"]
         if r["filter_rule"] is None:
-            entry["docs_kept"] += r["count"]
+            entry["docs_out"] += r["count"]
         else:
-            entry["docs_rejected"] += r["count"]
-            entry["first_failed"][r["filter_rule"]] = r["count"]
+            entry["removed_by_reason"][r["filter_rule"]] = r["count"]
             first_by_rule[r["filter_rule"]] += r["count"]
     lang_fails: dict[str, dict[str, int]] = {}
     for r in fails:
         failed_by_rule[r["rule"]] += r["count"]
         lang_fails.setdefault(r["lang"] or "?", {})[r["rule"]] = r["count"]
     for lang, entry in per_lang.items():
-        entry["pass_rate"] = round(entry["docs_kept"] / entry["docs_in"], 4)
+        entry["pass_rate"] = round(entry["docs_out"] / entry["docs_in"], 4)
         entry["rule_pass_rate"] = {n: round(1 - lang_fails.get(lang, {}).get(n, 0) / entry["docs_in"], 4)
                                    for n in names}
     return {
-        "docs_in": docs_in, "docs_kept": kept, "docs_rejected": docs_in - kept,
+        # removed_by_reason: the first rule each rejected document failed
+        "docs_in": docs_in, "docs_out": kept,
+        "removed_by_reason": {n: c for n, c in first_by_rule.items() if c},
         "pass_rate": round(kept / docs_in, 4) if docs_in else None,
         # each rule alone, over all documents; and how many documents it was the first to reject
         "rules": {n: {"pass_rate": round(1 - failed_by_rule[n] / docs_in, 4) if docs_in else None,
@@ -237,8 +240,8 @@ def run(spark: "SparkSession", cfg: FilterConfig, out) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from pipeline.parquet_out import write_parquet
-    from pipeline.tables import read_table
+    from crawl2model.pipeline.parquet_out import write_parquet
+    from crawl2model.pipeline.tables import read_table
 
     t0 = last = time.time()
     seconds: dict[str, float] = {}
@@ -270,9 +273,9 @@ def run(spark: "SparkSession", cfg: FilterConfig, out) -> dict:
                                    partition_by=["dump"], sort_by=["doc_id"], num_files=cfg.output_partitions)
     lap("write")
     written = (sum(n for _, n in kept_files), sum(n for _, n in rejected_files))
-    if written != (report["docs_kept"], report["docs_rejected"]) or \
-            report["docs_in"] != report["docs_kept"] + report["docs_rejected"]:
-        raise RuntimeError(f"filter: counts disagree: report {report['docs_kept']}+{report['docs_rejected']} "
+    rejected = sum(report["removed_by_reason"].values())
+    if written != (report["docs_out"], rejected) or report["docs_in"] != report["docs_out"] + rejected:
+        raise RuntimeError(f"filter: counts disagree: report {report['docs_out']}+{rejected} "
                            f"of {report['docs_in']}, written {written}")
     n = max(report["docs_in"], 1)
     plotted = decided.select("lang", *[s for s, _ in PLOTTED])
@@ -286,5 +289,5 @@ def run(spark: "SparkSession", cfg: FilterConfig, out) -> dict:
                    "perplexity_quantiles": {lang: {"p30": q[29], "p60": q[59]} for lang, q in quantiles.items()},
                    "seconds": seconds, "seconds_total": round(time.time() - t0, 3),
                    "docs_per_second": round(report["docs_in"] / max(seconds.get("signals", 0) + seconds["rules"], 1e-9), 1)})
-    _log(f"{report['docs_in']} in, {report['docs_kept']} kept, {report['docs_rejected']} rejected")
+    _log(f"{report['docs_in']} in, {report['docs_out']} kept, {rejected} rejected")
     return report

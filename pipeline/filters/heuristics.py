@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 
-from pipeline.filters.words import CJK_LANGS, has_letter, words
+from crawl2model.pipeline.filters.words import CJK_LANGS, has_letter, words
 
 MAX_CHARS = 100_000  # signals of longer documents are measured on their first 100k characters
 

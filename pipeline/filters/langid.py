@@ -41,7 +41,7 @@ def lid_model_path() -> str:
 @functools.lru_cache(maxsize=2)
 def load_lid(path: str | None = None) -> Any:
     """The lid.176 model, loaded once per process (a Spark worker reuses it for every batch)."""
-    from quality_models.classifier import load_classifier
+    from crawl2model.quality_models.classifier import load_classifier
 
     return load_classifier(path or lid_model_path())
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.filters.words import model_text
+from crawl2model.pipeline.filters.words import model_text
 
 MAX_LINES = 200   # lines scored per document; a long page is judged on its first 200 lines
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.filters.words import model_text
+from crawl2model.pipeline.filters.words import model_text
 
 HQ_LABEL = "hq"
 MAX_CHARS = 20_000  # the classifier is bag-of-n-grams: the first 20k characters judge as well as all
@@ -18,7 +18,7 @@ MAX_CHARS = 20_000  # the classifier is bag-of-n-grams: the first 20k characters
 
 def quality_scores(texts: list[str], langs: list[str], model_path: str) -> np.ndarray:
     """P(hq) per document, one fastText call for the whole batch."""
-    from quality_models.classifier import label_probabilities, load_classifier
+    from crawl2model.quality_models.classifier import label_probabilities, load_classifier
 
     model = load_classifier(model_path)
     prepared = [model_text((t or "")[:MAX_CHARS], lang) for t, lang in zip(texts, langs)]

@@ -35,7 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.config import ConfigError, load_toml
+from crawl2model.core.errors import ConfigError
+
+from crawl2model.core.config import load_toml
 
 LANGUAGE_RULE = "language"
 BUCKET_NAMES = ("head", "middle", "tail")

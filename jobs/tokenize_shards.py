@@ -1,14 +1,14 @@
 """Tokenize stage: document table -> token shards (Arrow IPC) + manifest.json.
 
     crawl2model tokenize --tokenizer runs/x/tokenizer --input runs/x/shards --output runs/x/tokens
-    spark-submit jobs/tokenize.py --tokenizer runs/x/tokenizer --input runs/x/shards --output runs/x/tokens
+    spark-submit jobs/tokenize_shards.py --tokenizer runs/x/tokenizer --input runs/x/shards --output runs/x/tokens
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from jobs.stage import SparkStage
+from crawl2model.jobs.stage import SparkStage
 
 DESCRIPTION = (
     "Encode the 'text' of a Parquet document table (remix shards, or any table with text and "
@@ -19,9 +19,9 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from jobs.stage import add_io_arguments
+    from crawl2model.jobs.stage import add_io_arguments
 
-    add_io_arguments(p, many_inputs=True,
+    add_io_arguments(p,
                      input_help="Parquet document table(s): folders or files",
                      output_help="token shard folder (written atomically, with _SUCCESS)")
     p.add_argument("--tokenizer", metavar="DIR", help="folder from `crawl2model tokenizer train`")
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 STAGE = SparkStage(
     "tokenize", help="document table -> token shards", description=DESCRIPTION,
-    add_arguments=add_arguments, config="pipeline.token_shards:TokenizeConfig", body="pipeline.token_shards:run")
+    add_arguments=add_arguments, config="crawl2model.pipeline.token_shards:TokenizeConfig", body="crawl2model.pipeline.token_shards:run")
 register = STAGE.register
 
 if __name__ == "__main__":

@@ -1,0 +1,66 @@
+"""Filesystems: a local path or a URI (s3://, gs://, hdfs://) -> a pyarrow filesystem.
+
+Every byte a stage reads or writes outside Spark goes through here, so that
+one place decides how a URI maps to a filesystem.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from typing import Any
+
+import pyarrow.fs as pafs
+
+
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local path or a URI such as s3://b/k."""
+    if path.startswith("file://"):
+        path = path[len("file://"):]
+    elif "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def is_local(fs: pafs.FileSystem) -> bool:
+    return isinstance(fs, pafs.LocalFileSystem)
+
+
+def exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def write_json(fs: pafs.FileSystem, path: str, obj: Any) -> None:
+    with fs.open_output_stream(path) as f:
+        f.write((json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n").encode())
+
+
+def read_json(path: str) -> Any:
+    fs, p = filesystem(path)
+    with fs.open_input_stream(p) as f:
+        return json.loads(f.read())
+
+
+def sha256_file(fs: pafs.FileSystem, path: str) -> str:
+    """Hex sha256 of a file, streamed: manifests list it so readers can verify shards."""
+    h = hashlib.sha256()
+    with fs.open_input_stream(path) as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def list_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
+    """Every file under `root` (or `root` itself when it is a file), sorted by path."""
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.File:
+        return [info]
+    if info.type == pafs.FileType.NotFound:
+        return []
+    found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    return sorted((f for f in found if f.type == pafs.FileType.File), key=lambda f: f.path)
+
+
+def relative(root: str, path: str) -> str:
+    return posixpath.relpath(path, root)

@@ -1,0 +1,243 @@
+"""Stage outputs: claimed by one run, written aside, committed with a fingerprint.
+
+A run first claims the output with a lock file beside it (`.<name>.lock`,
+created exclusively, naming host, pid and the run's token); a second run that
+finds a live claim stops without touching anything. It writes into a hidden
+sibling `.<name>.tmp-<token>`, and only when all of it (data, report, resolved
+config) is there writes `_SUCCESS` and renames the folder into place. So a
+folder named like the output is either finished or absent; leftovers of a
+killed run (a dead claim, its `.tmp-` folder, an unfinished output) are
+removed by the next run that claims the output.
+
+`_SUCCESS` holds the fingerprint of the resolved config and of the inputs,
+the config itself (so a rerun can say which keys changed) and the list of
+files the output holds: readers read what it lists.
+
+Outputs that grow in place (a training run's checkpoints) use `in_place=True`:
+the same claim and marker, no temporary folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from crawl2model.core.errors import OutputBusyError
+from crawl2model.core.fs import exists, filesystem, is_local, list_files, write_json
+
+SUCCESS = "_SUCCESS"
+HEARTBEAT_S = 30.0       # a claim's lock file is refreshed this often
+STALE_AFTER_S = 600.0    # a claim from another host not refreshed for this long is dead
+
+
+def read_success(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
+    """The `_SUCCESS` marker of a finished output, None if there is none."""
+    marker = posixpath.join(path, SUCCESS)
+    if not exists(fs, marker):
+        return None
+    with fs.open_input_stream(marker) as f:
+        raw = f.read()
+    try:
+        value = json.loads(raw or b"{}")
+    except json.JSONDecodeError:  # an empty marker written by another tool (Hadoop)
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def committed_files(path: str) -> list[str] | None:
+    """The files a finished output lists in `_SUCCESS` (relative), None without a list."""
+    fs, p = filesystem(path)
+    marker = read_success(fs, p)
+    return None if marker is None else marker.get("files")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class StageOutput:
+    """The output folder of one run: `claim()`, write under `path(...)`, `commit()`."""
+
+    final: str  # as the user gave it (local path or URI)
+    overwrite: bool = False
+    in_place: bool = False
+    token: str = field(default_factory=lambda: secrets.token_hex(4))
+
+    def __post_init__(self) -> None:
+        self.fs, self.final_path = filesystem(self.final)
+        parent, name = posixpath.split(self.final_path.rstrip("/"))
+        self.parent, self.name = parent, name
+        self.lock_path = posixpath.join(parent, f".{name}.lock")
+        self.tmp_path = self.final_path if self.in_place else posixpath.join(parent, f".{name}.tmp-{self.token}")
+        self._heartbeat: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ state
+
+    def finished(self) -> dict[str, Any] | None:
+        """The marker of a finished output at the final path (None when unfinished)."""
+        return read_success(self.fs, self.final_path)
+
+    @property
+    def done(self) -> bool:
+        """True when a finished output exists and must not be recomputed."""
+        return not self.overwrite and self.finished() is not None
+
+    @property
+    def tmp_uri(self) -> str:
+        """The folder being written, spelled the way the user spelled the output (for Spark)."""
+        head = self.final.rstrip("/").rsplit("/", 1)[0] if "/" in self.final.rstrip("/") else "."
+        return f"{head}/{posixpath.basename(self.tmp_path)}"
+
+    def path(self, *parts: str) -> str:
+        """A path inside the folder being written."""
+        return posixpath.join(self.tmp_path, *parts)
+
+    # ------------------------------------------------------------------ claim
+
+    def _claim_record(self) -> dict[str, Any]:
+        return {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
+                "started": time.time(), "heartbeat": time.time()}
+
+    def _read_claim(self) -> dict[str, Any] | None:
+        try:
+            with self.fs.open_input_stream(self.lock_path) as f:
+                return json.loads(f.read() or b"{}")
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        except OSError:
+            return None if not exists(self.fs, self.lock_path) else {}
+
+    def _claim_alive(self, claim: dict[str, Any]) -> bool:
+        if claim.get("host") == socket.gethostname() and isinstance(claim.get("pid"), int):
+            return _pid_alive(claim["pid"])
+        return time.time() - float(claim.get("heartbeat", 0)) < STALE_AFTER_S
+
+    def _create_lock(self) -> bool:
+        """Create the lock file exclusively; False if another run created it first."""
+        data = json.dumps(self._claim_record()).encode()
+        if is_local(self.fs):
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+        # Object stores have no exclusive create here: write, then read back who won.
+        if exists(self.fs, self.lock_path):
+            return False
+        with self.fs.open_output_stream(self.lock_path) as f:
+            f.write(data)
+        claim = self._read_claim() or {}
+        return claim.get("token") == self.token
+
+    def claim(self) -> str:
+        """Claim the output, clear what killed runs left, and return the folder to write into."""
+        self.fs.create_dir(self.parent, recursive=True)
+        for _ in range(3):
+            if self._create_lock():
+                break
+            claim = self._read_claim()
+            if claim is None:
+                continue  # released between our two looks
+            if claim and self._claim_alive(claim):
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(claim.get("started", 0)))
+                raise OutputBusyError(
+                    f"{self.final} is being written by another run (pid {claim.get('pid')} on "
+                    f"{claim.get('host')}, since {since}); wait for it to finish, or remove "
+                    f"{self.lock_path} if that run is gone")
+            self.fs.delete_file(self.lock_path)  # a dead run's claim
+        else:
+            raise OutputBusyError(f"could not claim {self.final}: {self.lock_path} keeps reappearing")
+        # Holding the claim, every temporary folder of this output is a dead run's.
+        for info in self.fs.get_file_info(pafs.FileSelector(self.parent)):
+            if info.base_name.startswith(f".{self.name}.tmp-") or info.base_name.startswith(f".{self.name}.old-"):
+                self.fs.delete_dir(info.path)
+        if exists(self.fs, self.final_path):
+            if self.in_place and self.overwrite:
+                self.fs.delete_dir_contents(self.final_path)  # start afresh
+            elif self.in_place:
+                if self.finished() is not None:  # growing a finished output: it is unfinished again
+                    self.fs.delete_file(posixpath.join(self.final_path, SUCCESS))
+            elif self.finished() is None:
+                self.fs.delete_dir(self.final_path)  # unfinished output of a killed run
+        self.fs.create_dir(self.tmp_path, recursive=True)
+        self._start_heartbeat()
+        return self.tmp_path
+
+    begin = claim
+
+    def _start_heartbeat(self) -> None:
+        def beat() -> None:
+            while not self._stop.wait(HEARTBEAT_S):
+                try:
+                    record = {**(self._read_claim() or {}), "heartbeat": time.time()}
+                    if record.get("token") == self.token:
+                        write_json(self.fs, self.lock_path, record)
+                except OSError:
+                    pass
+
+        self._stop.clear()
+        self._heartbeat = threading.Thread(target=beat, name="crawl2model-claim", daemon=True)
+        self._heartbeat.start()
+
+    def release(self) -> None:
+        """Give up the claim (after commit or abort)."""
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+            self._heartbeat = None
+        claim = self._read_claim()
+        if claim and claim.get("token") == self.token:
+            self.fs.delete_file(self.lock_path)
+
+    # ------------------------------------------------------------------ finish
+
+    def files(self) -> list[str]:
+        """The files written so far, relative to the output folder."""
+        root = self.tmp_path.rstrip("/")
+        return [posixpath.relpath(f.path, root) for f in list_files(self.fs, root)
+                if posixpath.basename(f.path) != SUCCESS]
+
+    def commit(self, stage: str, fingerprint: str = "", config: dict[str, Any] | None = None,
+               inputs: dict[str, str] | None = None) -> None:
+        """Write the marker (last) and move the finished folder into place."""
+        marker = {"stage": stage, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "fingerprint": fingerprint, "config": config or {}, "inputs": inputs or {},
+                  "files": self.files()}
+        write_json(self.fs, self.path(SUCCESS), marker)
+        try:
+            if self.in_place:
+                return
+            if exists(self.fs, self.final_path):
+                old = posixpath.join(self.parent, f".{self.name}.old-{self.token}")
+                self.fs.move(self.final_path, old)
+                self.fs.move(self.tmp_path, self.final_path)
+                self.fs.delete_dir(old)
+            else:
+                self.fs.move(self.tmp_path, self.final_path)
+        finally:
+            self.release()
+
+    def abort(self) -> None:
+        try:
+            if not self.in_place and exists(self.fs, self.tmp_path):
+                self.fs.delete_dir(self.tmp_path)
+        finally:
+            self.release()

@@ -1,0 +1,15 @@
+"""Files that ship inside the package (Spark profiles, domain rules, DeepSpeed configs,
+shipped models, the demo sample), found the same way in a checkout and in a wheel."""
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+
+def resource(package: str, *parts: str) -> Path:
+    """The path of a package data file, e.g. resource("crawl2model.infra", "spark", "local.conf").
+
+    Packages are installed as folders (never zipped), so the traversable is a
+    real path that Spark, fastText and KenLM can open by name.
+    """
+    return Path(str(importlib.resources.files(package).joinpath(*parts)))
