@@ -17,7 +17,7 @@ Runs (Spark local mode, one session):
   rerun        the same, with another shuffle parallelism: shard and manifest bytes compared
   seed         seed 1: the order of (doc_id, copy) compared
   unreachable  a target one domain cannot reach: flagged in the report, the rest as close as possible
-plus shard sizes against the target and the reader (two ranks, exact resume) on the reachable run.
+plus shard sizes against the target on the reachable run.
 
     nice -n 10 python bench/remix.py                  # -> table + bench/out/remix.json, bench/out/remix_mix.png
     nice -n 10 python bench/remix.py --quick          # 8,000 documents, no rerun
@@ -191,29 +191,6 @@ def shard_bytes(out: Path) -> dict[str, bytes]:
            {"manifest.json": (out / "manifest.json").read_bytes()}
 
 
-def check_reader(out: Path) -> dict:
-    from crawl2model.pipeline.shard_reader import ShardReader
-
-    cols = ["doc_id", "copy"]
-    everything = sorted((d["doc_id"], d["copy"]) for d in ShardReader(str(out), columns=cols))
-    t0 = time.time()
-    ranks = [[(d["doc_id"], d["copy"]) for d in ShardReader(str(out), columns=cols, rank=r, world_size=2,
-                                                              shuffle_buffer=1000, seed=7)] for r in range(2)]
-    seconds = time.time() - t0
-    once = sorted(ranks[0] + ranks[1]) == everything and not set(ranks[0]) & set(ranks[1])
-    stop = len(ranks[1]) // 3
-    first = ShardReader(str(out), columns=cols, rank=1, world_size=2, shuffle_buffer=1000, seed=7)
-    it = iter(first)
-    for _ in range(stop):
-        next(it)
-    cursor = json.loads(json.dumps(first.state_dict()))
-    rest = [(d["doc_id"], d["copy"]) for d in ShardReader(str(out), columns=cols, rank=1, world_size=2,
-                                                           shuffle_buffer=1000, seed=7, cursor=cursor)]
-    return {"rows": len(everything), "rank_rows": [len(r) for r in ranks], "two_ranks_exactly_once": once,
-            "resume_after": stop, "resume_identical": rest == ranks[1][stop:],
-            "docs_per_second_two_ranks": round(len(everything) / seconds, 1)}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part-bytes", type=int, default=4096, help="cut documents longer than this (default 4096)")
@@ -254,7 +231,6 @@ def main() -> int:
     result["shard_sizes"] = {"target": target, "count": len(sizes), "bytes": sizes,
                              "max_deviation_except_last": a["shards"]["max_deviation_except_last"],
                              "within_10_percent": all(abs(s / target - 1) <= 0.10 for s in sizes[:-1])}
-    result["reader"] = check_reader(work / "reachable")
 
     if not args.quick:
         from pyspark.sql import SparkSession
@@ -270,9 +246,9 @@ def main() -> int:
         result["rerun"] = {"byte_identical": same, "files_compared": len(shard_bytes(work / "rerun")),
                            "wall_seconds": b["wall_seconds"]}
     c = remix(docs, work / "seed1", rules, model, REACHABLE, args.shard_size, "--seed", "1")
-    from crawl2model.pipeline.shard_reader import ShardReader
+    from crawl2model.pipeline.shards import read_shards
 
-    orders = [[(d["doc_id"], d["copy"]) for d in ShardReader(str(work / p), columns=["doc_id", "copy"])]
+    orders = [list(zip(*read_shards(str(work / p), ["doc_id", "copy"]).to_pydict().values()))
               for p in ("reachable", "seed1")]
     result["seed"] = {"order_differs": orders[0] != orders[1], "max_error_points": c["max_error_points"],
                       "same_prefix_rows": next((i for i, (x, y) in enumerate(zip(*orders)) if x != y), 0)}
@@ -302,9 +278,6 @@ def main() -> int:
     print("unreachable run: " + "; ".join(f"{x['domain']} target {x['target_share']:.2f} achieved "
                                           f"{x['achieved_share']:.4f} ({x['why']})" for x in u["unreachable"])
           + f"; the others vs the closest reachable mix: max {u['max_error_vs_plan_points']:.3f} points")
-    r = result["reader"]
-    print(f"reader: two ranks exactly once {r['two_ranks_exactly_once']} ({r['rank_rows']}), resume after "
-          f"{r['resume_after']} identical {r['resume_identical']}")
     return 0
 
 

@@ -2,12 +2,23 @@
 
     crawl2model tokenize --tokenizer runs/x/tokenizer --input runs/x/shards --output runs/x/tokens
     spark-submit jobs/tokenize_shards.py --tokenizer runs/x/tokenizer --input runs/x/shards --output runs/x/tokens
+
+Each Spark task encodes one partition of documents and writes one shard
+itself (`tokenizer.shards.write_shard`), returning a row of counts and the
+shard's sha256; the driver turns those into manifest.json. The tokenizer
+travels to the workers as the text of tokenizer.json in a broadcast variable.
+Documents without text are counted as removed (`empty_text`), never dropped
+silently.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import dataclass, field
+from typing import Iterator
 
+from crawl2model.core.errors import ConfigError, InputError
 from crawl2model.jobs.stage import SparkStage
 
 DESCRIPTION = (
@@ -18,11 +29,95 @@ DESCRIPTION = (
 )
 
 
+@dataclass
+class TokenizeConfig:
+    input: list[str] = field(default_factory=list)
+    output: str = ""
+    tokenizer: str = ""
+    # Shards to write; default: one per input partition (Spark reads ~128 MB of Parquet per task).
+    num_shards: int | None = None
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if isinstance(self.input, str):
+            self.input = [self.input]
+        for name in ("input", "output", "tokenizer"):
+            if not getattr(self, name):
+                raise ConfigError(f"tokenize: --{name} is required")
+        if not os.path.isfile(os.path.join(self.tokenizer, "tokenizer.json")):
+            raise ConfigError(f"tokenize: no tokenizer.json in {self.tokenizer}")
+        if self.num_shards is not None and self.num_shards <= 0:
+            raise ConfigError("tokenize: num_shards must be positive")
+
+
+def run(spark, cfg: TokenizeConfig, out) -> dict:
+    """Tokenize `cfg.input` into `out` (a claimed StageOutput); returns the report."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from crawl2model.core.fs import write_json
+    from crawl2model.core.log import get_logger
+    from crawl2model.pipeline.tables import read_table
+    from crawl2model.tokenizer import files, shards
+    from crawl2model.tokenizer.specials import EOS
+
+    log = get_logger("tokenize")
+    with open(os.path.join(cfg.tokenizer, files.TOKENIZER_JSON), encoding="utf-8") as f:
+        tokenizer_json = f.read()
+    tok = shards.get_tokenizer(tokenizer_json)
+    eos_id = tok.token_to_id(EOS)
+    if eos_id is None:
+        raise ConfigError(f"tokenize: {cfg.tokenizer} has no {EOS} token")
+
+    df = read_table(spark, cfg.input)
+    if "text" not in df.columns or "doc_id" not in df.columns:
+        raise InputError(f"tokenize: input needs 'text' and 'doc_id' columns, has {', '.join(df.columns)}")
+    domain = F.col("domain").cast("string") if "domain" in df.columns else F.lit(None).cast("string")
+    df = df.select("text", "doc_id", domain.alias("domain"))
+    if cfg.num_shards:
+        # Hash partitioning plus a sort makes shard contents independent of input layout.
+        df = df.repartition(cfg.num_shards, "doc_id").sortWithinPartitions("doc_id")
+
+    folder = out.tmp_path if isinstance(out.fs, pafs.LocalFileSystem) else out.tmp_uri
+    shared = spark.sparkContext.broadcast(tokenizer_json)
+
+    def body(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        yield shards.write_shard(batches, shared.value, eos_id, folder, TaskContext.get().partitionId())
+
+    results = [r.asDict() for r in df.mapInArrow(body, from_arrow_schema(shards.RESULT_SCHEMA)).collect()]
+    tokenizer = {"path": os.path.abspath(cfg.tokenizer), "sha256": files.fingerprint(cfg.tokenizer),
+                 "eos_id": eos_id, "vocab_size": tok.get_vocab_size(),
+                 "padded_vocab_size": files.read_config(cfg.tokenizer).get("padded_vocab_size")}
+    listing = shards.manifest(results, tokenizer)
+    write_json(out.fs, out.path(shards.MANIFEST), listing)
+    documents, tokens = listing["documents"], listing["tokens"]
+    skipped = sum(r["skipped_empty"] for r in results)
+    nbytes = sum(r["bytes"] for r in results)
+    encode_seconds = sum(r["encode_seconds"] for r in results)
+    log.info(f"{documents} documents -> {tokens:,} tokens in {len(listing['shards'])} shards "
+             f"({skipped} empty skipped)")
+    return {
+        "docs_in": documents + skipped,
+        "docs_out": documents,
+        "removed_by_reason": {"empty_text": skipped} if skipped else {},
+        "tokens": tokens,
+        "bytes": nbytes,
+        "bytes_per_token": round(nbytes / max(tokens - documents, 1), 4),
+        "shards": len(listing["shards"]),
+        "encode_seconds_all_tasks": round(encode_seconds, 3),
+        "encode_mb_per_s_per_core": round(nbytes / 1e6 / encode_seconds, 3) if encode_seconds else None,
+        "tokenizer_sha256": tokenizer["sha256"],
+    }
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from crawl2model.jobs.stage import add_io_arguments
 
-    add_io_arguments(p,
-                     input_help="Parquet document table(s): folders or files",
+    add_io_arguments(p, input_help="Parquet document table(s): folders or files",
                      output_help="token shard folder (written atomically, with _SUCCESS)")
     p.add_argument("--tokenizer", metavar="DIR", help="folder from `crawl2model tokenizer train`")
     p.add_argument("--num-shards", type=int, metavar="N",
@@ -31,7 +126,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 STAGE = SparkStage(
     "tokenize", help="document table -> token shards", description=DESCRIPTION,
-    add_arguments=add_arguments, config="crawl2model.pipeline.token_shards:TokenizeConfig", body="crawl2model.pipeline.token_shards:run")
+    add_arguments=add_arguments, config="crawl2model.jobs.tokenize_shards:TokenizeConfig",
+    body="crawl2model.jobs.tokenize_shards:run")
 register = STAGE.register
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -104,16 +105,22 @@ def _log(msg: str) -> None:
 
 # --- per-batch work (pure, runs in mapInArrow) -------------------------------------------
 
+@functools.lru_cache(maxsize=2)
+def _tokenizer(tokenizer_json: str):
+    """The `tokenizers.Tokenizer` of a tokenizer.json text, built once per worker process."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(tokenizer_json)
+
+
 def sizes(texts: pa.Array, unit: str, tokenizer_json: str | None = None) -> pa.Array:
     """Size of each document in `unit`; tokens include the EOS the tokenize stage appends."""
     if unit == "bytes":
         return pc.fill_null(pc.binary_length(texts), 0).cast(pa.int64())
-    from crawl2model.pipeline.token_shards import get_tokenizer
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     values = texts.to_pylist()
     present = [t for t in values if t]
-    encoded = iter(get_tokenizer(tokenizer_json).encode_batch_fast(present, add_special_tokens=False))
+    encoded = iter(_tokenizer(tokenizer_json).encode_batch_fast(present, add_special_tokens=False))
     return pa.array([len(next(encoded).ids) + 1 if t else 0 for t in values], pa.int64())
 
 

@@ -20,8 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawl2model.core.fs import filesystem
-from crawl2model.core.fs import sha256_file
+from crawl2model.core.fs import filesystem, sha256_file
 from crawl2model.pipeline.parquet_out import ROW_GROUP_ROWS, plain_type
 
 COMPRESSION = "zstd"
@@ -166,3 +165,17 @@ def write_shards(batches: Iterable[pa.RecordBatch], folder: str, columns: Sequen
             start = i
     if current is not None:
         yield finish(current)
+
+
+def read_shards(folder: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """Every row of a shard folder in manifest order (shard by shard, row groups in order).
+
+    What a consumer of the shards sees; the training side reads token shards
+    (`crawl2model tokenize`), so this is for checks and small tools.
+    """
+    fs, base = filesystem(folder)
+    with fs.open_input_stream(posixpath.join(base, "manifest.json")) as f:
+        listing = json.loads(f.read())
+    tables = [pq.read_table(posixpath.join(base, s["path"]), columns=columns, filesystem=fs)
+              for s in listing["shards"]]
+    return pa.concat_tables(tables) if tables else pa.table({})

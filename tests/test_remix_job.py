@@ -13,7 +13,7 @@ from crawl2model.pipeline.domains import DomainRules
 from crawl2model.core.fs import read_json
 from crawl2model.pipeline.schema import REMIX_FIELDS
 from conftest import SAMPLE
-from crawl2model.pipeline.shard_reader import ShardReader
+from crawl2model.pipeline.shards import read_shards
 from crawl2model.pipeline.tables import arrow_dataset
 
 pytestmark = pytest.mark.spark
@@ -80,7 +80,13 @@ def run_a(inputs, tmp_path_factory):
     return _remix(inputs, tmp_path_factory.mktemp("remix-a") / "shards", "--mixture", str(inputs["mix"]))
 
 
-def _shard_files(out: Path) -> dict[str, bytes]:
+def _rows(out: Path) -> list[tuple[str, int]]:
+    """(doc_id, copy) of every row in manifest order."""
+    table = read_shards(str(out), ["doc_id", "copy"])
+    return list(zip(table.column("doc_id").to_pylist(), table.column("copy").to_pylist()))
+
+
+def _shard_paths(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.glob("shard-*.parquet"))} | \
            {"manifest.json": (out / "manifest.json").read_bytes()}
 
@@ -136,18 +142,14 @@ def test_rerun_is_byte_identical_and_seed_changes_order(inputs, run_a, spark, tm
         b = _remix(inputs, tmp_path / "b", "--mixture", str(inputs["mix"]))
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", old)
-    assert _shard_files(b) == _shard_files(run_a)
+    assert _shard_paths(b) == _shard_paths(run_a)
     c = _remix(inputs, tmp_path / "c", "--mixture", str(inputs["mix"]), "--seed", "1")
-    order = [[(d["doc_id"], d["copy"]) for d in ShardReader(str(p), columns=["doc_id", "copy"])] for p in (run_a, c)]
+    order = [_rows(p) for p in (run_a, c)]
     assert order[0] != order[1]
     # Another seed samples other documents; the output is still what its plan computed, to the byte
     # (on 350 documents one document can be two points of a domain: the 1-point check is bench/remix.py's).
     mix = read_json(str(c / "report.json"))["mix"]
     assert all(v["output_units"] == v["planned_units"] for v in mix.values())
-    # Two ranks of a reader see every row of the output exactly once.
-    seen = [(d["doc_id"], d["copy"]) for r in range(2)
-            for d in ShardReader(str(run_a), columns=["doc_id", "copy"], rank=r, world_size=2, shuffle_buffer=32)]
-    assert sorted(seen) == sorted(order[0])
 
 
 def test_unreachable_target_in_tokens(inputs, tmp_path):

@@ -1,16 +1,14 @@
 """The streaming token-shard loader: windows, exactly-once epochs across ranks and workers, resume."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 
-from crawl2model.core.errors import ConfigError
-from crawl2model.pipeline.token_shards import SHARD_SCHEMA
+from crawl2model.core.errors import ConfigError, InputError
+from crawl2model.tokenizer.shards import write_ids
 from crawl2model.train.data import TokenStream, Windows, eval_batches, train_loader
 
 SEQ = 8
@@ -22,15 +20,7 @@ def shards(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tokens")
     docs = np.array_split(np.arange(1001, dtype=np.uint32), 23)  # documents of uneven length
     parts = [docs[:9], docs[9:16], docs[16:]]
-    entries = []
-    for i, (name, groups) in enumerate([("part-00000.arrow", [parts[0]]), ("part-00001.arrow", parts[1:])]):
-        with pa.OSFile(str(folder / name), "wb") as sink, pa.ipc.new_file(sink, SHARD_SCHEMA) as writer:
-            for group in groups:
-                ids = pa.array([d.tolist() for d in group], type=pa.large_list(pa.uint32()))
-                writer.write_batch(pa.record_batch([ids, pa.array([f"d{i}"] * len(group)),
-                                                    pa.array(["web"] * len(group))], schema=SHARD_SCHEMA))
-        entries.append({"file": name})
-    (folder / "manifest.json").write_text(json.dumps({"shards": entries, "tokenizer": {"vocab_size": 1001}}))
+    write_ids(str(folder), [parts[0], parts[1] + parts[2]], {"vocab_size": 1001}, batch_rows=len(parts[1]))
     return str(folder)
 
 
@@ -87,7 +77,7 @@ def test_loader_errors_name_the_problem(shards, tmp_path):
         train_loader(shards, SEQ, 10, 5, seed=0, world_size=3)
     with pytest.raises(ConfigError, match="whole number of batches"):
         train_loader(shards, SEQ, 10, 5, seed=0, consumed=15)
-    with pytest.raises(ConfigError, match="manifest.json"):
+    with pytest.raises(InputError, match="manifest.json"):
         TokenStream(str(tmp_path))
     with pytest.raises(ConfigError, match="do not fill one window"):
         Windows(TokenStream(shards), 4096)

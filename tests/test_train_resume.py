@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from crawl2model.core.errors import ConfigError
-from crawl2model.pipeline.token_shards import SHARD_SCHEMA
+from crawl2model.tokenizer.shards import shard_paths, write_ids
 from crawl2model.train import checkpoint, trainer
 from crawl2model.train.config import ModelConfig, TrainConfig
 
@@ -39,11 +39,7 @@ def shards(tmp_path_factory) -> str:
             t = int(nxt[t, rng.integers(0, 2)])
             doc.append(t)
         docs.append(doc)
-    ids = pa.array(docs, type=pa.large_list(pa.uint32()))
-    with pa.OSFile(str(folder / "part-00000.arrow"), "wb") as sink, pa.ipc.new_file(sink, SHARD_SCHEMA) as w:
-        w.write_batch(pa.record_batch([ids, pa.array([str(i) for i in range(200)]), pa.nulls(200, pa.string())],
-                                      schema=SHARD_SCHEMA))
-    (folder / "manifest.json").write_text(json.dumps({"shards": [{"file": "part-00000.arrow"}]}))
+    write_ids(str(folder), [docs])
     return str(folder)
 
 
@@ -108,8 +104,8 @@ def _with_vocab(shards: str, tmp_path: Path) -> str:
     folder = tmp_path / "vocab"
     folder.mkdir()
     (folder / "part-00000.arrow").symlink_to(Path(shards) / "part-00000.arrow")
-    (folder / "manifest.json").write_text(json.dumps({"shards": [{"file": "part-00000.arrow"}],
-                                                      "tokenizer": {"vocab_size": 64, "padded_vocab_size": 128}}))
+    listing = {**shard_paths(shards)[2], "tokenizer": {"vocab_size": 64, "padded_vocab_size": 128}}
+    (folder / "manifest.json").write_text(json.dumps(listing))
     return str(folder)
 
 

@@ -48,9 +48,9 @@ def _config(args: argparse.Namespace):
     else:
         model, train = get_preset(args.preset), TrainConfig(max_steps=1)
         if args.data:  # a preset's 102,400 rows would be mostly unused with a small test tokenizer
-            from crawl2model.train.data import shard_files
+            from crawl2model.tokenizer.shards import shard_paths
 
-            padded = shard_files(args.data)[2].get("tokenizer", {}).get("padded_vocab_size")
+            padded = shard_paths(args.data)[2].get("tokenizer", {}).get("padded_vocab_size")
             model.vocab_size = padded or model.vocab_size
     changes = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
     if "max_steps" in changes:

@@ -24,43 +24,23 @@ shard is read into memory once per process.
 """
 from __future__ import annotations
 
-import json
-import posixpath
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.fs as pafs
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from crawl2model.core.errors import ConfigError
 from crawl2model.core.fs import filesystem
-
-MANIFEST = "manifest.json"
-
-
-def shard_files(folder: str) -> tuple[pafs.FileSystem, list[str], dict]:
-    """(filesystem, shard paths in manifest order, manifest) of a token-shard folder."""
-    fs, base = filesystem(folder)
-    manifest_path = posixpath.join(base, MANIFEST)
-    if fs.get_file_info(manifest_path).type == pafs.FileType.NotFound:
-        raise ConfigError(f"no {MANIFEST} in token shard folder {folder} (write it with `crawl2model tokenize`)")
-    with fs.open_input_stream(manifest_path) as f:
-        manifest = json.loads(f.read())
-    paths = [posixpath.join(base, s["file"]) for s in manifest.get("shards", [])]
-    if not paths:
-        raise ConfigError(f"{folder}: the manifest lists no shards")
-    return fs, paths, manifest
-
+from crawl2model.tokenizer.shards import open_shard, shard_paths
 
 class TokenStream:
     """The token shards of a folder as one lazily mapped uint32 stream."""
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
-        _, self.paths, self.manifest = shard_files(folder)
+        _, self.paths, self.manifest = shard_paths(folder)
         self._chunks: list[np.ndarray] | None = None
         self._starts: np.ndarray | None = None
 
@@ -70,11 +50,9 @@ class TokenStream:
 
     def _open(self) -> None:
         fs, _ = filesystem(self.folder)
-        local = isinstance(fs, pafs.LocalFileSystem)
         chunks = []
         for path in self.paths:
-            source = pa.memory_map(path) if local else fs.open_input_file(path)
-            table = pa.ipc.open_file(source).read_all()
+            table = open_shard(fs, path)
             for column in table.column("input_ids").chunks:
                 values = column.values
                 if len(values):

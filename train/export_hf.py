@@ -81,10 +81,10 @@ def export(checkpoint_dir: str | Path, output_dir: str | Path, tokenizer_dir: st
 
 def _run_tokenizer(state: dict) -> Path | None:
     """The tokenizer named by the run config, else by its token shards' manifest (if it still exists)."""
-    from crawl2model.train.data import shard_files
+    from crawl2model.tokenizer.shards import shard_paths
 
     train = state.get("train", {})
     path = train.get("tokenizer")
     if not path and train.get("data"):
-        path = shard_files(train["data"])[2].get("tokenizer", {}).get("path")
+        path = shard_paths(train["data"])[2].get("tokenizer", {}).get("path")
     return Path(path) if path and (Path(path) / "tokenizer.json").is_file() else None
