@@ -40,8 +40,9 @@ def test_accounting_and_outputs(documents, deduped):
     docs = arrow_dataset(str(documents)).to_table()
     kept = arrow_dataset(str(deduped / "kept")).to_table()
     dups = arrow_dataset(str(deduped / "duplicates")).to_table()
-    assert report["docs_in"] == docs.num_rows == report["docs_kept"] + report["docs_removed"]
-    assert kept.num_rows == report["docs_kept"] and dups.num_rows == report["docs_removed"]
+    removed = sum(report["removed_by_reason"].values())
+    assert report["docs_in"] == docs.num_rows == report["docs_out"] + removed
+    assert kept.num_rows == report["docs_out"] and dups.num_rows == removed
     assert set(kept["doc_id"].to_pylist()).isdisjoint(dups["doc_id"].to_pylist())
     assert set(kept["doc_id"].to_pylist()) | set(dups["doc_id"].to_pylist()) == set(docs["doc_id"].to_pylist())
     # Every representative survives; with keep=earliest it is never from a later dump.
@@ -188,7 +189,7 @@ def test_incremental_index_matches_global_run(documents, deduped, tmp_path):
     assert got == want
     meta = read_json(str(index / "index.json"))
     assert meta["dumps"] == first["dumps"] + [last]
-    assert meta["entries"] == first["entries"] + report["docs_kept"]
+    assert meta["entries"] == first["entries"] + report["docs_out"]
     # Dumps already in the index are never processed again.
     assert cli(["dedup", "--input", str(old), "--output", str(tmp_path / "o3"), "--index", str(index)]) == 0
     assert read_json(str(tmp_path / "o3" / "report.json"))["docs_in"] == 0

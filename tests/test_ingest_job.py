@@ -37,10 +37,10 @@ def test_sample_becomes_document_table(ingested, sample_dir):
     dumps = sorted(p.name for p in sample_dir.iterdir() if p.is_dir())
     assert sorted(report["per_dump"]) == dumps and len(dumps) >= 3
     assert sorted(p.name for p in ingested.iterdir() if p.name.startswith("dump=")) == [f"dump={d}" for d in dumps]
-    assert report["records_in"] == report["docs_out"] + sum(report["records_skipped"].values())
+    assert report["records_in"] == report["docs_in"] == report["docs_out"] + sum(report["removed_by_reason"].values())
     assert report["docs_out"] > 100
     # Common Crawl-style request/metadata records are counted, not silently dropped.
-    assert report["records_skipped"].get("record_type_request", 0) > 0
+    assert report["removed_by_reason"].get("record_type_request", 0) > 0
     assert report["bytes_read"] == report["input_bytes"]
     t = _table(ingested)
     assert t.num_rows == report["docs_out"]
@@ -49,7 +49,7 @@ def test_sample_becomes_document_table(ingested, sample_dir):
     assert json.loads((ingested / "config.json").read_text())["ingest"]["extractor"] == "resiliparse"
     assert (ingested / "_SUCCESS").exists()
     skipped = ds.dataset(str(ingested / "_skipped"), format="parquet").to_table()
-    assert skipped.num_rows == sum(report["records_skipped"].values())
+    assert skipped.num_rows == report["records_skipped"] == sum(report["removed_by_reason"].values())
 
 
 def test_cjk_pages_decode_correctly(ingested, sample_dir):
@@ -83,7 +83,7 @@ def test_spark_submit_gives_the_same_table(ingested, sample_dir, tmp_path):
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _table(out).equals(_table(ingested))
-    assert read_json(str(out / "report.json"))["records_skipped"] == read_json(str(ingested / "report.json"))["records_skipped"]
+    assert read_json(str(out / "report.json"))["removed_by_reason"] == read_json(str(ingested / "report.json"))["removed_by_reason"]
 
 
 def test_missing_input_is_a_clear_error(spark, tmp_path, capsys):
@@ -149,6 +149,6 @@ def test_malformed_files_keep_every_good_record(spark, sample_dir, tmp_path):
     report = read_json(str(out / "report.json"))
     got = set(_table(out)["url"].to_pylist())
     assert expect and expect <= got
-    reasons = report["records_skipped"]
+    reasons = report["removed_by_reason"]
     assert report["records_in"] == report["docs_out"] + sum(reasons.values())
     assert sum(v for k, v in reasons.items() if not k.startswith(("record_type_", "http_"))) >= 3, reasons

@@ -75,7 +75,7 @@ def test_tokenize_job_writes_mappable_shards(spark, tokenizer_dir, documents, tm
     assert _run(argv) == 0
     report = read_json(str(out / "report.json"))
     manifest = read_json(str(out / "manifest.json"))
-    assert report["docs_in"] == 6 and report["docs_out"] == 4 and report["docs_skipped"] == {"empty_text": 2}
+    assert report["docs_in"] == 6 and report["docs_out"] == 4 and report["removed_by_reason"] == {"empty_text": 2}
     assert manifest["documents"] == 4 and manifest["tokenizer"]["sha256"] == files.fingerprint(str(tokenizer_dir))
     tok = files.load(str(tokenizer_dir))
     eos = tok.token_to_id(EOS)

@@ -16,7 +16,6 @@ import io
 import json
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
@@ -172,6 +171,3 @@ def sample(files: list[CorpusFile], max_bytes: int, seed: int, stats: SampleStat
                 return
     stats.seconds = time.time() - t0
 
-
-def log(msg: str) -> None:
-    print(f"[tokenizer] {msg}", file=sys.stderr, flush=True)

@@ -8,18 +8,18 @@ sit after BOS/EOS rather than in the trained alphabet.
 from __future__ import annotations
 
 import json
-import os
 import resource
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 
 from crawl2model.core.errors import ConfigError
 
 from crawl2model.core.sizes import parse_size
+from crawl2model.core.log import get_logger, interactive
 from crawl2model.tokenizer import corpus, files
 from crawl2model.tokenizer.specials import (BOS, EOS, N_SPECIAL, padded_size, special_layout,
                                 valid_utf8_alphabet)
+
+log = get_logger("tokenizer")
 
 
 @dataclass
@@ -116,48 +116,41 @@ def peak_rss_mb() -> float:
 
 
 def run(cfg: TrainConfig) -> dict:
-    """Train and write the tokenizer folder atomically; returns the report."""
-    from crawl2model.core.outputs import StageOutput
+    """Train and write the tokenizer folder under the stage protocol; returns the report."""
+    from crawl2model.core.config import to_dict
+    from crawl2model.core.stage import run_stage
 
-    out = StageOutput(cfg.output, overwrite=bool(cfg.overwrite))
-    if out.done:
-        corpus.log(f"{cfg.output} is already finished (_SUCCESS); use --overwrite to retrain")
-        return json.loads(open(os.path.join(cfg.output, "report.json")).read())
-    inputs = corpus.discover(cfg.input)
-    stats = corpus.SampleStats()
-    corpus.log(f"{len(inputs)} files, ~{sum(f.est_bytes for f in inputs) / 1e6:,.1f} MB of text; "
-               f"sampling up to {cfg.max_bytes / 1e6:,.1f} MB with seed {cfg.seed}")
-    t0 = time.time()
-    texts = corpus.sample(inputs, cfg.max_bytes, cfg.seed, stats, progress=corpus.log)
-    tok = train_bpe(texts, cfg.vocab_size, cfg.min_frequency, show_progress=sys.stderr.isatty())
-    seconds_train = time.time() - t0
-    tok, n_ordinary = add_specials(tok)
-    if n_ordinary < cfg.vocab_size:
-        corpus.log(f"warning: the sample supports only {n_ordinary} ordinary tokens of the "
-                   f"{cfg.vocab_size} asked for (too little text or min_frequency too high)")
-    total = n_ordinary + N_SPECIAL
-    padded = padded_size(total, cfg.padded_vocab_size)
-    report = {
-        "stage": "tokenizer-train",
-        "ordinary_tokens": n_ordinary,
-        "special_tokens": N_SPECIAL,
-        "total_tokens": total,
-        "padded_vocab_size": padded,
-        "seconds_train": round(seconds_train, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "sample": asdict(stats),
-        "config": asdict(cfg),
-    }
-    out.begin()
-    try:
+    def body(out, timer) -> dict:
+        inputs = corpus.discover(cfg.input)
+        stats = corpus.SampleStats()
+        log.info(f"{len(inputs)} files, ~{sum(f.est_bytes for f in inputs) / 1e6:,.1f} MB of text; "
+                 f"sampling up to {cfg.max_bytes / 1e6:,.1f} MB with seed {cfg.seed}")
+        texts = corpus.sample(inputs, cfg.max_bytes, cfg.seed, stats, progress=log.info)
+        tok = train_bpe(texts, cfg.vocab_size, cfg.min_frequency, show_progress=interactive())
+        timer.mark("train")
+        tok, n_ordinary = add_specials(tok)
+        if n_ordinary < cfg.vocab_size:
+            log.warning(f"the sample supports only {n_ordinary} ordinary tokens of the {cfg.vocab_size} "
+                        f"asked for (too little text or min_frequency too high)")
+        total = n_ordinary + N_SPECIAL
+        padded = padded_size(total, cfg.padded_vocab_size)
         files.write_folder(tok, out.tmp_path, n_ordinary, padded, cfg.model_max_length,
                            extra={"seed": cfg.seed, "sampled_bytes": stats.bytes_kept})
-        with open(out.path("report.json"), "w") as f:
-            json.dump(report, f, indent=2)
-        out.commit("tokenizer-train")
-    except BaseException:
-        out.abort()
-        raise
-    corpus.log(f"{n_ordinary:,} ordinary + {N_SPECIAL} special = {total:,} tokens "
-               f"(padded {padded:,}) in {seconds_train:.1f} s -> {cfg.output}")
-    return report
+        log.info(f"{n_ordinary:,} ordinary + {N_SPECIAL} special = {total:,} tokens (padded {padded:,}) "
+                 f"in {timer.laps['train']:.1f} s")
+        # Documents in: those read; out: those sampled into training; the rest were not sampled.
+        return {
+            "docs_in": stats.docs_seen,
+            "docs_out": stats.docs_kept,
+            "removed_by_reason": {"not_sampled": stats.docs_seen - stats.docs_kept},
+            "ordinary_tokens": n_ordinary,
+            "special_tokens": N_SPECIAL,
+            "total_tokens": total,
+            "padded_vocab_size": padded,
+            **timer.report(),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "sample": asdict(stats),
+        }
+
+    return run_stage("tokenizer", to_dict(cfg), body, output=cfg.output, inputs=cfg.input,
+                     overwrite=bool(cfg.overwrite))
