@@ -4,7 +4,7 @@ Messages go through `logging` as `[stage] message` on stderr, so a Spark
 driver log, a CI log and a terminal all read alike; `CRAWL2MODEL_LOG_LEVEL`
 (default INFO) sets the level. Progress bars appear only when stderr is a
 terminal: in a log file they would be noise. `Timer` is the one stopwatch:
-named laps that end up in report.json as `seconds_<lap>`.
+named laps that end up in report.json under `timings`.
 """
 from __future__ import annotations
 
@@ -82,8 +82,8 @@ class Timer:
         return time.perf_counter() - self.start
 
     def report(self) -> dict[str, float]:
-        """`seconds_<lap>` keys for report.json."""
-        return {f"seconds_{k}": round(v, 3) for k, v in self.laps.items()}
+        """Seconds per lap, rounded: report.json's `timings`."""
+        return {k: round(v, 3) for k, v in self.laps.items()}
 
 
 class _Lap:

@@ -9,11 +9,14 @@ except one edge count per round.
 """
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
+
+from crawl2model.core.log import get_logger
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+log = get_logger("components")
 
 
 def _large_star(edges: "DataFrame") -> "DataFrame":
@@ -51,7 +54,7 @@ def _fingerprint(edges: "DataFrame") -> tuple[int, int]:
 
 
 def connected_components(edges: "DataFrame", max_rounds: int = 50, reliable_checkpoint: bool = False,
-                         log_prefix: str = "[components]") -> tuple["DataFrame", int]:
+                         label: str = "") -> tuple["DataFrame", int]:
     """(node, component) for every node that has an edge, and the rounds used.
 
     `edges` has long columns `src`, `dst` (direction ignored). The component id
@@ -72,7 +75,7 @@ def connected_components(edges: "DataFrame", max_rounds: int = 50, reliable_chec
     for rounds in range(1, max_rounds + 1):
         current = cut(_small_star(_large_star(current)))
         fingerprint = _fingerprint(current)
-        print(f"{log_prefix} round {rounds}: {fingerprint[0]} edges", file=sys.stderr, flush=True)
+        log.info(f"{label + ': ' if label else ''}round {rounds}: {fingerprint[0]} edges")
         if fingerprint == seen:
             break
         seen = fingerprint

@@ -12,8 +12,6 @@ the representative. Nothing is collected to the driver but counts.
 """
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,6 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from crawl2model.core.errors import ConfigError, InputError
+from crawl2model.core.log import Timer, get_logger
+
+log = get_logger("dedup")
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -89,9 +90,6 @@ class DedupConfig:
         return MinHashParams(num_perm=self.num_perm, ngram=self.ngram, seed=self.seed,
                              scheme=self.scheme, max_shingles=self.max_shingles)
 
-
-def _log(msg: str) -> None:
-    print(f"[dedup] {msg}", file=sys.stderr, flush=True)
 
 
 # --- per-batch work (pure, runs in mapInArrow) -------------------------------------------
@@ -212,7 +210,7 @@ def _number_documents(docs: "DataFrame", dumps: list[str], first_node: int = 0) 
 def _components(edges: "DataFrame", label: str, checkpoint: bool) -> tuple["DataFrame", int]:
     from crawl2model.pipeline.components import connected_components
 
-    return connected_components(edges, reliable_checkpoint=checkpoint, log_prefix=f"[dedup] {label}")
+    return connected_components(edges, reliable_checkpoint=checkpoint, label=label)
 
 
 def _removed_by_prefix(edges: "DataFrame", dump_sizes: list[int], checkpoint: bool) -> list[dict]:
@@ -283,19 +281,6 @@ def build_edges(sigs: "DataFrame", cfg: DedupConfig, per_dump: bool, stats: dict
                                          by_band.groupBy("band").count().orderBy("band").collect()},
         })
     return edges
-
-
-class _Timer:
-    """Seconds per phase, for the report."""
-
-    def __init__(self) -> None:
-        self.start = self.last = time.time()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.time()
-        self.laps[name] = round(now - self.last, 3)
-        self.last = now
 
 
 def _signatures(docs: "DataFrame", nodes: "DataFrame", cfg: DedupConfig, bands: int, rows: int) -> "DataFrame":
@@ -375,7 +360,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from crawl2model.pipeline.parquet_out import write_parquet
     from crawl2model.pipeline.tables import read_table
 
-    timer = _Timer()
+    timer = Timer()
     spark.sparkContext.setCheckpointDir(f"{out.tmp_uri}/_checkpoints")
     docs = read_table(spark, cfg.input)
     missing = {"doc_id", "dump", "text"} - set(docs.columns)
@@ -391,19 +376,19 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     if index:
         index.check_newer(dumps)
         if not dumps:
-            _log(f"every input dump is already in the index {cfg.index}: nothing to do")
+            log.info(f"every input dump is already in the index {cfg.index}: nothing to do")
             return {"stage": "dedup", "docs_in": 0, "docs_out": 0, "removed_by_reason": {},
                     "already_indexed_dumps": input_dumps}
         docs = docs.where(F.col("dump").isin(dumps))
-    _log(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows over "
-         f"{cfg.num_perm} permutations ({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, keep {cfg.keep}")
+    log.info(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows over "
+             f"{cfg.num_perm} permutations ({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, keep {cfg.keep}")
 
     nodes = _number_documents(docs, old_dumps + dumps, first_node).persist(StorageLevel.MEMORY_AND_DISK)
     dump_sizes = [0] * len(dumps)
     for r in nodes.groupBy("dump_idx").count().collect():
         dump_sizes[r["dump_idx"] - len(old_dumps)] = r["count"]
     docs_in = sum(dump_sizes)
-    timer.lap("number_documents")
+    timer.mark("number_documents")
 
     sigs = _signatures(docs, nodes, cfg, bands, rows)
     attrs = nodes.join(docs.select("doc_id", "n_chars"), "doc_id").select("node", "doc_id", "dump", "dump_idx", "n_chars")
@@ -412,7 +397,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         attrs = attrs.unionByName(index.attributes())
     sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
     sigs.count()
-    timer.lap("signatures")
+    timer.mark("signatures")
 
     stats: dict = {}
     edges = build_edges(sigs, cfg, per_dump=cfg.mode == "per-dump", stats=stats)
@@ -421,10 +406,10 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         edges = edges.where((F.col("src") >= first_node) | (F.col("dst") >= first_node))
         new_only = F.col("node") >= first_node
     edges = edges.localCheckpoint()
-    timer.lap("edges")
+    timer.mark("edges")
     comps, rounds = _components(edges, "components", checkpoint=True)
     comps = comps.persist(StorageLevel.MEMORY_AND_DISK)
-    timer.lap("components")
+    timer.mark("components")
 
     duplicates = _duplicates(comps, attrs, sigs, cfg.keep, new_only).persist(StorageLevel.MEMORY_AND_DISK)
     parts = cfg.output_partitions
@@ -432,7 +417,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     kept = docs.join(duplicates.select("doc_id"), "doc_id", "left_anti").select(*docs.columns)
     kept_rows = sum(n for _, n in write_parquet(kept, f"{out.tmp_uri}/kept", partition_by=["dump"],
                                                  sort_by=["doc_id"], num_files=parts))
-    timer.lap("write")
+    timer.mark("write")
 
     removed_per_dump = {d: 0 for d in dumps}
     by_reason = {"exact": 0, "near": 0}
@@ -460,22 +445,22 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     }
     if cfg.rate_by_dumps and cfg.mode == "global" and not index:
         _rate_by_dumps(sigs, edges, cfg, dump_sizes, report, out)
-        timer.lap("rate_by_dumps")
+        timer.mark("rate_by_dumps")
     if index:
         kept_nodes = sigs.where(F.col("node") >= first_node).join(
             nodes.join(duplicates.select("doc_id"), "doc_id", "left_anti").select("node", "doc_id", "dump"), "node")
         report["index"] = index.append(kept_nodes.join(attrs.select("node", "n_chars"), "node"),
                                        old_dumps + dumps, first_node + docs_in)
-        timer.lap("index")
+        timer.mark("index")
 
     for df in (duplicates, comps, sigs, nodes):
         df.unpersist()
-    report["timings"] = timer.laps
-    report["seconds"] = round(time.time() - timer.start, 3)
+    report["timings"] = timer.report()
+    report["seconds"] = round(timer.total, 3)
     assert report["docs_in"] == report["docs_out"] + docs_removed
-    _log(f"{docs_in} documents in, {docs_removed} removed ({report['removed_fraction']:.1%}: "
-         f"{by_reason['exact']} exact, {by_reason['near']} near), {report['docs_out']} kept, "
-         f"{report['seconds']:.1f}s")
+    log.info(f"{docs_in} documents in, {docs_removed} removed ({report['removed_fraction']:.1%}: "
+             f"{by_reason['exact']} exact, {by_reason['near']} near), {report['docs_out']} kept, "
+             f"{report['seconds']:.1f}s")
     return report
 
 

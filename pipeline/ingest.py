@@ -13,8 +13,6 @@ import gzip
 import io
 import json
 import os
-import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
@@ -23,13 +21,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crawl2model.core.errors import ConfigError
-
+from crawl2model.core.log import Timer, get_logger
 from crawl2model.core.sizes import parse_size
 from crawl2model.pipeline.inputs import Split, discover, pack_tasks, plan_splits
 from crawl2model.core.outputs import StageOutput
 from crawl2model.core.fs import filesystem
 from crawl2model.pipeline.parquet_out import write_parquet
 from crawl2model.pipeline.schema import DOC_SCHEMA, host_of, make_doc_id
+
+log = get_logger("ingest")
 
 
 @dataclass
@@ -282,9 +282,6 @@ def process_partition(batches: Iterable[pa.RecordBatch], cfg: IngestConfig) -> I
 
 # --- the Spark job ----------------------------------------------------------------------
 
-def _log(msg: str) -> None:
-    print(f"[ingest] {msg}", file=sys.stderr, flush=True)
-
 
 def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
     """Ingest `cfg.input` into `out` (a begun StageOutput); returns the report."""
@@ -292,7 +289,7 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    t0 = time.time()
+    timer = Timer()
     files, ignored = discover(cfg.input, cfg.dump)
     if not files:
         raise ConfigError(f"ingest: no input files found in {', '.join(cfg.input)}")
@@ -301,9 +298,9 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
     # Small inputs still get about two tasks per core.
     per_task = -(-total_bytes // (2 * spark.sparkContext.defaultParallelism))
     tasks = pack_tasks(splits, max(1, min(cfg.task_size, per_task)))
-    _log(f"{len(files)} files ({total_bytes / 2**20:.1f} MiB) in "
-         f"{len({f.dump for f in files})} dumps -> {len(splits)} splits in {len(tasks)} tasks; "
-         f"{len(ignored)} files ignored")
+    log.info(f"{len(files)} files ({total_bytes / 2**20:.1f} MiB) in "
+                 f"{len({f.dump for f in files})} dumps -> {len(splits)} splits in {len(tasks)} tasks; "
+                 f"{len(ignored)} files ignored")
 
     sc = spark.sparkContext
     split_schema = from_arrow_schema(pa.schema([("path", pa.string()), ("dump", pa.string()),
@@ -319,7 +316,7 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
         # About one output file per GiB of input; a fixed count keeps reruns byte-identical.
         n_files = max(1, -(-total_bytes // 2**30))
         write_parquet(docs, out.tmp_uri, partition_by=["dump"], sort_by=["doc_id"], num_files=n_files)
-        t_write = time.time()
+        timer.mark("extract_and_write")
         write_parquet(rows.where(F.col("kind") == "skip").select("dump", "url", "source", "offset", "reason", "detail"),
                       f"{out.tmp_uri}/_skipped", sort_by=["source", "offset", "reason", "detail"], num_files=1)
         stats = (rows.groupBy("kind", "dump", "reason")
@@ -342,7 +339,7 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
             bytes_read += r["bytes"] or 0
     docs_out = sum(per_dump.values())
     n_skipped = sum(skipped.values())
-    seconds = time.time() - t0
+    seconds = timer.total
     report = {
         "stage": "ingest",
         # ingest counts records: each is a document or skipped for its reason
@@ -361,11 +358,11 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
         "splits": len(splits),
         "tasks": len(tasks),
         "seconds": round(seconds, 3),
-        "seconds_extract_and_write": round(t_write - t0, 3),
+        "timings": timer.report(),
         "docs_per_second": round(docs_out / seconds, 1) if seconds else None,
         "extractor": cfg.extractor,
     }
     assert report["records_in"] == report["docs_out"] + report["records_skipped"]
-    _log(f"{docs_out} documents from {report['records_in']} records "
-         f"({n_skipped} skipped: {dict(skipped.most_common(5))}) in {seconds:.1f}s")
+    log.info(f"{docs_out} documents from {report['records_in']} records "
+             f"({n_skipped} skipped: {dict(skipped.most_common(5))}) in {seconds:.1f}s")
     return report

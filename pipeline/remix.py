@@ -23,8 +23,6 @@ import functools
 import json
 import math
 import os
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
@@ -34,11 +32,15 @@ import pyarrow.fs as pafs
 
 from crawl2model.pipeline import mixture, shards
 from crawl2model.core.errors import ConfigError, InputError
+from crawl2model.core.log import Timer, get_logger
 from crawl2model.core.sizes import parse_size
 from crawl2model.pipeline.domains import DEFAULT_RULES, DomainRules, label_batch
+from crawl2model.pipeline.filters.models import Labeller
 from crawl2model.core.outputs import StageOutput
 from crawl2model.core.fs import write_json
 from crawl2model.pipeline.schema import REMIX_FIELDS
+
+log = get_logger("remix")
 
 if TYPE_CHECKING:
     from pyspark import Broadcast
@@ -61,7 +63,8 @@ class RemixConfig:
     # TOML file with a [target] table (domain = share); none keeps the measured mixture.
     mixture: str | None = None
     domain_rules: str = DEFAULT_RULES
-    # fastText model (quality-models train-classifier) for documents no rule matches.
+    # fastText model for documents no rule matches: a model file or a `quality-models
+    # train-classifier` output folder, which jobs/remix.py turns into a Labeller for `run`.
     classifier: str | None = None
     # Classifier labels less probable than this become "other".
     min_classifier_prob: float = 0.0
@@ -99,9 +102,6 @@ class RemixConfig:
                 raise ConfigError("remix: --total must be positive")
 
 
-def _log(msg: str) -> None:
-    print(f"[remix] {msg}", file=sys.stderr, flush=True)
-
 
 # --- per-batch work (pure, runs in mapInArrow) -------------------------------------------
 
@@ -125,9 +125,10 @@ def sizes(texts: pa.Array, unit: str, tokenizer_json: str | None = None) -> pa.A
 
 
 def label_and_size(batches: Iterator[pa.RecordBatch], columns: list[str], rules: DomainRules,
-                   cfg: RemixConfig, given: str | None, tokenizer_json: str | None) -> Iterator[pa.RecordBatch]:
+                   classifier: Labeller | None, cfg: RemixConfig, given: str | None,
+                   tokenizer_json: str | None) -> Iterator[pa.RecordBatch]:
     for batch in batches:
-        domain, source = label_batch(batch, rules, cfg.classifier, cfg.min_classifier_prob, given)
+        domain, source = label_batch(batch, rules, classifier, cfg.min_classifier_prob, given)
         size = sizes(batch.column("text"), cfg.unit, tokenizer_json)
         yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns] + [domain, source, size],
                                          names=[*columns, "domain", "domain_source", "_size"])
@@ -141,7 +142,8 @@ def _bucket(key: "Column", bits: int) -> "Column":
     return F.shiftrightunsigned(key, 64 - bits)
 
 
-def _label(docs: "DataFrame", cfg: RemixConfig, rules: DomainRules, tokenizer: "Broadcast | None") -> "DataFrame":
+def _label(docs: "DataFrame", cfg: RemixConfig, rules: DomainRules, classifier: Labeller | None,
+           tokenizer: "Broadcast | None") -> "DataFrame":
     """Documents + domain, domain_source, _size; a `domain` already in the input is kept as the label."""
     from pyspark.sql.types import LongType, StringType, StructField, StructType
 
@@ -154,7 +156,8 @@ def _label(docs: "DataFrame", cfg: RemixConfig, rules: DomainRules, tokenizer: "
         StructField("domain", StringType()), StructField("domain_source", StringType()),
         StructField("_size", LongType())])
     return base.mapInArrow(
-        lambda it: label_and_size(it, columns, rules, cfg, given, tokenizer.value if tokenizer else None), schema)
+        lambda it: label_and_size(it, columns, rules, classifier, cfg, given, tokenizer.value if tokenizer else None),
+        schema)
 
 
 def _fraction_bounds(hist: list, mix: mixture.MixturePlan) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
@@ -219,7 +222,8 @@ def _not_in_mixture(mix: mixture.MixturePlan) -> list[str]:
     return sorted(d for d in mix.measured if mix.target.get(d, 0.0) == 0.0)
 
 
-def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
+def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput, classifier: Labeller | None = None) -> dict:
+    """The remix stage; `classifier` labels the documents no domain rule matches (cfg.classifier loaded)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
@@ -227,14 +231,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
     from crawl2model.pipeline.parquet_out import write_parquet
     from crawl2model.pipeline.tables import read_table
 
-    t0 = time.time()
-    laps: dict[str, float] = {}
-
-    def lap(name: str, since: list[float] = [t0]) -> None:
-        now = time.time()
-        laps[name] = round(now - since[0], 3)
-        since[0] = now
-
+    timer = Timer()
     docs = read_table(spark, cfg.input)
     missing = {"doc_id", "text"} - set(docs.columns)
     if missing:
@@ -251,11 +248,11 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
             tokenizer = spark.sparkContext.broadcast(f.read())
 
     seed = F.lit(cfg.seed)
-    labelled = (_label(docs, cfg, rules, tokenizer)
+    labelled = (_label(docs, cfg, rules, classifier, tokenizer)
                 .withColumn("_u", _bucket(F.xxhash64(seed, F.col("doc_id")), U_BITS))
                 .persist(StorageLevel.MEMORY_AND_DISK))
     hist = labelled.groupBy("domain", F.col("_u").alias("u")).agg(F.sum("_size").alias("mass")).collect()
-    lap("label")
+    timer.mark("label")
 
     measured: dict[str, float] = {}
     for r in hist:
@@ -266,7 +263,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
     labelled = labelled.withColumn("_copies", copies)
     counts = labelled.groupBy("domain", "domain_source", "_copies").count().collect()
     for d in sorted(mix.unreachable):
-        _log(f"target for {d!r} unreachable: {mix.unreachable[d]}")
+        log.info(f"target for {d!r} unreachable: {mix.unreachable[d]}")
 
     # Every document without a copy goes to dropped/ with its reason.
     keep_cols = [c for c in ("doc_id", "dump", "url", "domain", "domain_source") if c in labelled.columns]
@@ -276,7 +273,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
     dropped = labelled.where(F.col("_copies") == 0).select(*keep_cols, reason.alias("reason"),
                                                           F.col("_size").alias(cfg.unit))
     write_parquet(dropped, f"{out.tmp_uri}/dropped", sort_by=["doc_id"], num_files=DROPPED_FILES)
-    lap("dropped")
+    timer.mark("dropped")
 
     out_cols = [c for c in labelled.columns if not c.startswith("_") and c not in NEW_COLUMNS] + list(NEW_COLUMNS)
     rows = labelled.where(F.col("_copies") > 0).withColumn(
@@ -285,7 +282,7 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
                 .withColumn("_k", _bucket(F.col("_key"), K_BITS)))
     rows = rows.withColumn("_raw", _raw_bytes(rows, out_cols))
     buckets, shard_of, ratio, schema = _plan_shards(rows, out_cols, cfg.shard_size)
-    lap("plan_shards")
+    timer.mark("plan_shards")
 
     results: list[dict] = []
     if buckets:
@@ -297,19 +294,19 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput) -> dict:
         results = sorted((r.asDict() for r in ordered.mapInArrow(
             lambda it: shards.write_shards(it, folder, out_cols, "_shard", "domain", "_size"),
             from_arrow_schema(shards.RESULT_SCHEMA)).collect()), key=lambda r: r["shard"])
-    lap("write_shards")
+    timer.mark("write_shards")
     labelled.unpersist()
 
     report = _report(cfg, mix, planned, counts, results, ratio)
     write_json(out.fs, out.path("manifest.json"),
                _manifest(cfg, mix, report, results, schema))
     _plot_mix(report, out)
-    report["timings"] = laps
-    report["seconds"] = round(time.time() - t0, 3)
-    _log(f"{report['docs_in']} documents in, {report['docs_out']} selected, {report['rows_out']} rows "
-         f"(with copies) in {len(results)} shards; max |achieved - target| "
-         f"{report['max_error_points']:.2f} points ({len(report['unreachable'])} unreachable); "
-         f"{report['seconds']:.1f}s")
+    report["timings"] = timer.report()
+    report["seconds"] = round(timer.total, 3)
+    log.info(f"{report['docs_in']} documents in, {report['docs_out']} selected, {report['rows_out']} rows "
+             f"(with copies) in {len(results)} shards; max |achieved - target| "
+             f"{report['max_error_points']:.2f} points ({len(report['unreachable'])} unreachable); "
+             f"{report['seconds']:.1f}s")
     return report
 
 

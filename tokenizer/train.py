@@ -147,7 +147,7 @@ def run(cfg: TrainConfig) -> dict:
             "special_tokens": N_SPECIAL,
             "total_tokens": total,
             "padded_vocab_size": padded,
-            **timer.report(),
+            "timings": timer.report(),
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "sample": asdict(stats),
         }
