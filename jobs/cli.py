@@ -28,14 +28,21 @@ COMMAND_MODULES = [
     "crawl2model.tokenizer.cli",
     "crawl2model.jobs.tokenize_shards",
     "crawl2model.train.cli",
-    "crawl2model.train.scaling_cli",
+    "crawl2model.scaling.cli",
     "crawl2model.jobs.demo",
     "crawl2model.jobs.report",
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag reported like every other user error: one line, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="crawl2model",
         description="From raw Common Crawl to a pretrained language model (DeepSeek LLM recipe).",
     )
@@ -75,7 +82,8 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         message = _user_error(e)
         if message is None:
             raise
-        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
+        where = " ".join(filter(None, (parser.prog, getattr(args, "command", None))))
+        print(f"{where}: error: {message}", file=sys.stderr)
         return 2
 
 

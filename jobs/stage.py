@@ -16,7 +16,7 @@ from typing import Any, Callable
 from crawl2model.core.config import add_config_argument, resolve, to_dict
 from crawl2model.core.outputs import StageOutput
 from crawl2model.core.stage import run_stage
-from crawl2model.pipeline.spark import add_spark_arguments, spark_from_args
+from crawl2model.pipeline.spark import add_spark_arguments, check_spark_arguments, spark_from_args
 
 StageBody = Callable[[Any, Any, StageOutput], dict]
 
@@ -36,6 +36,7 @@ def _as_list(value: Any) -> list[str]:
 
 def run_spark_stage(args: argparse.Namespace, stage: str, config_cls: type, body: StageBody) -> int:
     cfg = resolve(config_cls, stage, args)
+    check_spark_arguments(args)
 
     def work(out: StageOutput, timer) -> dict:
         spark = spark_from_args(args, f"crawl2model-{stage}")
@@ -74,11 +75,11 @@ class SparkStage:
 
     def main(self) -> int:
         """`spark-submit jobs/<stage>.py ...`: the same flags and error boundary as `crawl2model <stage>`."""
-        from crawl2model.jobs.cli import run_command
+        from crawl2model.jobs.cli import Parser, run_command
 
-        parser = argparse.ArgumentParser(prog=f"jobs/{self.name}.py", description=self.description)
+        parser = Parser(prog=f"jobs/{self.name}.py", description=self.description)
         self.add_arguments(parser)
-        parser.set_defaults(func=self.run, command=self.name)
+        parser.set_defaults(func=self.run, command=None)
         return run_command(parser, sys.argv[1:])
 
 

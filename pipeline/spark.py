@@ -3,7 +3,7 @@
 Run from plain Python (the CLI, tests), the session is embedded in local mode
 with the `local` profile; run under `spark-submit --master ...`, the master and
 conf given there win, because nothing here sets a master unless asked to. A profile under
-`infra/spark/<name>.conf` (spark-defaults format) or `--spark-conf k=v` adds conf.
+`infra/spark/<name>.conf` (spark-defaults format, package data) or `--spark-conf k=v` adds conf.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from crawl2model.core.errors import ConfigError
 from crawl2model.core.resources import resource
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def read_profile(name_or_path: str) -> dict[str, str]:
         path = PROFILES_DIR / f"{name_or_path}.conf"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.conf")))
-        raise FileNotFoundError(f"Spark profile not found: {name_or_path} (known: {known})")
+        raise ConfigError(f"Spark profile not found: {name_or_path} (known: {known})")
     conf: dict[str, str] = {}
     for lineno, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -50,7 +51,7 @@ def read_profile(name_or_path: str) -> dict[str, str]:
             continue
         parts = line.split(None, 1)
         if len(parts) != 2:
-            raise ValueError(f"{path}:{lineno}: expected 'key value', got {raw!r}")
+            raise ConfigError(f"{path}:{lineno}: expected 'key value', got {raw.strip()!r}")
         conf[parts[0]] = parts[1].strip()
     return conf
 
@@ -60,7 +61,7 @@ def parse_conf_pairs(pairs: Iterable[str] | None) -> dict[str, str]:
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--spark-conf expects key=value, got {pair!r}")
+            raise ConfigError(f"--spark-conf expects key=value, got {pair!r}")
         conf[key.strip()] = value.strip()
     return conf
 
@@ -112,6 +113,13 @@ def add_spark_arguments(parser) -> None:
                    help="conf profile from infra/spark/ (local, standalone, yarn, k8s) or a file")
     g.add_argument("--spark-conf", metavar="KEY=VALUE", action="append",
                    help="extra Spark conf, repeatable")
+
+
+def check_spark_arguments(args) -> None:
+    """Fail on a bad --spark-conf pair or profile line before any work (or the JVM) starts."""
+    parse_conf_pairs(args.spark_conf)
+    if args.spark_profile:
+        read_profile(args.spark_profile)
 
 
 def spark_from_args(args, app_name: str) -> "SparkSession":

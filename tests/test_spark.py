@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from crawl2model.core.errors import ConfigError
 from crawl2model.pipeline.spark import PROFILES_DIR, parse_conf_pairs, read_profile
 
 
@@ -14,14 +15,14 @@ def test_profiles_parse_and_name_their_master():
 
 
 def test_bad_profile_and_conf_are_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="known: .*local"):
+    with pytest.raises(ConfigError, match="known: .*local"):
         read_profile("nosuch")
     bad = tmp_path / "bad.conf"
     bad.write_text("spark.executor.memory\n")
-    with pytest.raises(ValueError, match="bad.conf:1"):
+    with pytest.raises(ConfigError, match="bad.conf:1"):
         read_profile(str(bad))
     assert parse_conf_pairs(["a.b=1", "c = x=y"]) == {"a.b": "1", "c": "x=y"}
-    with pytest.raises(ValueError, match="key=value"):
+    with pytest.raises(ConfigError, match="key=value"):
         parse_conf_pairs(["novalue"])
 
 
@@ -31,5 +32,5 @@ def test_session_settings(spark):
     assert conf.get("spark.sql.execution.arrow.pyspark.enabled") == "true"
     assert os.environ["PYSPARK_PYTHON"] == sys.executable
     # Workers run this interpreter: they can import the project.
-    got = spark.sparkContext.parallelize([0], 1).map(lambda _: __import__("pipeline").__name__).collect()
-    assert got == ["pipeline"]
+    got = spark.sparkContext.parallelize([0], 1).map(lambda _: __import__("crawl2model.pipeline").pipeline.__name__).collect()
+    assert got == ["crawl2model.pipeline"]
