@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from crawl2model.jobs.stage import SparkStage
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from crawl2model.core.outputs import StageOutput
+    from crawl2model.pipeline.filters.filter_stage import FilterConfig
+    from crawl2model.pipeline.filters.models import FilterModels
 
 DESCRIPTION = (
     "Compute every quality signal once (lid.176 language and score, Gopher/C4/FineWeb heuristics, "
@@ -29,14 +37,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", metavar="RULES.toml", help="rule set overriding the defaults (pipeline/filters/rules.py)")
     p.add_argument("--reapply", action="store_true", default=None,
                    help="apply --rules to the stored signals of the filter output given as --input")
-    p.add_argument("--quality-model", metavar="MODEL", help="fastText quality classifier (default: shipped)")
-    p.add_argument("--kenlm-dir", metavar="DIR", help="folder of kenlm_<lang>.binary models (default: shipped)")
+    p.add_argument("--quality-model", metavar="MODEL",
+                   help="fastText quality classifier: a model file or a `quality-models train-classifier` "
+                        "output folder (default: shipped)")
+    p.add_argument("--kenlm-dir", nargs="+", metavar="DIR",
+                   help="folders of kenlm_<lang>.binary models, such as `quality-models train-kenlm` outputs "
+                        "(default: shipped)")
     p.add_argument("--output-partitions", type=int, help="files per dump in kept/ and rejected/ (default 4)")
+
+
+def filter_models(cfg: "FilterConfig") -> "FilterModels":
+    """The models behind the filter's signals, as the config names them (None: the shipped ones)."""
+    from crawl2model.pipeline.filters.models import FilterModels
+    from crawl2model.quality_models import shipped
+    from crawl2model.quality_models.scorers import Labeller, PerplexityScorer, QualityScorer
+
+    return FilterModels(language=Labeller(shipped.lid_model_path()),
+                        quality=QualityScorer(shipped.classifier_file(cfg.quality_model)),
+                        perplexity=PerplexityScorer(shipped.kenlm_files(cfg.kenlm_dir)))
+
+
+def run(spark: "SparkSession", cfg: "FilterConfig", out: "StageOutput") -> dict:
+    """The stage body: build the models (none to --reapply stored signals), then the pipeline's filter."""
+    from crawl2model.pipeline.filters import filter_stage
+
+    return filter_stage.run(spark, cfg, out, None if cfg.reapply else filter_models(cfg))
 
 
 STAGE = SparkStage(
     "filter", help="language, heuristic, quality and perplexity filtering", description=DESCRIPTION,
-    add_arguments=add_arguments, config="crawl2model.pipeline.filters.filter_stage:FilterConfig", body="crawl2model.pipeline.filters.filter_stage:run")
+    add_arguments=add_arguments, config="crawl2model.pipeline.filters.filter_stage:FilterConfig",
+    body="crawl2model.jobs.filter:run")
 register = STAGE.register
 
 if __name__ == "__main__":

@@ -7,8 +7,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from crawl2model.jobs.stage import SparkStage
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from crawl2model.core.outputs import StageOutput
+    from crawl2model.pipeline.remix import RemixConfig
 
 DESCRIPTION = (
     "Label each document's domain (URL/host rules, then an optional fastText topic classifier), "
@@ -29,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain-rules", metavar="RULES.toml",
                    help="URL regex / host suffix -> domain table (default infra/remix/domains.toml)")
     p.add_argument("--classifier", metavar="MODEL",
-                   help="fastText model from `quality-models train-classifier` for documents no rule matches")
+                   help="fastText model for documents no rule matches: a model file or a "
+                        "`quality-models train-classifier` output folder")
     p.add_argument("--min-classifier-prob", type=float, metavar="P",
                    help="classifier labels below this probability become 'other' (default 0)")
     p.add_argument("--unit", choices=["bytes", "tokens"], help="what shares count (default bytes)")
@@ -41,9 +49,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seed of sampling and shuffle (default 0)")
 
 
+def run(spark: "SparkSession", cfg: "RemixConfig", out: "StageOutput") -> dict:
+    """The stage body: load the topic classifier the config names, if any, then the pipeline's remix."""
+    from crawl2model.pipeline import remix
+    from crawl2model.quality_models.shipped import classifier_file
+    from crawl2model.quality_models.scorers import Labeller
+
+    classifier = Labeller(classifier_file(cfg.classifier)) if cfg.classifier else None
+    return remix.run(spark, cfg, out, classifier)
+
+
 STAGE = SparkStage(
     "remix", help="domain mixture -> shuffled curated shards", description=DESCRIPTION,
-    add_arguments=add_arguments, config="crawl2model.pipeline.remix:RemixConfig", body="crawl2model.pipeline.remix:run")
+    add_arguments=add_arguments, config="crawl2model.pipeline.remix:RemixConfig", body="crawl2model.jobs.remix:run")
 register = STAGE.register
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ A rule table is a TOML file (the default is `infra/remix/domains.toml`):
 A URL pattern says more than a host, so regex rules win over suffixes; among
 suffixes the longest one is the most specific ("ncbi.nlm.nih.gov" before
 "gov"), which a dictionary lookup per host label finds without scanning the
-table. Documents that no rule matches go to the classifier when one is given,
-otherwise to `other`. Each label records its source, so the report can say how
-much of a domain rests on rules and how much on a model.
+table. Documents that no rule matches go to the classifier when one is given
+(a `filters.models.Labeller`, such as the fastText topic model `jobs/remix.py`
+builds), otherwise to `other`. Each label records its source, so the report
+can say how much of a domain rests on rules and how much on a model.
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from crawl2model.core.errors import ConfigError
-
 from crawl2model.core.config import load_toml
+from crawl2model.core.errors import ConfigError
 from crawl2model.core.resources import resource
+from crawl2model.pipeline.filters.models import Labeller
 
 DEFAULT_RULES = str(resource("crawl2model.infra", "remix", "domains.toml"))
 OTHER = "other"
@@ -76,7 +77,7 @@ class DomainRules:
         return None
 
 
-def label_batch(batch: pa.RecordBatch, rules: DomainRules, classifier: str | None = None,
+def label_batch(batch: pa.RecordBatch, rules: DomainRules, classifier: Labeller | None = None,
                 min_probability: float = 0.0, given: str | None = None) -> tuple[pa.Array, pa.Array]:
     """(domain, domain_source) arrays for a batch of documents.
 
@@ -100,11 +101,9 @@ def label_batch(batch: pa.RecordBatch, rules: DomainRules, classifier: str | Non
             domains[i], sources[i] = d, "rule"
         else:
             unmatched.append(i)
-    if unmatched and classifier:
-        from crawl2model.quality_models.classifier import load_classifier, predict
-
+    if unmatched and classifier is not None:
         texts = batch.column("text").take(pa.array(unmatched, pa.int64())).to_pylist()
-        predicted, probs = predict(load_classifier(classifier), [t or "" for t in texts])
+        predicted, probs = classifier([t or "" for t in texts])
         for i, label, p in zip(unmatched, predicted, probs):
             if label and p >= min_probability:
                 domains[i], sources[i] = label, "classifier"

@@ -222,7 +222,7 @@ def _not_in_mixture(mix: mixture.MixturePlan) -> list[str]:
     return sorted(d for d in mix.measured if mix.target.get(d, 0.0) == 0.0)
 
 
-def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput, classifier: Labeller | None = None) -> dict:
+def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput, classifier: Labeller | None) -> dict:
     """The remix stage; `classifier` labels the documents no domain rule matches (cfg.classifier loaded)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F

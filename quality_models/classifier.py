@@ -5,15 +5,24 @@ example, so texts are flattened to one line first (a newline would split an
 example in two). Training runs on one thread with a fixed seed: the same data
 gives the same model bytes. Models are loaded once per process and cached, so
 a Spark worker that scores many batches pays the load once.
+
+`quality-models train-classifier` (`ClassifierConfig`, `train_classifier_from_files`)
+reads the examples, holds out a stable fraction for the accuracy, trains on
+the rest and writes the model with a card saying what it was trained on.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import multiprocessing
 import os
 import re
 import tempfile
+from dataclasses import dataclass, field
 from typing import Any
+
+from crawl2model.core.errors import ConfigError, InputError
 
 LABEL_PREFIX = "__label__"
 _SPACES = re.compile(r"\s+")
@@ -106,46 +115,106 @@ def label_probabilities(model: Any, texts: list[str], label: str) -> list[float]
 
 def _heldout(text: str, fraction: float) -> bool:
     """A stable split: the same examples are held out on every run and machine."""
-    import hashlib
-
     h = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
     return h / 2**64 < fraction
 
 
+@dataclass
+class ClassifierConfig:
+    """`quality-models train-classifier`: the `[quality-classifier]` table of a run file."""
+
+    # JSON Lines or Parquet with a text and a label field (any labels: domains, topics).
+    input: str | None = None
+    # Or reference-quality documents (label hq) and random web documents (label lq): a quality model.
+    positive: list[str] = field(default_factory=list)
+    negative: list[str] = field(default_factory=list)
+    output: str = ""
+    text_field: str = "text"
+    label_field: str = "label"
+    # Prepare the text as the filter's quality scorer does (`featurize.model_text` for this language);
+    # unset, the model reads text as it is, as remix's domain classifier is called.
+    lang: str | None = None
+    # Fraction of the examples held out (by a hash of the text) to measure the accuracy.
+    heldout: float = 0.1
+    epoch: int = 10
+    lr: float = 0.5
+    word_ngrams: int = 2
+    dim: int = 64
+    min_count: int = 1
+    seed: int = 0
+    # Hashed word n-gram rows: 10x under fastText's 2M default, which makes a 512 MB model at dim 64.
+    bucket: int = 200_000
+    # Product-quantize to a small .ftz (how the shipped models are made).
+    quantize: bool = False
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        for name in ("positive", "negative"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
+        if not self.output:
+            raise ConfigError("quality-models train-classifier: --output is required")
+        if bool(self.input) == bool(self.positive or self.negative):
+            raise ConfigError("quality-models train-classifier: give either --input, or --positive and --negative")
+        if (self.positive or self.negative) and not (self.positive and self.negative):
+            raise ConfigError("quality-models train-classifier: --positive and --negative go together")
+        if not 0 <= self.heldout < 1:
+            raise ConfigError(f"quality-models train-classifier: heldout must be in [0, 1), got {self.heldout}")
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.input] if self.input else [*self.positive, *self.negative]
+
+    def train_args(self) -> dict[str, Any]:
+        """The fastText parameters, as `train_classifier` takes them."""
+        return dict(epoch=self.epoch, lr=self.lr, word_ngrams=self.word_ngrams, dim=self.dim,
+                    min_count=self.min_count, seed=self.seed, bucket=self.bucket, quantize=self.quantize)
+
+
 def train_classifier_from_files(output: str, *, labelled: str | None = None, positive: list[str] | None = None,
                                 negative: list[str] | None = None, text_field: str = "text",
-                                label_field: str = "label", heldout: float = 0.1, **train_args: Any) -> dict:
+                                label_field: str = "label", lang: str | None = None, heldout: float = 0.1,
+                                **train_args: Any) -> dict:
     """Train from files, measure accuracy on a held-out split, write MODEL.card.json; returns the card.
 
     With positive/negative files the labels are `hq` (reference quality) and
-    `lq` (random web), the ones the filter's quality_score reads.
+    `lq` (random web), the ones the filter's quality_score reads. The card
+    counts every row read: `skipped_empty` + `heldout_examples` + `train_examples`.
     """
-    import json
-
     from crawl2model.quality_models.corpus import read_labelled, read_texts
+    from crawl2model.quality_models.featurize import model_text
 
     if labelled:
-        texts, labels = read_labelled(labelled, text_field, label_field)
-        sources = {"labelled": labelled}
+        texts, labels, skipped = read_labelled(labelled, text_field, label_field)
+        sources: dict[str, Any] = {"labelled": labelled}
     else:
-        pos = [t for p in positive or [] for t in read_texts(p, text_field)]
-        neg = [t for p in negative or [] for t in read_texts(p, text_field)]
-        texts, labels = pos + neg, ["hq"] * len(pos) + ["lq"] * len(neg)
+        pos = [read_texts(p, text_field) for p in positive or []]
+        neg = [read_texts(p, text_field) for p in negative or []]
+        texts = [t for ts, _ in pos + neg for t in ts]
+        labels = ["hq"] * sum(len(ts) for ts, _ in pos) + ["lq"] * sum(len(ts) for ts, _ in neg)
+        skipped = sum(n for _, n in pos + neg)
         sources = {"positive": positive, "negative": negative}
+    if not texts:
+        raise InputError(f"no examples with text in {labelled or ', '.join([*(positive or []), *(negative or [])])}")
+    if lang:
+        texts = [model_text(t, lang) for t in texts]
     test = [_heldout(t, heldout) for t in texts]
     train_x = [t for t, h in zip(texts, test) if not h]
     train_y = [y for y, h in zip(labels, test) if not h]
+    if not train_x:
+        raise InputError(f"all {len(texts)} examples fell in the held-out split: give more, or a smaller heldout")
     path = train_classifier(train_x, train_y, output, **train_args)
     test_x = [t for t, h in zip(texts, test) if h]
     test_y = [y for y, h in zip(labels, test) if h]
     pred, _ = predict(load_classifier(path), test_x)
-    accuracy = sum(p == y for p, y in zip(pred, test_y)) / len(test_y) if test_y else float("nan")
+    accuracy = sum(p == y for p, y in zip(pred, test_y)) / len(test_y) if test_y else None
     counts: dict[str, int] = {}
     for y in labels:
         counts[y] = counts.get(y, 0) + 1
     card = {"model": os.path.basename(path), "bytes": os.path.getsize(path), "kind": "fasttext-supervised",
-            "labels": counts, "train_examples": len(train_x), "heldout_examples": len(test_x),
-            "heldout_accuracy": round(accuracy, 4), "params": train_args, "sources": sources}
+            "labels": counts, "lang": lang, "skipped_empty": skipped, "train_examples": len(train_x),
+            "heldout_examples": len(test_x), "heldout_accuracy": None if accuracy is None else round(accuracy, 4),
+            "params": train_args, "sources": sources}
     with open(os.path.splitext(path)[0] + ".card.json", "w", encoding="utf-8") as f:
         json.dump(card, f, indent=2)
         f.write("\n")

@@ -51,8 +51,9 @@ def test_accounting_outputs_and_plots(documents, filtered):
     report = read_json(str(filtered / "report.json"))
     kept, rejected = arrow_dataset(str(filtered / "kept")).to_table(), arrow_dataset(str(filtered / "rejected")).to_table()
     n_in = arrow_dataset(str(documents)).count_rows()
-    assert report["docs_in"] == n_in == report["docs_kept"] + report["docs_rejected"]
-    assert (kept.num_rows, rejected.num_rows) == (report["docs_kept"], report["docs_rejected"])
+    n_rejected = sum(report["removed_by_reason"].values())
+    assert report["docs_in"] == n_in == report["docs_out"] + n_rejected
+    assert (kept.num_rows, rejected.num_rows) == (report["docs_out"], n_rejected)
     assert set(kept.column("doc_id").to_pylist()).isdisjoint(rejected.column("doc_id").to_pylist())
     for col in ("lang", "lang_score", "n_words", "dup_5gram_frac", "quality_score", "perplexity", "perplexity_bucket"):
         assert col in kept.column_names
@@ -61,9 +62,9 @@ def test_accounting_outputs_and_plots(documents, filtered):
     r = rejected.to_pydict()
     assert all(r["filter_rule"]) and all(r["filter_rule"][i] in r["filter_failed"][i] for i in range(len(r["doc_id"])))
     by_lang = report["per_language"]
-    assert {"en", "zh", "de", "ja"} <= set(by_lang) and by_lang["de"]["docs_kept"] == 0
+    assert {"en", "zh", "de", "ja"} <= set(by_lang) and by_lang["de"]["docs_out"] == 0
     assert report["rules"]["language"]["pass_rate"] < 1 and "gopher_min_words" in by_lang["en"]["rule_pass_rate"]
-    assert sum(v["first_failed"] for v in report["rules"].values()) == report["docs_rejected"]
+    assert sum(v["first_failed"] for v in report["rules"].values()) == n_rejected
     for name in report["plots"]:
         assert (filtered / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -78,7 +79,7 @@ def test_reapply_uses_stored_signals_only(filtered, tmp_path):
                 "--quality-model", str(tmp_path / "none.ftz")]) == 0
     before, after = read_json(str(filtered / "report.json")), read_json(str(out / "report.json"))
     assert after["mode"] == "reapply" and after["docs_in"] == before["docs_in"]
-    assert after["docs_kept"] < before["docs_kept"] and after["per_language"]["zh"]["docs_kept"] == 0
+    assert after["docs_out"] < before["docs_out"] and after["per_language"]["zh"]["docs_out"] == 0
     kept = arrow_dataset(str(out / "kept")).to_table(columns=["n_words", "perplexity_bucket"]).to_pydict()
     assert min(kept["n_words"]) >= 400 and set(kept["perplexity_bucket"]) <= {"head", "middle"}
 

@@ -1,7 +1,7 @@
 """The issue's must-show figures on held-out real pages (tests/data/filter/eval.jsonl.gz).
 
 The pages come from Debian documentation packages and were never trained on
-(quality_models/build_shipped.py holds them out by a hash of their path): LID
+(corpora/shipped_models.py holds them out by a hash of their path): LID
 on LibreOffice help in 8 languages; clean English and Chinese prose vs junk
 (index/navigation pages, javadoc boilerplate, redirect stubs, tiny pages)
 through every signal and the default rules.
@@ -17,8 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from crawl2model.jobs.filter import filter_models
 from crawl2model.pipeline.filters import rules
 from crawl2model.pipeline.filters.filter_stage import FilterConfig, signal_batch
+from crawl2model.pipeline.filters.langid import identify
+from crawl2model.pipeline.filters.models import FilterModels
 
 EVAL = Path(__file__).resolve().parent / "data" / "filter" / "eval.jsonl.gz"
 
@@ -30,12 +33,16 @@ def pages() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def decided(pages) -> pa.RecordBatch:
-    cfg = FilterConfig(input="-", output="-")
+def models() -> FilterModels:
+    return filter_models(FilterConfig(input="-", output="-"))  # the shipped models
+
+
+@pytest.fixture(scope="module")
+def decided(pages, models) -> pa.RecordBatch:
     rows = [p for p in pages if p["kind"] != "lid"]
     b = pa.RecordBatch.from_pydict({"text": [p["text"] for p in rows], "kind": [p["kind"] for p in rows],
                                     "source_lang": [p["lang"] for p in rows]})
-    b = signal_batch(b, cfg.quality_model, cfg.kenlm_models())
+    b = signal_batch(b, models)
     quantiles = {}
     langs = np.array(b.column("lang").to_pylist(), dtype=object)
     ppl = b.column("perplexity").to_numpy()
@@ -46,11 +53,9 @@ def decided(pages) -> pa.RecordBatch:
     return rules.decide(b, rules.RuleSet(), quantiles)
 
 
-def test_lid_accuracy_on_eight_languages(pages):
-    from crawl2model.pipeline.filters.langid import identify
-
+def test_lid_accuracy_on_eight_languages(pages, models):
     lid = [p for p in pages if p["kind"] == "lid"]
-    langs, _ = identify([p["text"] for p in lid])
+    langs, _ = identify([p["text"] for p in lid], models.language)
     assert len({p["lang"] for p in lid} & {"en", "de", "fr", "es", "it", "ru", "ja", "zh"}) == 8
     accuracy = np.mean([p["lang"] == got for p, got in zip(lid, langs)])
     assert len(lid) >= 150 and accuracy >= 0.97

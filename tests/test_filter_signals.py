@@ -1,4 +1,4 @@
-"""Filter signals and rules as pure functions: words, heuristics, rule decisions, rule files."""
+"""Filter signals and rules as pure functions: words, heuristics, rule decisions, rule files and tables."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from crawl2model.core.config import resolve, to_dict
 from crawl2model.core.errors import ConfigError
+from crawl2model.core.text import words
 from crawl2model.pipeline.filters import heuristics, rules
-from crawl2model.pipeline.filters.words import model_text, words
+from crawl2model.pipeline.filters.filter_stage import FilterConfig
+from crawl2model.quality_models.featurize import model_text
 
 
 def sig(text: str, lang: str = "en") -> dict[str, float]:
@@ -89,3 +92,17 @@ def test_rule_file_overrides_adds_and_rejects_typos(tmp_path):
         rules.ruleset_from_dict({"rules": {"new": {"max": 3}}})
     (tmp_path / "r.toml").write_text("[rules.quality_score]\nmin = 0.9\n")
     assert {r.name: r for r in rules.load_ruleset(str(tmp_path / "r.toml")).rules}["quality_score"].threshold == 0.9
+
+
+def test_filter_rules_table_of_a_run_file_is_applied(tmp_path):
+    run = tmp_path / "run.toml"
+    run.write_text('[filter]\ninput = "in"\noutput = "out"\nreapply = true\n'
+                   '[filter.rules.language]\nkeep = ["zh"]\n'
+                   '[filter.rules.rules.gopher_min_words]\nmin = 80\n')
+    cfg = resolve(FilterConfig, "filter", {"config": str(run)})
+    rs = cfg.ruleset()
+    assert rs.keep_langs == ("zh",) and {r.name: r for r in rs.rules}["gopher_min_words"].threshold == 80
+    assert to_dict(cfg)["rules"] == {"language": {"keep": ["zh"]}, "rules": {"gopher_min_words": {"min": 80}}}
+    run.write_text('[filter]\ninput = "in"\noutput = "out"\n[filter.rules.rules.gopher_min_words]\nmin = "x"\n')
+    with pytest.raises(ConfigError, match=r"\[filter.rules\]: rule gopher_min_words: min must be a number"):
+        resolve(FilterConfig, "filter", {"config": str(run)})

