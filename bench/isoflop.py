@@ -152,7 +152,7 @@ def main() -> int:
     crawl2model("scaling", "plan-isoflop", "--budgets", args.budgets, "--points", str(args.points),
                 "--span", str(args.span), "--seq-len", str(SEQ_LEN), "--vocab", str(info["vocab_size"]), *GRID,
                 "--warmup-steps", "30", "--data", str(tokens / "train"), "--val-data", str(tokens / "val"),
-                "--output", str(plan_dir))
+                "--output", str(plan_dir), "--overwrite")  # a rerun with other budgets replaces the old plan
     plan = json.loads((plan_dir / "plan.json").read_text())
 
     print(f"{len(plan['runs'])} runs, budgets {args.budgets}, {args.parallel} at a time:", flush=True)

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from crawl2model.train.config import ModelConfig, get_preset  # noqa: E402
+from crawl2model.scaling.shapes import ModelConfig, get_preset  # noqa: E402
 from crawl2model.train.model import Transformer, train_flops_per_token  # noqa: E402
 
 CPU_MODEL = ModelConfig(n_layers=4, d_model=256, n_heads=8, n_kv_heads=4, ffn_dim=704, vocab_size=8192, seq_len=256)

@@ -3,62 +3,54 @@
     model-scale   M, 6N1, 6N2 (and our exact FLOPs/token) of a model shape
     hparams       learning rate and batch size for a compute budget
     allocate      compute-optimal model scale, data and a concrete model shape
-    plan-isoflop  IsoFLOP sweep: run files the trainer accepts, plus plan.json
+    plan-isoflop  IsoFLOP sweep: run files the trainer accepts, plus plan.json (a stage output)
     fit           fit the laws to finished runs; PNG plots
 
-Only numpy is imported here at parse time; scipy and matplotlib load when a
-fit or a plot needs them.
+Counts (budgets, tokens) take units: 1e17, 500B, 2T. Only numpy is imported
+here at parse time; scipy and matplotlib load when a fit or a plot needs them.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from crawl2model.core.config import add_config_argument, resolve
 from crawl2model.core.errors import ConfigError
-from crawl2model.train import scaling
-from crawl2model.train.config import DEFAULT_VOCAB, PRESETS, ModelConfig, dump_run_config, get_preset
+from crawl2model.core.sizes import COUNT_HELP, parse_count
+from crawl2model.scaling import fit as fitting
+from crawl2model.scaling import plots
+from crawl2model.scaling.flops import flops_per_token, model_scale, scale_report, six_n1, six_n2
+from crawl2model.scaling.isoflop import ASPECT_RATIO, MIN_LAYERS, WIDTH_STEP, WIDTH_STEPS, shape_for_scale
+from crawl2model.scaling.laws import (compute_budget, hparams_for, load_coefficients, optimal_model_scale,
+                                      optimal_tokens)
+from crawl2model.scaling.plan import PlanConfig, write_plan
+from crawl2model.scaling.shapes import DEFAULT_VOCAB, PRESETS, ModelConfig, get_preset
 
-_SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+def count(text: str) -> float:
+    """argparse type for a count with units; argparse turns the error into its one-line usage message (exit 2)."""
+    try:
+        return parse_count(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def parse_quantity(text: str) -> float:
-    """'1e17', '2T', '500B', '3.5e9' -> float; token counts read naturally with a suffix."""
-    match = re.fullmatch(r"\s*([0-9.]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMbBgGtT]?)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (examples: 1e17, 2T, 500B)")
-    value = float(match.group(1)) * _SUFFIXES.get(match.group(2).lower(), 1.0)
-    if not value > 0:
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
 
 
 def _budgets(text: str) -> list[float]:
-    return [parse_quantity(part) for part in text.split(",") if part.strip()]
-
-
-def _coefficients(args: argparse.Namespace) -> scaling.ScalingCoefficients:
-    """Paper defaults, overridden by `--coefficients FILE.json` (e.g. the `fit` output's `coefficients`)."""
-    path = getattr(args, "coefficients", None)
-    if not path:
-        return scaling.PAPER
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"coefficients file not found: {p}")
-    try:
-        values = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{p}: invalid JSON: {e}") from e
-    values = values.get("coefficients", values)
-    known = {f.name for f in dataclasses.fields(scaling.ScalingCoefficients)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{p}: unknown coefficient '{unknown[0]}' (known: {', '.join(sorted(known))})")
-    return scaling.ScalingCoefficients(**{**dataclasses.asdict(scaling.PAPER), **values})
+    return [count(part) for part in text.split(",") if part.strip()]
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], text: Callable[[dict[str, Any]], str]) -> int:
@@ -92,11 +84,11 @@ def _model_from_args(args: argparse.Namespace) -> ModelConfig | None:
 def cmd_model_scale(args: argparse.Namespace) -> int:
     model = _model_from_args(args)
     if model is not None:
-        result = {"preset": args.preset, "seq_len": model.seq_len, **scaling.scale_report(model)}
+        result = {"preset": args.preset, "seq_len": model.seq_len, **scale_report(model)}
     else:
         seq, vocab = args.seq_len or 4096, args.vocab or DEFAULT_VOCAB
-        m = scaling.model_scale(args.layers, args.d_model, seq)
-        n1, n2 = scaling.six_n1(args.layers, args.d_model), scaling.six_n2(args.layers, args.d_model, vocab)
+        m = model_scale(args.layers, args.d_model, seq)
+        n1, n2 = six_n1(args.layers, args.d_model), six_n2(args.layers, args.d_model, vocab)
         result = {
             "n_layers": args.layers, "d_model": args.d_model, "seq_len": seq, "vocab_size": vocab,
             "M": m, "6N1": n1, "6N2": n2, "6N1/M": n1 / m, "6N2/M": n2 / m,
@@ -118,21 +110,20 @@ def cmd_model_scale(args: argparse.Namespace) -> int:
 
 
 def cmd_hparams(args: argparse.Namespace) -> int:
-    coef = _coefficients(args)
+    coef = load_coefficients(args.coefficients)
     if args.compute is not None:
         if args.preset or args.tokens:
             raise ConfigError("give either --compute C, or --preset P with --tokens D")
         seq = args.seq_len or 4096
-        result = {"M": None, "tokens": None, **scaling.hparams_for(args.compute, seq, coef)}
+        result = {"M": None, "tokens": None, **hparams_for(args.compute, seq, coef)}
     else:
         if not (args.preset and args.tokens):
             raise ConfigError("give --compute C, or --preset P with --tokens D")
         model = get_preset(args.preset)
         seq = args.seq_len or model.seq_len
-        m = (scaling.flops_per_token(model, seq) if args.flops == "exact"
-             else scaling.model_scale(model.n_layers, model.d_model, seq))
+        m = flops_per_token(model, seq) if args.flops == "exact" else model_scale(model.n_layers, model.d_model, seq)
         result = {"preset": args.preset, "M": m, "M_formula": args.flops, "tokens": args.tokens,
-                  **scaling.hparams_for(scaling.compute_budget(m, args.tokens), seq, coef)}
+                  **hparams_for(compute_budget(m, args.tokens), seq, coef)}
 
     def text(r: dict[str, Any]) -> str:
         head = f"M = {r['M']:.4g} ({r['M_formula']}), D = {r['tokens']:.4g} tokens\n" if r["M"] else ""
@@ -147,15 +138,15 @@ def cmd_hparams(args: argparse.Namespace) -> int:
 
 
 def cmd_allocate(args: argparse.Namespace) -> int:
-    coef = _coefficients(args)
-    m_opt, d_opt = scaling.optimal_model_scale(args.compute, coef), scaling.optimal_tokens(args.compute, coef)
-    model = scaling.shape_for_scale(m_opt, args.seq_len, args.vocab, args.aspect_ratio, args.min_layers,
-                                    width_step=args.width_step)
-    m = scaling.flops_per_token(model)
+    coef = load_coefficients(args.coefficients)
+    m_opt, d_opt = optimal_model_scale(args.compute, coef), optimal_tokens(args.compute, coef)
+    model = shape_for_scale(m_opt, args.seq_len, args.vocab, args.aspect_ratio, args.min_layers,
+                            width_step=args.width_step)
+    m = flops_per_token(model)
     result = {
         "compute": args.compute, "M_opt": m_opt, "D_opt": d_opt,
         "model": _model_summary(model), "M": m, "D": args.compute / m,
-        **{k: v for k, v in scaling.hparams_for(args.compute, args.seq_len, coef).items() if k != "compute"},
+        **{k: v for k, v in hparams_for(args.compute, args.seq_len, coef).items() if k != "compute"},
     }
 
     def text(r: dict[str, Any]) -> str:
@@ -172,16 +163,13 @@ def cmd_allocate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan_isoflop(args: argparse.Namespace) -> int:
-    if not args.budgets:
-        raise ConfigError("--budgets needs at least one compute budget, e.g. 1e17,3e17,1e18")
-    runs, warnings = scaling.plan_isoflop(
-        args.budgets, n_points=args.points, span_decades=args.span, seq_len=args.seq_len,
-        vocab_size=args.vocab, aspect_ratio=args.aspect_ratio, warmup_steps=args.warmup_steps,
-        coef=_coefficients(args), width_step=args.width_step, min_layers=args.min_layers,
-    )
+    cfg = resolve(PlanConfig, "plan-isoflop", args)
+    coef = load_coefficients(cfg.coefficients)
+    runs, warnings = cfg.plan(coef)
     result: dict[str, Any] = {"runs": [r.to_dict() for r in runs], "warnings": warnings}
-    if args.output:
-        result["output"] = str(_write_plan(Path(args.output), runs, warnings, args))
+    if cfg.output:
+        write_plan(cfg, coef, runs, warnings)
+        result["output"] = cfg.output
 
     def text(r: dict[str, Any]) -> str:
         lines = [f"{'run':<24} {'M':>10} {'D':>10} {'params':>9} {'steps':>7} {'batch':>6} {'lr':>9}"]
@@ -190,45 +178,25 @@ def cmd_plan_isoflop(args: argparse.Namespace) -> int:
                          f"{run['steps']:>7} {run['batch_size']:>6} {run['lr']:>9.3g}")
         lines += [f"warning: {w}" for w in r["warnings"]]
         if "output" in r:
-            lines.append(f"wrote {len(r['runs'])} run files and plan.json to {r['output']}")
+            lines.append(f"{len(r['runs'])} run files and plan.json in {r['output']}")
         return "\n".join(lines)
 
     return _emit(args, result, text)
-
-
-def _write_plan(out: Path, runs: list[scaling.PlannedRun], warnings: list[str], args: argparse.Namespace) -> Path:
-    """One run file per allocation plus plan.json; the index records which file is which run."""
-    out.mkdir(parents=True, exist_ok=True)
-    index = []
-    for run in runs:
-        train = run.train_config(data=args.data, val_data=args.val_data, seed=args.seed)
-        header = (f"IsoFLOP run {run.name}: budget C = {run.budget:.6g}, M = {run.M:.6g}, D = {run.tokens}\n"
-                  "written by `crawl2model scaling plan-isoflop`")
-        path = out / f"{run.name}.toml"
-        path.write_text(dump_run_config(run.model, train, header))
-        index.append({**run.to_dict(), "config": path.name})
-    plan = {"budgets": sorted(set(args.budgets)), "points": args.points, "span_decades": args.span,
-            "width_step": args.width_step, "min_layers": args.min_layers,
-            "coefficients": dataclasses.asdict(_coefficients(args)), "runs": index, "warnings": warnings}
-    (out / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
-    return out
 
 
 # --------------------------------------------------------------------------- fit
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    runs = scaling.load_runs(args.runs)
+    runs = fitting.load_runs(args.runs)
     try:
-        fit = scaling.fit_runs(runs, target_compute=args.target_compute, irreducible=args.irreducible,
+        fit = fitting.fit_runs(runs, target_compute=args.target_compute, irreducible=args.irreducible,
                                tolerance=args.tolerance)
     except ValueError as e:
         raise ConfigError(f"{args.runs}: {e}") from e
     result = fit.to_dict()
     result["coefficients"] = dataclasses.asdict(fit.coefficients())
     if args.plots:
-        from crawl2model.train import plots
-
         out = Path(args.plots)
         written = [plots.plot_isoflop(fit, runs, out / "isoflop.png")]
         if fit.m_opt is not None:
@@ -279,12 +247,15 @@ def _common(p: argparse.ArgumentParser, coefficients: bool = True) -> None:
 
 
 def _shape_grid(p: argparse.ArgumentParser) -> None:
-    """The shape rule's grid: widths step by 64 (heads 64 wide) unless told; 16 reaches CPU-sized models."""
-    p.add_argument("--aspect-ratio", type=float, default=128.0, help="target d_model/n_layers (default 128)")
-    p.add_argument("--width-step", type=int, choices=scaling.WIDTH_STEPS, default=64,
+    """The shape rule's grid flags, unset by default (each command sets its defaults).
+
+    Widths step by 64 (heads 64 wide) unless told; 16 reaches CPU-sized models.
+    """
+    p.add_argument("--aspect-ratio", type=float, help=f"target d_model/n_layers (default {ASPECT_RATIO:g})")
+    p.add_argument("--width-step", type=int, choices=WIDTH_STEPS,
                    help="d_model is a multiple of this below 1024, and heads are this wide (at most 64); "
-                        "16 reaches tiny CPU models (2 x 16 is M ~ 9e4 at l_seq 128) (default 64)")
-    p.add_argument("--min-layers", type=int, default=2, help="shallowest shape considered (default 2)")
+                        f"16 reaches tiny CPU models (2 x 16 is M ~ 9e4 at l_seq 128) (default {WIDTH_STEP})")
+    p.add_argument("--min-layers", type=positive_int, help=f"shallowest shape considered (default {MIN_LAYERS})")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -294,56 +265,68 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="scaling_command", required=True, metavar="SUBCOMMAND")
     presets = ", ".join(PRESETS)
-    q = parse_quantity
 
     p = sub.add_parser("model-scale", help="M, 6N1, 6N2 of a model (paper eq. 2)")
     p.add_argument("--preset", help=f"a model preset ({presets}); also gives our exact FLOPs/token")
-    p.add_argument("--layers", type=int, help="number of layers")
-    p.add_argument("--d-model", type=int, help="model width")
-    p.add_argument("--seq-len", type=int, help="context length (default 4096, or the preset's)")
-    p.add_argument("--vocab", type=int, help=f"vocabulary size (default {DEFAULT_VOCAB})")
+    p.add_argument("--layers", type=positive_int, help="number of layers")
+    p.add_argument("--d-model", type=positive_int, help="model width")
+    p.add_argument("--seq-len", type=positive_int, help="context length (default 4096, or the preset's)")
+    p.add_argument("--vocab", type=positive_int, help=f"vocabulary size (default {DEFAULT_VOCAB})")
     _common(p, coefficients=False)
     p.set_defaults(func=cmd_model_scale)
 
-    p = sub.add_parser("hparams", help="lr and batch size from the compute budget (paper eq. 1)")
-    p.add_argument("--compute", type=q, help="compute budget C in FLOPs, e.g. 1e20")
+    p = sub.add_parser("hparams", help="lr and batch size from the compute budget (paper eq. 1)",
+                       epilog=f"Counts: {COUNT_HELP}.")
+    p.add_argument("--compute", type=count, help="compute budget C in FLOPs, e.g. 1e20")
     p.add_argument("--preset", help=f"model preset ({presets}), with --tokens")
-    p.add_argument("--tokens", type=q, help="training tokens D, e.g. 2T")
-    p.add_argument("--seq-len", type=int, help="sequence length for the batch in sequences (default: preset's or 4096)")
+    p.add_argument("--tokens", type=count, help="training tokens D, e.g. 2T or 500B")
+    p.add_argument("--seq-len", type=positive_int,
+                   help="sequence length for the batch in sequences (default: preset's or 4096)")
     p.add_argument("--flops", choices=("exact", "paper"), default="exact",
                    help="M of a preset: our exact FLOPs/token (default) or the paper's formula")
     _common(p)
     p.set_defaults(func=cmd_hparams)
 
-    p = sub.add_parser("allocate", help="compute-optimal M and D (paper eq. 4) and the nearest model shape")
-    p.add_argument("--compute", type=q, required=True, help="compute budget C in FLOPs")
-    p.add_argument("--seq-len", type=int, default=4096, help="context length (default 4096)")
-    p.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help=f"vocabulary size (default {DEFAULT_VOCAB})")
+    p = sub.add_parser("allocate", help="compute-optimal M and D (paper eq. 4) and the nearest model shape",
+                       epilog=f"Counts: {COUNT_HELP}.")
+    p.add_argument("--compute", type=count, required=True, help="compute budget C in FLOPs, e.g. 1e20")
+    p.add_argument("--seq-len", type=positive_int, default=4096, help="context length (default 4096)")
+    p.add_argument("--vocab", type=positive_int, default=DEFAULT_VOCAB,
+                   help=f"vocabulary size (default {DEFAULT_VOCAB})")
     _shape_grid(p)
+    p.set_defaults(aspect_ratio=ASPECT_RATIO, width_step=WIDTH_STEP, min_layers=MIN_LAYERS)
     _common(p)
     p.set_defaults(func=cmd_allocate)
 
-    p = sub.add_parser("plan-isoflop", help="plan an IsoFLOP sweep and write run files for the trainer")
-    p.add_argument("--budgets", type=_budgets, required=True, help="comma-separated budgets, e.g. 1e17,3e17,1e18")
-    p.add_argument("--points", type=int, default=10, help="allocations per budget (default 10)")
-    p.add_argument("--span", type=float, default=1.5, help="decades of M covered around M_opt (default 1.5)")
-    p.add_argument("--seq-len", type=int, default=4096, help="context length of every run (default 4096)")
-    p.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help=f"vocabulary size (default {DEFAULT_VOCAB})")
+    # Defaults live in PlanConfig: a flag left unset leaves the run file's [plan-isoflop] value alone.
+    p = sub.add_parser("plan-isoflop", help="plan an IsoFLOP sweep and write run files for the trainer",
+                       epilog=f"Counts: {COUNT_HELP}.")
+    p.add_argument("--budgets", type=_budgets, help="comma-separated compute budgets in FLOPs, e.g. 1e17,3e17,1e18")
+    p.add_argument("--points", type=int, help=f"allocations per budget (default {PlanConfig.points})")
+    p.add_argument("--span", type=float, help=f"decades of M covered around M_opt (default {PlanConfig.span})")
+    p.add_argument("--seq-len", type=positive_int, help=f"context length of every run (default {PlanConfig.seq_len})")
+    p.add_argument("--vocab", type=positive_int, help=f"vocabulary size (default {PlanConfig.vocab})")
     _shape_grid(p)
-    p.add_argument("--warmup-steps", type=int, default=2000, help="warm-up steps, capped at 10%% of each run")
+    p.add_argument("--warmup-steps", type=int,
+                   help=f"warm-up steps, capped at 10%% of each run (default {PlanConfig.warmup_steps})")
     p.add_argument("--data", help="token shards directory, written into each run file")
     p.add_argument("--val-data", help="held-out token shards directory, written into each run file")
-    p.add_argument("--seed", type=int, default=0, help="seed written into each run file")
-    p.add_argument("--output", metavar="DIR", help="write one TOML run file per run and plan.json here")
+    p.add_argument("--seed", type=int, help=f"seed written into each run file (default {PlanConfig.seed})")
+    p.add_argument("--output", metavar="DIR",
+                   help="write one TOML run file per run, plan.json, report.json and _SUCCESS here")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="replace OUTPUT even if it is finished (with the same or other settings)")
+    add_config_argument(p)
     _common(p)
     p.set_defaults(func=cmd_plan_isoflop)
 
-    p = sub.add_parser("fit", help="fit IsoFLOP profiles, allocation, loss and hyper-parameter laws to runs")
+    p = sub.add_parser("fit", help="fit IsoFLOP profiles, allocation, loss and hyper-parameter laws to runs",
+                       epilog=f"Counts: {COUNT_HELP}.")
     p.add_argument("--runs", required=True, metavar="RUNS.jsonl",
                    help='one JSON object a line: {"budget", "M", "D", "loss", optional "lr", "batch_tokens", "name"}')
-    p.add_argument("--target-compute", type=q, help="predict loss, M_opt, D_opt, lr, batch at this budget")
+    p.add_argument("--target-compute", type=count, help="predict loss, M_opt, D_opt, lr, batch at this budget")
     p.add_argument("--irreducible", action="store_true", help="fit L(C) = E + A·C^-gamma (needs 4+ budgets)")
-    p.add_argument("--tolerance", type=float, default=scaling.NEAR_OPTIMAL_TOLERANCE,
+    p.add_argument("--tolerance", type=float, default=fitting.NEAR_OPTIMAL_TOLERANCE,
                    help="near-optimal region: relative loss above the best (default 0.0025, the paper's 0.25%%)")
     p.add_argument("--plots", metavar="DIR", help="write isoflop.png, scaling.png, hparams.png here")
     _common(p, coefficients=False)

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from crawl2model.train.scaling import PAPER, Run, ScalingCoefficients, ScalingFit
+from crawl2model.scaling.fit import Run, ScalingFit
+from crawl2model.scaling.laws import PAPER, ScalingCoefficients
 
 
 def _pyplot() -> Any:

@@ -7,15 +7,8 @@ import dataclasses
 import pytest
 
 from crawl2model.core.errors import ConfigError
-from crawl2model.train.config import (
-    PRESETS,
-    ModelConfig,
-    TrainConfig,
-    dump_run_config,
-    get_preset,
-    load_run_config,
-    swiglu_width,
-)
+from crawl2model.scaling.shapes import PRESETS, ModelConfig, get_preset, swiglu_width
+from crawl2model.train.config import TrainConfig, dump_run_config, load_run_config
 
 
 def test_deepseek_presets_match_the_paper_sizes():

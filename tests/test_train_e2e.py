@@ -109,10 +109,10 @@ def test_resume_continues_the_same_trajectory(trained, tmp_path, nproc):
 def test_hf_export_matches_our_logits(trained, sample_tokens, tmp_path):
     transformers = pytest.importorskip("transformers")
     from crawl2model.jobs.cli import main
+    from crawl2model.scaling.shapes import ModelConfig
     from crawl2model.tokenizer import files
     from crawl2model.tokenizer.specials import EOS
     from crawl2model.train.checkpoint import load_weights
-    from crawl2model.train.config import ModelConfig
     from crawl2model.train.model import Transformer
 
     _, out, _ = trained

@@ -7,7 +7,8 @@ import socket
 import pytest
 import torch
 
-from crawl2model.train.config import ModelConfig, TrainConfig
+from crawl2model.scaling.shapes import ModelConfig
+from crawl2model.train.config import TrainConfig
 from crawl2model.train.model import Transformer
 from crawl2model.train.optim import MultiStepSchedule, adamw, param_groups, schedule_for
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from crawl2model.scaling.shapes import ModelConfig
 from crawl2model.train.checkpoint import MODEL_FILE, read_state
-from crawl2model.train.config import ModelConfig
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 

@@ -26,8 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from crawl2model.scaling.flops import flops_per_token
+from crawl2model.scaling.shapes import ModelConfig
 from crawl2model.train.attention import attend
-from crawl2model.train.config import ModelConfig
 
 
 class _RMSNormFunction(torch.autograd.Function):
@@ -307,6 +308,4 @@ def train_flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float
     The input embedding is a lookup, not a matmul; attention is counted over the
     full context like the paper's M (the usual MFU convention, as in PaLM).
     """
-    from crawl2model.train.scaling import flops_per_token
-
     return flops_per_token(cfg, seq_len) + 6.0 * cfg.d_model * cfg.vocab_size

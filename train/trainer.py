@@ -24,15 +24,16 @@ import torch
 import torch.distributed as dist
 
 from crawl2model.core.errors import ConfigError
+from crawl2model.scaling.laws import resolve_hparams
+from crawl2model.scaling.shapes import ModelConfig
 from crawl2model.train import checkpoint
-from crawl2model.train.config import ModelConfig, TrainConfig, dump_run_config
+from crawl2model.train.config import TrainConfig, dump_run_config
 from crawl2model.train.data import shard_files, train_loader
 from crawl2model.train.engine import build_engine, init_distributed, resolve_dtype
 from crawl2model.train.evaluate import evaluate, token_byte_lengths
 from crawl2model.train.metrics import MetricsLogger, peak_flops, progress_line
 from crawl2model.train.model import Transformer, train_flops_per_token
 from crawl2model.train.optim import schedule_for
-from crawl2model.train.scaling import resolve_hparams
 
 
 @dataclasses.dataclass
