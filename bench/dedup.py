@@ -315,10 +315,11 @@ def _crawl_table(cache: Path = OUT / "dedup_crawl") -> Path:
     packages (LibreOffice help in 10 languages, Debian Handbook, Python manual) enters
     a first dump by URL hash and is recrawled into each later dump with probability
     0.6, half the time with a changed footer line (a near duplicate)."""
-    from bench.build_corpus import PACKAGES, candidates
+    from crawl2model.corpora.bench_crawl import PACKAGES, candidates
+    from crawl2model.corpora.crawl import stable_int
+    from crawl2model.corpora.debian import DEFAULT_CACHE, fetch_packages
     from crawl2model.pipeline.extract import extract_text
     from crawl2model.pipeline.schema import make_doc_id
-    from scripts.build_sample import DEFAULT_CACHE, fetch_packages, stable_int
 
     if (cache / "_SUCCESS").exists():
         return cache

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from crawl2model.pipeline.filters.filter_stage import FilterConfig, signal_batch  # noqa: E402
-from crawl2model.quality_models.sources import fetch  # noqa: E402
+from crawl2model.corpora.debian import fetch  # noqa: E402
 
 # (package, glob under it): broad, so that 20,000 pages mix prose, boilerplate and languages.
 PAGES = [

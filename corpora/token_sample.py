@@ -3,9 +3,9 @@
 Tests, benchmarks and smoke runs of the trainer need shards made the way the
 pipeline makes them (the sample's WARC/WET/ARC records through ingest's record
 policy, a byte-level BPE tokenizer with the 15 specials, shards written by the
-tokenize job's own `write_shard`) but cannot afford a JVM. This calls those
-stages' pure functions directly: documents are split round-robin into a
-training and a held-out folder, each with the tokenize job's manifest layout.
+tokenize job's own `tokenizer.shards.write_shard` and manifest) but cannot
+afford a JVM. This calls those stages' pure functions directly: documents
+are split round-robin into a training and a held-out folder.
 """
 from __future__ import annotations
 
@@ -15,20 +15,22 @@ from pathlib import Path
 import pyarrow as pa
 
 from crawl2model.core.resources import resource
+from crawl2model.pipeline.ingest import IngestConfig, process_split
+from crawl2model.pipeline.inputs import discover, plan_splits
+from crawl2model.tokenizer import files, shards
+from crawl2model.tokenizer.specials import EOS, N_SPECIAL, padded_size
+from crawl2model.tokenizer.train import add_specials, train_bpe
 
 SAMPLE = resource("crawl2model.jobs", "sample")
 
 
 def sample_documents(sample: Path = SAMPLE) -> list[str]:
     """Texts of the sample's documents, in a fixed order (dedup and filtering are not applied)."""
-    from crawl2model.pipeline.ingest import IngestConfig, process_split
-    from crawl2model.pipeline.inputs import discover, plan_splits
-
     cfg = IngestConfig(input=[str(sample)], output="-")
     cfg.validate()
-    files, _ = discover(cfg.input)
+    found, _ = discover(cfg.input)
     texts = []
-    for split in plan_splits(files, cfg.split_size):
+    for split in plan_splits(found, cfg.split_size):
         for batch in process_split(split, cfg):
             table = batch.to_pydict()
             texts += [t for kind, t in zip(table["kind"], table["text"]) if kind == "doc" and t]
@@ -36,22 +38,17 @@ def sample_documents(sample: Path = SAMPLE) -> list[str]:
 
 
 def _write_folder(texts: list[str], tokenizer_json: str, eos_id: int, folder: Path, tok_meta: dict,
-                  n_shards: int) -> None:
-    from crawl2model.pipeline.token_shards import write_shard
-
+                  n_shards: int) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
-    shards = []
+    results = []
     for i in range(n_shards):
         part = texts[i::n_shards]
         batch = pa.record_batch({"text": part, "doc_id": [f"s{i}-{j}" for j in range(len(part))],
                                  "domain": ["sample"] * len(part)})
-        row = write_shard([batch], tokenizer_json, eos_id, str(folder), i).to_pylist()[0]
-        shards.append({"file": row["shard"], "documents": row["documents"], "tokens": row["tokens"],
-                       "sha256": row["sha256"]})
-    manifest = {"format": "arrow-ipc-file", "eos_appended": True, "tokenizer": tok_meta,
-                "documents": sum(s["documents"] for s in shards), "tokens": sum(s["tokens"] for s in shards),
-                "shards": shards}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        results += shards.write_shard([batch], tokenizer_json, eos_id, str(folder), i).to_pylist()
+    listing = shards.manifest(results, tok_meta)
+    (folder / shards.MANIFEST).write_text(json.dumps(listing, indent=2) + "\n")
+    return listing
 
 
 def build(out: Path, vocab_size: int = 512, val_every: int = 10, n_shards: int = 2) -> dict:
@@ -59,10 +56,6 @@ def build(out: Path, vocab_size: int = 512, val_every: int = 10, n_shards: int =
 
     Every `val_every`-th document is held out. The padded vocabulary (a multiple
     of 128) is what a model on these shards must use as `vocab_size`."""
-    from crawl2model.tokenizer import files
-    from crawl2model.tokenizer.specials import EOS, N_SPECIAL, padded_size
-    from crawl2model.tokenizer.train import add_specials, train_bpe
-
     texts = sample_documents()
     held = set(range(0, len(texts), val_every))
     train_texts = [t for i, t in enumerate(texts) if i not in held]
@@ -75,8 +68,7 @@ def build(out: Path, vocab_size: int = 512, val_every: int = 10, n_shards: int =
     eos_id = tok.token_to_id(EOS)
     meta = {"path": str(tok_dir.resolve()), "sha256": files.fingerprint(str(tok_dir)), "eos_id": eos_id,
             "vocab_size": tok.get_vocab_size(), "padded_vocab_size": padded}
-    _write_folder(train_texts, tok.to_str(), eos_id, out / "train", meta, n_shards)
-    _write_folder(val_texts, tok.to_str(), eos_id, out / "val", meta, 1)
-    count = lambda f: json.loads((out / f / "manifest.json").read_text())["tokens"]  # noqa: E731
-    return {"vocab_size": padded, "train_tokens": count("train"), "val_tokens": count("val"),
+    train = _write_folder(train_texts, tok.to_str(), eos_id, out / "train", meta, n_shards)
+    val = _write_folder(val_texts, tok.to_str(), eos_id, out / "val", meta, 1)
+    return {"vocab_size": padded, "train_tokens": train["tokens"], "val_tokens": val["tokens"],
             "documents": len(texts)}

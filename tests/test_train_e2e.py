@@ -2,7 +2,7 @@
 
 The token shards are real: the sample's crawl records through ingest's record
 policy, a 512-token byte-level BPE, and the tokenize job's shard writer
-(`train.sample_data`, no Spark). The tiny model trains 30 steps.
+(`corpora.token_sample`, no Spark). The tiny model trains 30 steps.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from crawl2model.train.sample_data import build
+from crawl2model.corpora.token_sample import build
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
