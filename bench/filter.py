@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from crawl2model.jobs.filter import filter_models  # noqa: E402
 from crawl2model.pipeline.filters.filter_stage import FilterConfig, signal_batch  # noqa: E402
 from crawl2model.corpora.debian import fetch  # noqa: E402
 
@@ -80,16 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     table = corpus(args.docs, args.cache, ROOT / "bench" / "data" / "filter")
-    cfg = FilterConfig(input="-", output="-")
-    kenlm = cfg.kenlm_models()
-    signal_batch(table.slice(0, 8).to_batches()[0], cfg.quality_model, kenlm)  # load models and jieba once
+    models = filter_models(FilterConfig(input="-", output="-"))
+    signal_batch(table.slice(0, 8).to_batches()[0], models)  # load models and jieba once
     cpu: dict[str, float] = {}
     langs: dict[str, int] = {}
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for batch in table.to_batches(max_chunksize=BATCH):
         laps: dict[str, float] = {}
         c = time.process_time()
-        out = signal_batch(batch, cfg.quality_model, kenlm, timings=laps)
+        out = signal_batch(batch, models, timings=laps)
         # wall laps scaled to this batch's CPU time: the split per signal, in CPU seconds
         scale = (time.process_time() - c) / max(sum(laps.values()), 1e-9)
         for k, v in laps.items():

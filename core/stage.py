@@ -93,13 +93,14 @@ def finish_report(stage: str, report: dict[str, Any], seconds: float) -> dict[st
 
 
 def run_stage(stage: str, config: dict[str, Any], body: Body, *, output: str, inputs: Iterable[str] = (),
-              overwrite: bool = False, in_place: bool = False, skip_keys: Iterable[str] = (),
-              config_file: dict[str, Any] | None = None) -> dict[str, Any]:
+              overwrite: bool = False, in_place: bool = False, extend: bool = False,
+              skip_keys: Iterable[str] = (), config_file: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run `body` under the protocol; returns the report (the old one when skipped).
 
     `config` is the resolved config as plain values (fingerprinted and kept in
     `_SUCCESS`); `config_file` is what `config.json` holds (default
-    `{stage: config}`).
+    `{stage: config}`). `extend` lets an in-place output that is finished with
+    other settings grow on (a resumed training run) instead of stopping.
     """
     log = get_logger(stage)
     out = StageOutput(output, overwrite=bool(overwrite), in_place=in_place)
@@ -111,6 +112,7 @@ def run_stage(stage: str, config: dict[str, Any], body: Body, *, output: str, in
         if prior.get("fingerprint") == fp:
             log.info(f"{output} is already finished with this config and input (_SUCCESS); skipped")
             return read_json(posixpath.join(output, "report.json"))
+    if prior is not None and not overwrite and not (in_place and extend):
         changes = _changes(prior.get("config", {}), keys)
         changes += [f"input {p} changed" for p in sorted(set(inputs_fp) | set(prior.get("inputs", {})))
                     if prior.get("inputs", {}).get(p) != inputs_fp.get(p)]

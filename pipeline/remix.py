@@ -242,9 +242,8 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput, classifier: L
     target = mixture.load_target(cfg.mixture) if cfg.mixture else None
     tokenizer = None
     if cfg.unit == "tokens":
-        from crawl2model.tokenizer import files
-
-        with open(os.path.join(cfg.tokenizer, files.TOKENIZER_JSON), encoding="utf-8") as f:
+        # The tokenizer folder's tokenizer.json (the Hugging Face file name), read as text.
+        with open(os.path.join(cfg.tokenizer, "tokenizer.json"), encoding="utf-8") as f:
             tokenizer = spark.sparkContext.broadcast(f.read())
 
     seed = F.lit(cfg.seed)

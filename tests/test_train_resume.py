@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 
@@ -124,7 +123,7 @@ def test_cli_trains_a_preset_without_a_run_file(shards, tmp_path):
     from crawl2model.jobs.cli import main
 
     out = tmp_path / "demo"
-    argv = ["train", "--preset", "tiny", "--data", _with_vocab(shards, tmp_path), "--max-steps", "3",
+    argv = ["train", "--preset", "tiny", "--input", _with_vocab(shards, tmp_path), "--max-steps", "3",
             "--warmup-steps", "1", "--seq-len", "32", "--batch-size", "4", "--engine", "torch",
             "--num-workers", "0", "--output", str(out)]
     assert main(argv) == 0
@@ -132,3 +131,10 @@ def test_cli_trains_a_preset_without_a_run_file(shards, tmp_path):
     assert report["stage"] == "train" and report["steps"] == 3 and report["seq_len"] == 32
     assert "vocab_size = 128" in (out / "run.toml").read_text()
     assert main(["train", "--max-steps", "3"]) == 2  # neither --config nor --preset: a usage error
+    # The stage protocol: the same run again is skipped, another one is refused, --resume continues.
+    assert main(argv) == 0 and json.loads((out / "report.json").read_text()) == report
+    assert main([*argv, "--max-steps", "4"]) == 2
+    assert main([*argv, "--max-steps", "4", "--resume"]) == 0
+    assert json.loads((out / "report.json").read_text())["steps"] == 4
+    marker = json.loads((out / "_SUCCESS").read_text())
+    assert marker["config"]["train.max_steps"] == 4 and "checkpoints/latest" in marker["files"]

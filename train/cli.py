@@ -4,7 +4,7 @@
     crawl2model train --config run.toml --nproc-per-node 8       re-launched under torchrun
     crawl2model train --config run.toml --launcher deepspeed --hostfile hosts   multi-node via DeepSpeed
     crawl2model train --config run.toml --resume                 continue from OUTPUT/checkpoints/latest
-    crawl2model train --preset tiny --data TOKENS --max-steps 20 --warmup-steps 2   no run file
+    crawl2model train --preset tiny --input TOKENS --max-steps 20 --warmup-steps 2   no run file
     crawl2model export-hf --checkpoint OUT/checkpoints/step-00001000 --output hf/
 
 Flags override the run file's [train] table. Under a launcher (RANK set in the
@@ -21,19 +21,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-def _boolean(text: str) -> bool:
-    value = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-    if text.lower() not in value:
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return value[text.lower()]
+from crawl2model.core.errors import ConfigError
+from crawl2model.core.log import get_logger
+from crawl2model.core.sizes import COUNT_HELP, parse_count
 
+log = get_logger("train")
 
-# [train] fields that have a flag: --max-steps, --lr, ...
-OVERRIDES = {"data": str, "val_data": str, "max_steps": int, "total_tokens": int, "lr": float, "seq_len": int,
-             "warmup_steps": int,
+# [train] fields that have a flag: --max-steps, --lr, ...; booleans are --x/--no-x.
+OVERRIDES = {"data": str, "val_data": str, "max_steps": int, "total_tokens": parse_count, "lr": float,
+             "seq_len": int, "warmup_steps": int,
              "batch_size": int, "micro_batch_size": int, "engine": str, "dtype": str, "attention": str,
              "seed": int, "log_every": int, "eval_every": int, "save_every": int, "eval_windows": int,
-             "num_workers": int, "activation_checkpointing": _boolean}
+             "num_workers": int, "activation_checkpointing": bool}
+# What a launched child must not do again: its parent holds the output's claim.
+CHILD_ENV = "CRAWL2MODEL_TRAIN_CHILD"
 
 
 def _config(args: argparse.Namespace):
@@ -54,6 +55,8 @@ def _config(args: argparse.Namespace):
             padded = shard_paths(args.data)[2].get("tokenizer", {}).get("padded_vocab_size")
             model.vocab_size = padded or model.vocab_size
     changes = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
+    if "total_tokens" in changes:
+        changes["total_tokens"] = int(changes["total_tokens"])
     if "max_steps" in changes:
         changes.setdefault("total_tokens", None)
     elif "total_tokens" in changes:
@@ -65,10 +68,14 @@ def _config(args: argparse.Namespace):
 
 def _child_argv(args: argparse.Namespace, output: str) -> list[str]:
     """The same training command for each launched process, without the launch flags."""
-    argv = ["train", *(["--config", args.config] if args.config else ["--preset", args.preset]), "--output", output]
-    for name in OVERRIDES:
-        if getattr(args, name) is not None:
-            argv += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+    argv = ["train", *(["--config", args.config] if args.config else []),
+            *(["--preset", args.preset] if args.preset else []), "--output", output]
+    for name, kind in OVERRIDES.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        argv += ([flag] if value else ["--no-" + flag[2:]]) if kind is bool else [flag, str(value)]
     if args.resume:
         argv += ["--resume", args.resume]
     return argv
@@ -86,24 +93,57 @@ def _launch(args: argparse.Namespace, output: str) -> int:
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={args.nproc_per_node}", "-m", "crawl2model", *rest]
-    print("launching: " + " ".join(cmd), file=sys.stderr, flush=True)
-    return subprocess.call(cmd)
+    log.info("launching: " + " ".join(cmd))
+    return subprocess.call(cmd, env={**os.environ, CHILD_ENV: "1"})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train under the stage protocol; the process the user started owns the output.
+
+    It fingerprints the resolved [model] and [train] tables and the shards,
+    skips a finished run with the same ones, claims the folder (in place:
+    checkpoints accumulate there) and writes config.json, report.json and
+    _SUCCESS at the end. `--resume` may continue a finished run with other
+    settings (continual training); `--overwrite` starts afresh.
+    """
+    from crawl2model.core.config import to_dict
     from crawl2model.core.errors import ConfigError
+    from crawl2model.core.stage import run_stage
 
     model, train = _config(args)
     output = args.output or train.output_dir or str(Path("runs") / (Path(args.config).stem if args.config else args.preset))
-    under_launcher = "RANK" in os.environ
-    if not under_launcher and ((args.nproc_per_node or 1) > 1 or args.launcher == "deepspeed"):
-        return _launch(args, output)
     if args.hostfile and args.launcher != "deepspeed":
         raise ConfigError("--hostfile needs --launcher deepspeed")
+    under_launcher = "RANK" in os.environ
+    launch = not under_launcher and ((args.nproc_per_node or 1) > 1 or args.launcher == "deepspeed")
+    if os.environ.get(CHILD_ENV) or (under_launcher and os.environ.get("RANK") != "0"):
+        return _train_here(model, train, output, args.resume)
+
+    def body(out, timer) -> dict:
+        if launch:
+            rc = _launch(args, output)
+            if rc:
+                raise TrainingFailed(f"the launched training processes failed (exit code {rc})")
+            from crawl2model.core.fs import read_json
+
+            return read_json(str(Path(output) / "report.json"))
+        return _train_here(model, train, output, args.resume)
+
+    config = {"model": to_dict(model), "train": to_dict(train)}
+    inputs = [p for p in (train.data, train.val_data) if p]
+    run_stage("train", config, body, output=output, inputs=inputs, overwrite=bool(args.overwrite),
+              in_place=True, extend=bool(args.resume), config_file=config)
+    return 0
+
+
+class TrainingFailed(RuntimeError):
+    """Launched ranks exited with an error; their own output says why."""
+
+
+def _train_here(model, train, output: str, resume: str | None) -> dict:
     from crawl2model.train import trainer
 
-    trainer.run(model, train, output, resume=args.resume)
-    return 0
+    return trainer.run(model, train, output, resume=resume)
 
 
 def cmd_export_hf(args: argparse.Namespace) -> int:
@@ -116,8 +156,23 @@ def cmd_export_hf(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"no checkpoint at {ckpt} (give a step-* folder, a checkpoints folder or a run folder)")
         ckpt = latest
     out = export_hf.export(ckpt, args.output, args.tokenizer)
-    print(f"exported {ckpt} -> {out}")
+    log.info(f"exported {ckpt} -> {out}")
     return 0
+
+
+def _flag_type(kind):
+    """argparse type that reports a bad count like argparse reports a bad int."""
+    if kind is not parse_count:
+        return kind
+
+    def count(text: str) -> float:
+        try:
+            return parse_count(text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    count.__name__ = "count"
+    return count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -127,11 +182,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", help="instead of --config: a model preset (tiny, small, 1b, ...), its vocab_size "
                                     "taken from the shards' tokenizer; [train] defaults plus the flags")
     p.add_argument("--output", metavar="DIR", help="run folder (default: [train] output_dir, else runs/<config name>)")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="start the run folder afresh even if it holds a finished or unfinished run")
     p.add_argument("--resume", nargs="?", const="latest", metavar="CKPT",
                    help="continue from OUTPUT's latest checkpoint, or from CKPT (a step-* folder, e.g. of a "
                         "shorter run: continual training)")
+    p.add_argument("--input", "--data", dest="data", metavar="TOKENS",
+                   help="token shard folder from `crawl2model tokenize` (overrides [train] data)")
     for name, kind in OVERRIDES.items():
-        p.add_argument("--" + name.replace("_", "-"), type=kind, metavar=name.upper(), help=f"override [train] {name}")
+        if name == "data":
+            continue
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"override [train] {name}")
+        else:
+            extra = f" ({COUNT_HELP})" if kind is parse_count else ""
+            p.add_argument(flag, type=_flag_type(kind), metavar=name.upper(), help=f"override [train] {name}{extra}")
     p.add_argument("--nproc-per-node", type=int, metavar="N", help="processes (GPUs) per node; >1 starts torchrun")
     p.add_argument("--launcher", choices=("torchrun", "deepspeed"), default="torchrun",
                    help="launcher for several processes (deepspeed: multi-node with --hostfile)")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crawl2model.core.config import load_toml
+from crawl2model.core.config import load_run_file
 from crawl2model.core.errors import ConfigError
 from crawl2model.scaling.runfile import run_file
 from crawl2model.scaling.shapes import ModelConfig, get_preset
@@ -143,16 +143,17 @@ def model_from_table(table: dict[str, Any], where: str = "[model]") -> ModelConf
     return model
 
 
-def load_run_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
-    """Read a run file's `[model]` and `[train]` tables; anything else in it is an error."""
+def load_run_config(path: str | Path, preset: str | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """Read a run file's `[model]` and `[train]` tables (the run file may hold every stage's table).
+
+    `preset` stands in for a missing `[model]` table; explicit `[model]` fields override it.
+    """
     p = Path(path)
-    doc = load_toml(p)
-    unknown = sorted(set(doc) - {"model", "train"})
-    if unknown:
-        raise ConfigError(f"{p}: unknown table '[{unknown[0]}]' (known: [model], [train])")
-    if "model" not in doc:
-        raise ConfigError(f"{p}: missing [model] table")
-    model = model_from_table(doc["model"], f"{p} [model]")
+    doc = load_run_file(p)
+    if "model" not in doc and not preset:
+        raise ConfigError(f"{p}: missing [model] table (or give --preset)")
+    table = {**({"preset": preset} if preset else {}), **doc.get("model", {})}
+    model = model_from_table(table, f"{p} [model]")
     train = _build(TrainConfig, doc.get("train", {}), f"{p} [train]")
     train.validate()
     return model, train

@@ -7,12 +7,13 @@ when the package is not installed.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from crawl2model.core.log import get_logger
 
 # Dense bf16 peak (no sparsity) of accelerators we know, for the MFU estimate.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12,
@@ -42,7 +43,7 @@ class MetricsLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            print("metrics: tensorboard not installed; writing metrics.jsonl only", file=sys.stderr)
+            get_logger("train").warning("tensorboard not installed; writing metrics.jsonl only")
         else:
             self._writer = SummaryWriter(str(folder / "tensorboard"))
 

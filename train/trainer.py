@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,20 @@ import torch
 import torch.distributed as dist
 
 from crawl2model.core.errors import ConfigError
+from crawl2model.core.log import get_logger
 from crawl2model.scaling.laws import resolve_hparams
 from crawl2model.scaling.shapes import ModelConfig
 from crawl2model.train import checkpoint
 from crawl2model.train.config import TrainConfig, dump_run_config
-from crawl2model.train.data import shard_files, train_loader
+from crawl2model.tokenizer.shards import shard_paths
+from crawl2model.train.data import train_loader
 from crawl2model.train.engine import build_engine, init_distributed, resolve_dtype
 from crawl2model.train.evaluate import evaluate, token_byte_lengths
 from crawl2model.train.metrics import MetricsLogger, peak_flops, progress_line
 from crawl2model.train.model import Transformer, train_flops_per_token
 from crawl2model.train.optim import schedule_for
+
+log = get_logger("train")
 
 
 @dataclasses.dataclass
@@ -64,15 +67,16 @@ def plan(model: ModelConfig, train: TrainConfig, world_size: int) -> tuple[Train
 
 
 def _log(rank: int, message: str) -> None:
+    """Rank 0 speaks for the run; the other ranks' lines would repeat it."""
     if rank == 0:
-        print(message, file=sys.stderr, flush=True)
+        log.info(message)
 
 
 def _check_data(model: ModelConfig, train: TrainConfig) -> str | None:
     """The tokenizer folder for bits-per-byte; errors when the shards' ids do not fit the model."""
     if not train.data:
         raise ConfigError("train.data is required: a token shard folder from `crawl2model tokenize`")
-    tokenizer = shard_files(train.data)[2].get("tokenizer", {})
+    tokenizer = shard_paths(train.data)[2].get("tokenizer", {})
     if tokenizer.get("vocab_size", 0) > model.vocab_size:
         raise ConfigError(f"the token shards use {tokenizer['vocab_size']} ids but model.vocab_size is "
                           f"{model.vocab_size}: set it to the tokenizer's padded size "
