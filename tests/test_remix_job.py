@@ -94,7 +94,7 @@ def _shard_paths(out: Path) -> dict[str, bytes]:
 def test_mixture_accounting_and_labels(inputs, run_a):
     report = read_json(str(run_a / "report.json"))
     manifest = read_json(str(run_a / "manifest.json"))
-    assert report["docs_in"] == inputs["n_docs"] == report["docs_selected"] + sum(report["docs_dropped"].values())
+    assert report["docs_in"] == inputs["n_docs"] == report["docs_out"] + sum(report["removed_by_reason"].values())
     assert not report["unreachable"]
     for d, share in TARGET.items():
         assert abs(report["mix"][d]["achieved_share"] - share) < 0.01, (d, report["mix"][d])
@@ -105,9 +105,9 @@ def test_mixture_accounting_and_labels(inputs, run_a):
     assert sources == {"rule", "classifier"}
     assert report["labels"]["shared"] == {"classifier": report["labels"]["shared"]["classifier"]}
     # Up-sampled domains carry copies; down-sampled documents are in dropped/ with the reason.
-    assert int(max(report["copies_histogram"], key=int)) >= 2 and report["docs_dropped"]["downsampled"] > 0
+    assert int(max(report["copies_histogram"], key=int)) >= 2 and report["removed_by_reason"]["downsampled"] > 0
     dropped = arrow_dataset(str(run_a / "dropped")).to_table()
-    assert dropped.num_rows == sum(report["docs_dropped"].values())
+    assert dropped.num_rows == sum(report["removed_by_reason"].values())
     shards = pa.concat_tables(pq.read_table(run_a / s["path"]) for s in manifest["shards"])
     assert shards.num_rows == manifest["documents"] == report["rows_out"]
     assert shards.column_names[-3:] == [f.name for f in REMIX_FIELDS]
@@ -171,7 +171,7 @@ def test_unreachable_target_in_tokens(inputs, tmp_path):
     assert mix["books"]["output_units"] == 2 * mix["books"]["input_units"]
     assert mix["books"]["achieved_share"] < 0.7 and not mix["books"]["reachable"]
     assert abs(report["output_units"] - report["input_units"]) / report["input_units"] < 0.01
-    assert report["docs_dropped"]["not_in_mixture"] > 0
+    assert report["removed_by_reason"]["not_in_mixture"] > 0
     # Token counts are the tokenize stage's: tokens + EOS per document.
     manifest = read_json(str(out / "manifest.json"))
     t = files.load(str(tmp_path / "tok"))
