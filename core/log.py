@@ -27,13 +27,28 @@ class _StageFormatter(logging.Formatter):
         return f"{prefix}{level}{record.getMessage()}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (tests and tools swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(level: str | int | None = None) -> None:
     """Send the project's messages to stderr (idempotent; leaves other loggers alone)."""
     global _configured
     root = logging.getLogger(_ROOT)
     root.setLevel(level or os.environ.get("CRAWL2MODEL_LOG_LEVEL", "INFO").upper())
     if not _configured:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(_StageFormatter())
         root.addHandler(handler)
         root.propagate = False

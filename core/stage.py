@@ -51,13 +51,23 @@ def fingerprinted(config: dict[str, Any], skip: Iterable[str] = ()) -> dict[str,
     return {k: v for k, v in _flatten(config).items() if k.rsplit(".", 1)[-1] not in drop and k not in drop}
 
 
-def input_fingerprint(path: str) -> str:
-    """A stage output's own fingerprint, or a hash of the files' names and sizes."""
+def _hidden(relative: str) -> bool:
+    return relative != "." and any(part.startswith(".") for part in relative.split("/"))
+
+
+def input_fingerprint(path: str, output: str | None = None) -> str:
+    """A stage output's own fingerprint, or a hash of the files' names and sizes.
+
+    Hidden files (other runs' claims and temporary folders) and anything under
+    `output` (an output written inside its own input folder) do not count.
+    """
     fs, p = filesystem(path)
     marker = read_success(fs, p)
     if marker is not None and marker.get("fingerprint"):
         return marker["fingerprint"]
-    files = list_files(fs, p)
+    own = filesystem(output)[1].rstrip("/") + "/" if output else None
+    files = [f for f in list_files(fs, p)
+             if not (own and f.path.startswith(own)) and not _hidden(posixpath.relpath(f.path, p))]
     if not files:
         raise InputError(f"input not found or empty: {path}")
     h = hashlib.sha256()
@@ -104,7 +114,7 @@ def run_stage(stage: str, config: dict[str, Any], body: Body, *, output: str, in
     """
     log = get_logger(stage)
     out = StageOutput(output, overwrite=bool(overwrite), in_place=in_place)
-    inputs_fp = {p: input_fingerprint(p) for p in inputs}
+    inputs_fp = {p: input_fingerprint(p, output) for p in inputs}
     keys = fingerprinted(config, skip_keys)
     fp = fingerprint(stage, keys, inputs_fp)
     prior = out.finished()

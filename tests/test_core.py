@@ -217,3 +217,10 @@ def test_in_place_output_keeps_what_is_there_and_overwrite_starts_afresh(tmp_pat
     assert (out / "checkpoint").exists() and (out / SUCCESS).exists()
     run_stage("train", {"steps": 30}, _body(0, {}), output=str(out), in_place=True, overwrite=True)
     assert not (out / "checkpoint").exists() and (out / "data.json").exists()
+
+
+def test_an_output_inside_its_input_folder_does_not_change_the_input(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    out = str(tmp_path / "out")
+    run_stage("demo", {}, _body(1, {}), output=out, inputs=[str(tmp_path)])
+    run_stage("demo", {}, _body(1, {}), output=out, inputs=[str(tmp_path)])  # skipped, not refused

@@ -117,7 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     under_launcher = "RANK" in os.environ
     launch = not under_launcher and ((args.nproc_per_node or 1) > 1 or args.launcher == "deepspeed")
     if os.environ.get(CHILD_ENV) or (under_launcher and os.environ.get("RANK") != "0"):
-        return _train_here(model, train, output, args.resume)
+        _train_here(model, train, output, args.resume)
+        return 0
 
     def body(out, timer) -> dict:
         if launch:
