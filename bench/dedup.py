@@ -35,10 +35,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from crawl2model.pipeline import minhash as mh
 
-from crawl2model.pipeline import minhash as mh  # noqa: E402  (needs the repo root on sys.path)
+ROOT = Path(__file__).resolve().parent.parent
+
 
 OUT = ROOT / "bench" / "out"
 DOCS_ROOT = ROOT / "build" / "debian-docs"

@@ -25,12 +25,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from crawl2model.corpora.debian import fetch
+from crawl2model.jobs.filter import filter_models
+from crawl2model.pipeline.filters.filter_stage import FilterConfig, signal_batch
 
-from crawl2model.jobs.filter import filter_models  # noqa: E402
-from crawl2model.pipeline.filters.filter_stage import FilterConfig, signal_batch  # noqa: E402
-from crawl2model.corpora.debian import fetch  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 # (package, glob under it): broad, so that 20,000 pages mix prose, boilerplate and languages.
 PAGES = [

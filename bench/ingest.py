@@ -33,12 +33,12 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from crawl2model.pipeline.decode import decode_payload
+from crawl2model.pipeline.extract import EXTRACTORS, content_kind, extract_text
+from crawl2model.pipeline.warc import Skip, iter_records
 
-from crawl2model.pipeline.decode import decode_payload  # noqa: E402  (needs the repo root on sys.path)
-from crawl2model.pipeline.extract import EXTRACTORS, content_kind, extract_text  # noqa: E402
-from crawl2model.pipeline.warc import Skip, iter_records  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+
 
 DATA = REPO / "bench" / "data"
 DEFAULT_CORPUS = DATA / "corpus"

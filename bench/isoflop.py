@@ -67,7 +67,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 SEQ_LEN, VOCAB = 128, 512
 GRID = ("--width-step", "16", "--min-layers", "1", "--aspect-ratio", "16")  # shapes below the paper's M_opt

@@ -36,12 +36,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from crawl2model.corpora.bench_text import SOURCES, documents
+from crawl2model.corpora.debian import fetch
+from crawl2model.pipeline.schema import DOC_SCHEMA, host_of, make_doc_id
 
-from crawl2model.corpora.bench_text import SOURCES, documents  # noqa: E402
-from crawl2model.corpora.debian import fetch  # noqa: E402
-from crawl2model.pipeline.schema import DOC_SCHEMA, host_of, make_doc_id  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 DATA = ROOT / "bench" / "data"
 OUT = ROOT / "bench" / "out"
@@ -148,7 +148,11 @@ def train_topics(docs: Path, rules_path: Path, model: Path, per_domain: int = 30
     """A fastText topic model on rule-labelled documents (as `quality-models train-classifier` would)."""
     from crawl2model.pipeline.domains import DomainRules
     from crawl2model.pipeline.tables import arrow_dataset
-    from crawl2model.quality_models.classifier import load_classifier, predict, train_classifier
+    from crawl2model.quality_models.classifier import (
+        load_classifier,
+        predict,
+        train_classifier,
+    )
 
     rules = DomainRules.load(str(rules_path))
     t = arrow_dataset(str(docs)).to_table(columns=["url", "host", "text"])

@@ -24,10 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from crawl2model.core.sizes import parse_size
 
-from crawl2model.core.sizes import parse_size  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 LANGS = ("en", "zh", "code")
 

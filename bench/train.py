@@ -33,13 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from crawl2model.scaling.shapes import ModelConfig, get_preset
+from crawl2model.train.model import Transformer, train_flops_per_token
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-
-from crawl2model.scaling.shapes import ModelConfig, get_preset  # noqa: E402
-from crawl2model.train.model import Transformer, train_flops_per_token  # noqa: E402
 
 CPU_MODEL = ModelConfig(n_layers=4, d_model=256, n_heads=8, n_kv_heads=4, ffn_dim=704, vocab_size=8192, seq_len=256)
 
@@ -105,8 +105,8 @@ def model_step_bench(cfg: ModelConfig, batch_size: int, rounds: int, steps_per_r
 
 
 def loader_bench(seq_len: int, batch_size: int, n_batches: int) -> dict:
-    from crawl2model.train.data import train_loader
     from crawl2model.corpora.token_sample import build
+    from crawl2model.train.data import train_loader
 
     with tempfile.TemporaryDirectory() as tmp:
         info = build(Path(tmp), vocab_size=512)

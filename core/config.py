@@ -20,6 +20,9 @@ from crawl2model.core.errors import ConfigError
 
 T = TypeVar("T")
 
+# The one default seed of every command that samples, shuffles or hashes with a seed.
+DEFAULT_SEED = 0
+
 # The tables a run file may hold: one per command that produces an output.
 # `[filter.rules]` and the like are keys of their stage's table (TOML nesting).
 RUN_TABLES = (

@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["global", "per-dump"], help="deduplicate across all dumps (default) or within each")
     p.add_argument("--keep", choices=["earliest", "latest", "longest"],
                    help="which copy survives: from the oldest dump (default), the newest, or the longest")
-    p.add_argument("--seed", type=int, help="MinHash seed (default 42)")
+    p.add_argument("--seed", type=int, help="MinHash seed (default 0)")
     p.add_argument("--scheme", choices=["fast", "datasketch"],
                    help="signature scheme: fast (default) or datasketch-compatible k-permutation MinHash")
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,

@@ -52,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(spark: "SparkSession", cfg: "RemixConfig", out: "StageOutput") -> dict:
     """The stage body: load the topic classifier the config names, if any, then the pipeline's remix."""
     from crawl2model.pipeline import remix
-    from crawl2model.quality_models.shipped import classifier_file
     from crawl2model.quality_models.scorers import Labeller
+    from crawl2model.quality_models.shipped import classifier_file
 
     classifier = Labeller(classifier_file(cfg.classifier)) if cfg.classifier else None
     return remix.run(spark, cfg, out, classifier)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from crawl2model.core.config import DEFAULT_SEED
 from crawl2model.core.errors import ConfigError, InputError
 from crawl2model.core.log import Timer, get_logger
 
@@ -42,7 +43,7 @@ class DedupConfig:
     rows: int | None = None
     mode: str = "global"
     keep: str = "earliest"
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     scheme: str = "fast"
     # Verify LSH candidates by the signatures' Jaccard estimate before joining clusters.
     verify: bool = True

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from crawl2model.core.errors import ConfigError
-from crawl2model.core.outputs import StageOutput
 from crawl2model.core.fs import exists, filesystem, read_json, write_json
+from crawl2model.core.outputs import StageOutput
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

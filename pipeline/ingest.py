@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crawl2model.core.errors import ConfigError
+from crawl2model.core.fs import filesystem
 from crawl2model.core.log import Timer, get_logger
+from crawl2model.core.outputs import StageOutput
 from crawl2model.core.sizes import parse_size
 from crawl2model.pipeline.inputs import Split, discover, pack_tasks, plan_splits
-from crawl2model.core.outputs import StageOutput
-from crawl2model.core.fs import filesystem
 from crawl2model.pipeline.parquet_out import write_parquet
 from crawl2model.pipeline.schema import DOC_SCHEMA, host_of, make_doc_id
 

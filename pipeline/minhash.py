@@ -28,8 +28,16 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
+from crawl2model.core.config import DEFAULT_SEED
 from crawl2model.pipeline.textnorm import (  # noqa: F401  (normalize, shingle_hashes, exact_hash are this module's API too)
-    char_tables, doc_shingles, exact_hash, fmix64, njit, normalize, prepare, shingle_hashes,
+    char_tables,
+    doc_shingles,
+    exact_hash,
+    fmix64,
+    njit,
+    normalize,
+    prepare,
+    shingle_hashes,
 )
 
 SCHEMES = ("fast", "datasketch")
@@ -41,7 +49,7 @@ _MERSENNE = (1 << 61) - 1
 class MinHashParams:
     num_perm: int = 128
     ngram: int = 5
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     scheme: str = "fast"
     max_shingles: int = 100_000
 

@@ -20,9 +20,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from crawl2model.core.errors import ConfigError
-
 from crawl2model.core.config import load_toml
+from crawl2model.core.errors import ConfigError
 
 
 @dataclass

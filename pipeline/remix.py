@@ -30,14 +30,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from crawl2model.pipeline import mixture, shards
+from crawl2model.core.config import DEFAULT_SEED
 from crawl2model.core.errors import ConfigError, InputError
+from crawl2model.core.fs import write_json
 from crawl2model.core.log import Timer, get_logger
+from crawl2model.core.outputs import StageOutput
 from crawl2model.core.sizes import parse_size
+from crawl2model.pipeline import mixture, shards
 from crawl2model.pipeline.domains import DEFAULT_RULES, DomainRules, label_batch
 from crawl2model.pipeline.filters.models import Labeller
-from crawl2model.core.outputs import StageOutput
-from crawl2model.core.fs import write_json
 from crawl2model.pipeline.schema import REMIX_FIELDS
 
 log = get_logger("remix")
@@ -76,7 +77,7 @@ class RemixConfig:
     # Output size in the unit: "input" (same as the input), "max" (largest meeting every target), or a number.
     total: str | float = "input"
     shard_size: int | str = "256MB"
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     overwrite: bool = False
 
     def validate(self) -> None:

@@ -22,6 +22,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from crawl2model.core.config import DEFAULT_SEED
 from crawl2model.core.errors import ConfigError, InputError
 
 LABEL_PREFIX = "__label__"
@@ -46,7 +47,7 @@ def _fit_and_save(train_path: str, output: str, quantize: bool, params: dict) ->
 
 
 def train_classifier(texts: list[str], labels: list[str], output: str, *, epoch: int = 10, lr: float = 0.5,
-                     word_ngrams: int = 2, dim: int = 64, min_count: int = 1, seed: int = 0,
+                     word_ngrams: int = 2, dim: int = 64, min_count: int = 1, seed: int = DEFAULT_SEED,
                      quantize: bool = False, bucket: int = 200_000) -> str:
     """Train on (text, label) pairs and save the model; returns the path written.
 
@@ -141,7 +142,7 @@ class ClassifierConfig:
     word_ngrams: int = 2
     dim: int = 64
     min_count: int = 1
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     # Hashed word n-gram rows: 10x under fastText's 2M default, which makes a 512 MB model at dim 64.
     bucket: int = 200_000
     # Product-quantize to a small .ftz (how the shipped models are made).

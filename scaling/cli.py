@@ -25,8 +25,7 @@ from crawl2model.scaling import fit as fitting
 from crawl2model.scaling import plots
 from crawl2model.scaling.flops import flops_per_token, model_scale, scale_report, six_n1, six_n2
 from crawl2model.scaling.isoflop import ASPECT_RATIO, MIN_LAYERS, WIDTH_STEP, WIDTH_STEPS, shape_for_scale
-from crawl2model.scaling.laws import (compute_budget, hparams_for, load_coefficients, optimal_model_scale,
-                                      optimal_tokens)
+from crawl2model.scaling.laws import compute_budget, hparams_for, load_coefficients, optimal_model_scale, optimal_tokens
 from crawl2model.scaling.plan import PlanConfig, write_plan
 from crawl2model.scaling.shapes import DEFAULT_VOCAB, PRESETS, ModelConfig, get_preset
 

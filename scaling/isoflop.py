@@ -15,8 +15,15 @@ import numpy as np
 
 from crawl2model.core.errors import ConfigError
 from crawl2model.scaling.flops import flops_per_token
-from crawl2model.scaling.laws import (PAPER, ScalingCoefficients, batch_sequences, check_positive,
-                                      optimal_batch_tokens, optimal_lr, optimal_model_scale)
+from crawl2model.scaling.laws import (
+    PAPER,
+    ScalingCoefficients,
+    batch_sequences,
+    check_positive,
+    optimal_batch_tokens,
+    optimal_lr,
+    optimal_model_scale,
+)
 from crawl2model.scaling.shapes import DEFAULT_VOCAB, ModelConfig, swiglu_width
 
 WIDTH_STEPS = (16, 32, 64)  # below d 1024; from there widths step by 128 (whole 128-wide heads)

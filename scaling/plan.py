@@ -14,15 +14,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from crawl2model.core.config import to_dict
+from crawl2model.core.config import DEFAULT_SEED, to_dict
 from crawl2model.core.errors import ConfigError
 from crawl2model.core.fs import write_json
 from crawl2model.core.log import Timer
 from crawl2model.core.outputs import StageOutput
 from crawl2model.core.sizes import parse_count
 from crawl2model.core.stage import run_stage
-from crawl2model.scaling.isoflop import (ASPECT_RATIO, MIN_LAYERS, WIDTH_STEP, PlannedRun, check_width_step,
-                                         plan_isoflop)
+from crawl2model.scaling.isoflop import ASPECT_RATIO, MIN_LAYERS, WIDTH_STEP, PlannedRun, check_width_step, plan_isoflop
 from crawl2model.scaling.laws import ScalingCoefficients
 from crawl2model.scaling.runfile import run_file
 from crawl2model.scaling.shapes import DEFAULT_VOCAB
@@ -47,7 +46,7 @@ class PlanConfig:
     # Written into each run file's [train] table.
     data: str | None = None
     val_data: str | None = None
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     coefficients: str | None = None  # JSON file of law coefficients; default the paper's
     output: str | None = None  # without one the plan is only printed
     overwrite: bool = False

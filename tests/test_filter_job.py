@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crawl2model.jobs.cli import main as cli
 from crawl2model.core.fs import read_json
+from crawl2model.jobs.cli import main as cli
 from crawl2model.pipeline.schema import DOC_SCHEMA, make_doc_id
 from crawl2model.pipeline.tables import arrow_dataset
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from crawl2model.jobs.cli import main as cli
 from crawl2model.core.fs import read_json
+from crawl2model.jobs.cli import main as cli
 from crawl2model.pipeline.tables import arrow_dataset
 
 pytestmark = pytest.mark.spark
@@ -67,9 +67,11 @@ def test_cjk_pages_decode_correctly(ingested, sample_dir):
         assert squash(case["sentence"]) in squash(text), (case["encoding"], case["url"])
 
 
-def test_finished_output_is_not_recomputed(ingested):
+def test_finished_output_is_skipped_and_other_settings_refused(ingested, sample_dir, capsys):
     before = sorted((p.name, p.stat().st_mtime_ns) for p in ingested.rglob("*.parquet"))
-    assert cli(["ingest", "--input", "unused-because-finished", "--output", str(ingested)]) == 0
+    assert cli(["ingest", "--input", str(sample_dir), "--output", str(ingested)]) == 0
+    assert cli(["ingest", "--input", str(sample_dir), "--output", str(ingested), "--extractor", "trafilatura"]) == 2
+    assert "extractor: 'resiliparse' -> 'trafilatura'" in capsys.readouterr().err
     assert sorted((p.name, p.stat().st_mtime_ns) for p in ingested.rglob("*.parquet")) == before
 
 

@@ -2,7 +2,6 @@
 import pytest
 
 from crawl2model.core.errors import InputError
-
 from crawl2model.pipeline.inputs import InputFile, Split, discover, pack_tasks, plan_splits
 
 

@@ -11,17 +11,16 @@ import inspect
 import random
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from conftest import SAMPLE
 
 from crawl2model.pipeline import minhash as mh
 from crawl2model.pipeline.textnorm import char_tables
 
-from conftest import SAMPLE
 CJK = re.compile("[\u3400-\u9fff]")
 
 
@@ -69,7 +68,13 @@ def docs() -> list[str]:
     except ImportError:
         pass
     if len(texts) < 100:
-        import email, json, argparse, logging, typing, collections, pathlib  # noqa: E401
+        import argparse
+        import collections
+        import email  # noqa: E401
+        import json
+        import logging
+        import pathlib
+        import typing
         texts += [inspect.getdoc(obj) or "" for mod in (email, json, argparse, logging, typing, collections,
                                                         pathlib) for _, obj in inspect.getmembers(mod)]
     return [t for t in texts if len(t.split()) >= 30 or len(CJK.findall(t)) >= 60]

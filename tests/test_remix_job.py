@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from conftest import SAMPLE
 
+from crawl2model.core.fs import read_json
 from crawl2model.jobs.cli import main as cli
 from crawl2model.pipeline.domains import DomainRules
-from crawl2model.core.fs import read_json
 from crawl2model.pipeline.schema import REMIX_FIELDS
-from conftest import SAMPLE
 from crawl2model.pipeline.shards import read_shards
 from crawl2model.pipeline.tables import arrow_dataset
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import io
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crawl2model.pipeline import mixture, shards
 from crawl2model.core.errors import ConfigError
+from crawl2model.pipeline import mixture, shards
 from crawl2model.pipeline.domains import DEFAULT_RULES, DomainRules, label_batch
 
 

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE
 from warcio.archiveiterator import ArchiveIterator
 
-from conftest import SAMPLE
 CRAWL_FILES = sorted(p for p in SAMPLE.rglob("*") if p.is_file() and re.search(r"\.(warc|arc|wet)(\.gz)?$", p.name))
 
 

@@ -16,8 +16,16 @@ from crawl2model.jobs.cli import main
 from crawl2model.scaling.fit import Run, fit_loss_curve, fit_power_law, fit_runs, load_runs
 from crawl2model.scaling.flops import flops_per_token, model_scale, scale_report
 from crawl2model.scaling.isoflop import WIDTH_STEPS, model_for_shape, plan_isoflop, shape_for_scale
-from crawl2model.scaling.laws import (PAPER, batch_sequences, compute_budget, optimal_batch_tokens, optimal_lr,
-                                      optimal_model_scale, optimal_tokens, resolve_hparams)
+from crawl2model.scaling.laws import (
+    PAPER,
+    batch_sequences,
+    compute_budget,
+    optimal_batch_tokens,
+    optimal_lr,
+    optimal_model_scale,
+    optimal_tokens,
+    resolve_hparams,
+)
 from crawl2model.scaling.shapes import get_preset
 from crawl2model.train.config import TrainConfig, load_run_config
 

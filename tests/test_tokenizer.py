@@ -12,10 +12,23 @@ from hypothesis import strategies as st
 
 from crawl2model.jobs.cli import main as cli
 from crawl2model.tokenizer import files
-from crawl2model.tokenizer.pretokenize import (build_pre_tokenizer, character_ranges, fused_pattern, pieces,
-                                   split_patterns)
-from crawl2model.tokenizer.specials import (BOS, EOS, INVALID_UTF8_BYTES, byte_to_glyph, decode_bytes,
-                                encode_bytes, glyph_to_byte, valid_utf8_alphabet)
+from crawl2model.tokenizer.pretokenize import (
+    build_pre_tokenizer,
+    character_ranges,
+    fused_pattern,
+    pieces,
+    split_patterns,
+)
+from crawl2model.tokenizer.specials import (
+    BOS,
+    EOS,
+    INVALID_UTF8_BYTES,
+    byte_to_glyph,
+    decode_bytes,
+    encode_bytes,
+    glyph_to_byte,
+    valid_utf8_alphabet,
+)
 
 PRE = build_pre_tokenizer()
 

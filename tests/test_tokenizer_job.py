@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawl2model.core.fs import read_json
-from crawl2model.tokenizer.shards import encode_documents, get_tokenizer
 from crawl2model.tokenizer import files
+from crawl2model.tokenizer.shards import encode_documents, get_tokenizer
 from crawl2model.tokenizer.specials import EOS
 from crawl2model.tokenizer.train import add_specials, train_bpe
 

@@ -9,8 +9,15 @@ import torch
 from crawl2model.scaling.flops import flops_per_token
 from crawl2model.scaling.shapes import ModelConfig, get_preset
 from crawl2model.train.attention import attend, flash_attn_func, reference, resolve_backend
-from crawl2model.train.model import (Transformer, _RMSNormFunction, _SplitRope, _SwiGLUGate, linear_cross_entropy, rope_cache,
-                         train_flops_per_token)
+from crawl2model.train.model import (
+    Transformer,
+    _RMSNormFunction,
+    _SplitRope,
+    _SwiGLUGate,
+    linear_cross_entropy,
+    rope_cache,
+    train_flops_per_token,
+)
 
 CFG = ModelConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, ffn_dim=96, vocab_size=128, seq_len=32)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -33,8 +34,12 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools' build/ folder in the checkout could hold modules deleted since.
+    source = work / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "runs", "*.egg-info", "__pycache__", "data", "out", ".pytest_cache"))
     dist = work / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], cwd=work)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)], cwd=work)
     wheel = next(dist.glob("crawl2model-*.whl"))
     venv = work / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=work)

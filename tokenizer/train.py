@@ -11,13 +11,12 @@ import json
 import resource
 from dataclasses import asdict, dataclass, field
 
+from crawl2model.core.config import DEFAULT_SEED
 from crawl2model.core.errors import ConfigError
-
-from crawl2model.core.sizes import parse_size
 from crawl2model.core.log import get_logger, interactive
+from crawl2model.core.sizes import parse_size
 from crawl2model.tokenizer import corpus, files
-from crawl2model.tokenizer.specials import (BOS, EOS, N_SPECIAL, padded_size, special_layout,
-                                valid_utf8_alphabet)
+from crawl2model.tokenizer.specials import BOS, EOS, N_SPECIAL, padded_size, special_layout, valid_utf8_alphabet
 
 log = get_logger("tokenizer")
 
@@ -30,7 +29,7 @@ class TrainConfig:
     vocab_size: int = 100_000
     # Text sampled for training; the paper used ~24 GB.
     max_bytes: int | str = "2GB"
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     # Pairs seen fewer times are never merged: on small corpora this stops BPE
     # from memorizing one-off strings to fill the vocabulary.
     min_frequency: int = 2

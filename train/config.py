@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crawl2model.core.config import load_run_file
+from crawl2model.core.config import DEFAULT_SEED, check_keys, load_run_file
 from crawl2model.core.errors import ConfigError
 from crawl2model.scaling.runfile import run_file
 from crawl2model.scaling.shapes import ModelConfig, get_preset
@@ -54,7 +54,7 @@ class TrainConfig:
     eps: float = 1e-8
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     data: str | None = None
     val_data: str | None = None
     output_dir: str | None = None
@@ -115,13 +115,7 @@ class TrainConfig:
 
 def _build(cls: type, table: dict[str, Any], where: str) -> Any:
     """Dataclass from a TOML table; unknown keys name the key, the table and the file."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in table.items():
-        name = key.replace("-", "_")
-        if name not in known:
-            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(known))})")
-        values[name] = tuple(value) if isinstance(value, list) else value
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in check_keys(table, cls, where).items()}
     try:
         return cls(**values)
     except TypeError as e:

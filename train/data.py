@@ -35,6 +35,7 @@ from crawl2model.core.errors import ConfigError
 from crawl2model.core.fs import filesystem
 from crawl2model.tokenizer.shards import open_shard, shard_paths
 
+
 class TokenStream:
     """The token shards of a folder as one lazily mapped uint32 stream."""
 

@@ -26,9 +26,9 @@ from crawl2model.core.errors import ConfigError
 from crawl2model.core.log import get_logger
 from crawl2model.scaling.laws import resolve_hparams
 from crawl2model.scaling.shapes import ModelConfig
+from crawl2model.tokenizer.shards import shard_paths
 from crawl2model.train import checkpoint
 from crawl2model.train.config import TrainConfig, dump_run_config
-from crawl2model.tokenizer.shards import shard_paths
 from crawl2model.train.data import train_loader
 from crawl2model.train.engine import build_engine, init_distributed, resolve_dtype
 from crawl2model.train.evaluate import evaluate, token_byte_lengths

@@ -16,11 +16,26 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
-from crawl2model.pipeline.warc.headers import (BLANK_LINE, BadRecord, arc_date, looks_like_record, parse_arc_line,
-                                               parse_warc_header, warc_date)
+from crawl2model.pipeline.warc.headers import (
+    BLANK_LINE,
+    BadRecord,
+    arc_date,
+    looks_like_record,
+    parse_arc_line,
+    parse_warc_header,
+    warc_date,
+)
 from crawl2model.pipeline.warc.http import MAX_HTTP_HEADER, PayloadError, http_payload
-from crawl2model.pipeline.warc.members import (PROBE_IN, GzipError, GzipSource, PlainSource, Source, open_crawl_file,
-                                               probe_member, scan_members)
+from crawl2model.pipeline.warc.members import (
+    PROBE_IN,
+    GzipError,
+    GzipSource,
+    PlainSource,
+    Source,
+    open_crawl_file,
+    probe_member,
+    scan_members,
+)
 
 __all__ = ["Record", "Skip", "iter_records", "is_splittable", "detect_format"]
 
