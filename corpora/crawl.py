@@ -90,9 +90,8 @@ class CrawlWriter:
     def __init__(self, out: io.BufferedIOBase, dump: Dump, filename: str, info: dict[str, str]):
         self.writer = WARCWriter(out, gzip=True, warc_version="1.0")
         self.dump = dump
-        # `filename` is the path as written, output folder included: the bundled sample's
-        # warcinfo ids hash <repo>/tests/data/sample/..., where it was first built.
-        self.warcinfo_id = record_id(dump.name, filename, "warcinfo")
+        # Hashed by file name only, so the bytes do not depend on where the output folder is.
+        self.warcinfo_id = record_id(dump.name, Path(filename).name, "warcinfo")
         payload = "".join(f"{k}: {v}\r\n" for k, v in info.items()).encode()
         self._write("", "warcinfo", payload, {
             "WARC-Record-ID": self.warcinfo_id,

@@ -27,8 +27,6 @@ from crawl2model.core.log import get_logger
 log = get_logger("report")
 
 FLOW = ("ingest", "dedup", "filter", "remix", "tokenizer", "tokenize", "train")
-# report.json `stage` values that differ from the section's stage name.
-ALIASES = {"tokenizer-train": "tokenizer"}
 # DeepSeek LLM (arXiv 2401.02954), Table 1: documents removed when deduplicating 1 dump and 91 dumps together.
 PAPER_DEDUP = ((1, 0.222), (91, 0.898))
 MAX_LANGUAGES = 12
@@ -55,7 +53,7 @@ def find_reports(run_dir: Path) -> list[StageReport]:
         except (OSError, ValueError) as e:
             raise InputError(f"unreadable report {path}: {e}") from None
         if isinstance(data, dict) and isinstance(data.get("stage"), str):
-            found.append(StageReport(path.parent, ALIASES.get(data["stage"], data["stage"]), data))
+            found.append(StageReport(path.parent, data["stage"], data))
     if not found:
         raise InputError(f"no stage reports in {run_dir}: no subfolder holds a report.json with a 'stage' key")
     rank = {s: i for i, s in enumerate(FLOW)}
@@ -141,17 +139,11 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _seconds(data: dict) -> Any:
-    """Older filter outputs kept their laps under `seconds` and the total under `seconds_total`."""
-    s = data.get("seconds")
-    return s if isinstance(s, (int, float)) else data.get("seconds_total")
-
-
 # --- sections ----------------------------------------------------------------------------
 
 def overview(reports: list[StageReport]) -> str:
     rows = [(r.folder.name, r.stage, num(r.data.get("docs_in")), num(r.data.get("docs_out")),
-             num(_seconds(r.data))) for r in reports]
+             num(r.data.get("seconds"))) for r in reports]
     return table(["folder", "stage", "docs in", "docs out", "seconds"], rows, numeric_from=2)
 
 
@@ -403,7 +395,7 @@ def train_section(r: StageReport, tokenize: StageReport | None) -> str:
             ("peak lr", num(d.get("peak_lr"))), ("final loss", num(d.get("loss"))),
             ("final val loss / bits per byte", f"{num(d.get('val_loss'))} / {num(d.get('val_bpb'))}"),
             ("tokens seen", num(d.get("tokens"))), ("tokens/s", num(d.get("tokens_per_s"))),
-            ("seconds", num(_seconds(d)))]
+            ("seconds", num(d.get("seconds")))]
     parts = [table(["", "value"], rows)]
     if not records:
         parts.append(note(f"No metrics.jsonl in {r.folder.name}/: no curves."))

@@ -13,6 +13,7 @@ silently.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -75,7 +76,8 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
     if "text" not in df.columns or "doc_id" not in df.columns:
         raise InputError(f"tokenize: input needs 'text' and 'doc_id' columns, has {', '.join(df.columns)}")
     domain = F.col("domain").cast("string") if "domain" in df.columns else F.lit(None).cast("string")
-    df = df.select("text", "doc_id", domain.alias("domain"))
+    lang = F.col("lang").cast("string") if "lang" in df.columns else F.lit(None).cast("string")
+    df = df.select("text", "doc_id", domain.alias("domain"), lang.alias("lang"))
     if cfg.num_shards:
         # Hash partitioning plus a sort makes shard contents independent of input layout.
         df = df.repartition(cfg.num_shards, "doc_id").sortWithinPartitions("doc_id")
@@ -97,6 +99,12 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
     documents, tokens = listing["documents"], listing["tokens"]
     skipped = sum(r["skipped_empty"] for r in results)
     nbytes = sum(r["bytes"] for r in results)
+    per_lang: dict[str, list[int]] = {}
+    for r in results:
+        for name, (n_bytes, n_tokens) in json.loads(r["languages"]).items():
+            acc = per_lang.setdefault(name, [0, 0])
+            acc[0] += n_bytes
+            acc[1] += n_tokens
     encode_seconds = sum(r["encode_seconds"] for r in results)
     log.info(f"{documents} documents -> {tokens:,} tokens in {len(listing['shards'])} shards "
              f"({skipped} empty skipped)")
@@ -107,6 +115,8 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
         "tokens": tokens,
         "bytes": nbytes,
         "bytes_per_token": round(nbytes / max(tokens - documents, 1), 4),
+        "bytes_per_token_by_language": {name: round(b / max(t, 1), 4) for name, (b, t) in
+                                        sorted(per_lang.items(), key=lambda kv: -kv[1][0])},
         "shards": len(listing["shards"]),
         "encode_seconds_all_tasks": round(encode_seconds, 3),
         "encode_mb_per_s_per_core": round(nbytes / 1e6 / encode_seconds, 3) if encode_seconds else None,

@@ -40,7 +40,8 @@ def documents(tmp_path_factory):
     folder = tmp_path_factory.mktemp("docs") / "table"
     folder.mkdir()
     table = pa.table({"doc_id": [f"d{i}" for i in range(len(TEXTS))], "text": TEXTS,
-                      "domain": ["web", "zh", "web", "web", "code", "web"]})
+                      "domain": ["web", "zh", "web", "web", "code", "web"],
+                      "lang": ["en", "zh", "en", "en", None, "en"]})
     pq.write_table(table.slice(0, 3), folder / "part-0.parquet")
     pq.write_table(table.slice(3), folder / "part-1.parquet")
     return folder
@@ -86,6 +87,10 @@ def test_tokenize_job_writes_mappable_shards(spark, tokenizer_dir, documents, tm
         assert ids[-1] == eos and eos not in ids[:-1]  # the literal EOS in d3 stays text
         assert tok.decode(ids[:-1]) == text
     assert sum(len(v) for v in rows.values()) == manifest["tokens"] == report["tokens"]
+    by_lang = report["bytes_per_token_by_language"]
+    assert set(by_lang) == {"en", "zh", "?"}  # "?": a document without a language
+    zh = TEXTS[1].encode()
+    assert by_lang["zh"] == round(len(zh) / (len(rows["d1"]) - 1), 4)
     assert _run(argv) == 0  # finished: skipped, not recomputed
     assert read_json(str(out / "manifest.json")) == manifest
 

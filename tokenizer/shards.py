@@ -36,6 +36,7 @@ SHARD_SCHEMA = pa.schema([
 RESULT_SCHEMA = pa.schema([
     ("shard", pa.string()), ("documents", pa.int64()), ("tokens", pa.int64()), ("bytes", pa.int64()),
     ("skipped_empty", pa.int64()), ("encode_seconds", pa.float64()), ("sha256", pa.string()),
+    ("languages", pa.string()),  # JSON {lang: [bytes, tokens]}
 ])
 ENCODE_BATCH = 256
 MANIFEST = "manifest.json"
@@ -73,19 +74,31 @@ def encode_documents(tok, texts: list[str], eos_id: int) -> pa.LargeListArray:
     return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
-def tokenize_batch(tok, batch: pa.RecordBatch, eos_id: int) -> tuple[pa.RecordBatch, int, int]:
-    """(shard rows, skipped empty documents, UTF-8 bytes encoded) for one batch of documents."""
+def tokenize_batch(tok, batch: pa.RecordBatch, eos_id: int) -> tuple[pa.RecordBatch, int, dict[str, list[int]]]:
+    """(shard rows, skipped empty documents, [UTF-8 bytes, tokens without EOS] per language).
+
+    The language is the batch's `lang` column (the filter's), "?" without one;
+    bytes per token by language is how a tokenizer is judged across languages.
+    """
     texts = batch.column("text").to_pylist()
     keep = [i for i, t in enumerate(texts) if t]
     kept_texts = [texts[i] for i in keep]
     idx = pa.array(keep, type=pa.int64())
-    domain = batch.column("domain") if "domain" in batch.schema.names else pa.nulls(len(texts), pa.string())
+    names = batch.schema.names
+    domain = batch.column("domain") if "domain" in names else pa.nulls(len(texts), pa.string())
+    ids = encode_documents(tok, kept_texts, eos_id)
     rows = pa.record_batch([
-        encode_documents(tok, kept_texts, eos_id),
+        ids,
         batch.column("doc_id").take(idx).cast(pa.string()),
         domain.take(idx).cast(pa.string()),
     ], schema=SHARD_SCHEMA)
-    return rows, len(texts) - len(keep), sum(len(t.encode("utf-8", "surrogatepass")) for t in kept_texts)
+    langs = batch.column("lang").take(idx).to_pylist() if "lang" in names else [None] * len(keep)
+    per_lang: dict[str, list[int]] = {}
+    for lang, text, n in zip(langs, kept_texts, np.diff(ids.offsets.to_numpy()) - 1):
+        acc = per_lang.setdefault(lang or "?", [0, 0])
+        acc[0] += len(text.encode("utf-8", "surrogatepass"))
+        acc[1] += int(n)
+    return rows, len(texts) - len(keep), per_lang
 
 
 def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: int,
@@ -99,7 +112,8 @@ def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: 
     fs, base = filesystem(folder)
     name = f"part-{shard_index:05d}.arrow"
     tmp = posixpath.join(base, f".{name}.{os.getpid()}.tmp")
-    docs = tokens = nbytes = skipped = 0
+    docs = tokens = skipped = 0
+    per_lang: dict[str, list[int]] = {}
     seconds = 0.0
     writer = None
     sink = None
@@ -107,7 +121,7 @@ def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: 
         for batch in batches:
             for start in range(0, batch.num_rows, ENCODE_BATCH):
                 t0 = time.perf_counter()
-                rows, n_skipped, n_bytes = tokenize_batch(tok, batch.slice(start, ENCODE_BATCH), eos_id)
+                rows, n_skipped, batch_langs = tokenize_batch(tok, batch.slice(start, ENCODE_BATCH), eos_id)
                 seconds += time.perf_counter() - t0
                 skipped += n_skipped
                 if rows.num_rows == 0:
@@ -118,7 +132,10 @@ def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: 
                 writer.write_batch(rows)
                 docs += rows.num_rows
                 tokens += len(rows.column(0).values)
-                nbytes += n_bytes
+                for lang, (n_bytes, n_tokens) in batch_langs.items():
+                    acc = per_lang.setdefault(lang, [0, 0])
+                    acc[0] += n_bytes
+                    acc[1] += n_tokens
     finally:
         if writer is not None:
             writer.close()
@@ -128,8 +145,9 @@ def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: 
         final = posixpath.join(base, name)
         fs.move(tmp, final)
         digest = sha256_file(fs, final)
+    nbytes = sum(b for b, _ in per_lang.values())
     return pa.record_batch([[name if digest else None], [docs], [tokens], [nbytes], [skipped],
-                            [seconds], [digest]], schema=RESULT_SCHEMA)
+                            [seconds], [digest], [json.dumps(per_lang, sort_keys=True)]], schema=RESULT_SCHEMA)
 
 
 

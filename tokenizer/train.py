@@ -141,7 +141,8 @@ def run(cfg: TrainConfig) -> dict:
         return {
             "docs_in": stats.docs_seen,
             "docs_out": stats.docs_kept,
-            "removed_by_reason": {"not_sampled": stats.docs_seen - stats.docs_kept},
+            "removed_by_reason": ({"not_sampled": stats.docs_seen - stats.docs_kept}
+                                  if stats.docs_seen > stats.docs_kept else {}),
             "ordinary_tokens": n_ordinary,
             "special_tokens": N_SPECIAL,
             "total_tokens": total,
