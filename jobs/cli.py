@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "crawl2model.scaling.cli",
     "crawl2model.jobs.demo",
     "crawl2model.jobs.report",
+    "crawl2model.jobs.plan",
 ]
 
 
