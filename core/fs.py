@@ -13,13 +13,31 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from crawl2model.core.errors import InputError
+
+# Hadoop's names for S3 (what Spark users write) are the same buckets to pyarrow.
+SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3"}
+
+
+def normalize_uri(path: str) -> str:
+    """`s3a://b/k` -> `s3://b/k`; other paths unchanged."""
+    scheme, sep, rest = path.partition("://")
+    return f"{SCHEME_ALIASES[scheme]}://{rest}" if sep and scheme in SCHEME_ALIASES else path
+
 
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for a local path or a URI such as s3://b/k."""
+    """(filesystem, path inside it) for a local path or a URI (s3://, s3a://, gs://, hdfs://).
+
+    S3 endpoint, region and credentials come from the standard AWS environment
+    variables and config files (AWS_ENDPOINT_URL, AWS_PROFILE, ...), as the AWS SDK reads them.
+    """
     if path.startswith("file://"):
         path = path[len("file://"):]
     elif "://" in path:
-        return pafs.FileSystem.from_uri(path)
+        try:
+            return pafs.FileSystem.from_uri(normalize_uri(path))
+        except (ValueError, OSError) as e:  # pyarrow raises ArrowInvalid (a ValueError) for unknown schemes
+            raise InputError(f"cannot open {path}: {e}") from None
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 

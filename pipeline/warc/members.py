@@ -13,6 +13,7 @@ import re
 import zlib
 from typing import BinaryIO, Iterator
 
+from crawl2model.core.fs import filesystem
 from crawl2model.pipeline.warc.headers import looks_like_record
 
 try:   # ISA-L inflates gzip members ~1.7x faster than zlib; same API
@@ -48,7 +49,7 @@ def open_crawl_file(source: str | BinaryIO) -> tuple[BinaryIO, bool, int]:
 
     try:
         if "://" in source and not source.startswith("file://"):
-            fs, path = pafs.FileSystem.from_uri(source)
+            fs, path = filesystem(source)
             return fs.open_input_file(path), True, _REMOTE_CHUNK
         return pafs.LocalFileSystem().open_input_file(source.removeprefix("file://")), True, _LOCAL_CHUNK
     except FileNotFoundError:
