@@ -25,7 +25,15 @@ from crawl2model.core.fs import filesystem
 from crawl2model.core.log import Timer, get_logger
 from crawl2model.core.outputs import StageOutput
 from crawl2model.core.sizes import parse_size
-from crawl2model.pipeline.inputs import Split, discover, pack_tasks, plan_splits
+from crawl2model.pipeline.inputs import (
+    COMMONCRAWL_BASE,
+    ListingSelection,
+    Split,
+    discover_inputs,
+    is_listing,
+    pack_tasks,
+    plan_splits,
+)
 from crawl2model.pipeline.parquet_out import write_parquet
 from crawl2model.pipeline.schema import DOC_SCHEMA, host_of, make_doc_id
 
@@ -37,6 +45,12 @@ class IngestConfig:
     input: list[str] = field(default_factory=list)
     output: str = ""
     dump: str | None = None
+    # Listings (`warc.paths.gz`): relative listed paths are resolved against this folder or URI.
+    input_base: str = COMMONCRAWL_BASE
+    # Trial runs on listings: the first N paths of each listing (sorted), and/or
+    # the paths whose hash falls below a fraction (the same paths on every run).
+    limit_files: int | None = None
+    sample_files: float | None = None
     extractor: str = "resiliparse"
     # A record body beyond this is not read into memory: skipped as payload_too_large.
     max_payload_bytes: int | str = "8MB"
@@ -67,6 +81,26 @@ class IngestConfig:
                 raise ConfigError(f"ingest: {name} must be positive")
         if self.max_text_chars <= 0 or self.min_text_chars < 0:
             raise ConfigError("ingest: max_text_chars must be > 0 and min_text_chars >= 0")
+        self._validate_listing()
+
+    def _validate_listing(self) -> None:
+        if not isinstance(self.input_base, str) or not self.input_base:
+            raise ConfigError(f"ingest: input_base must be a folder or URI, got {self.input_base!r}")
+        limit, fraction = self.limit_files, self.sample_files
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"ingest: limit_files must be a whole number >= 1, got {limit!r}")
+        if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                                     or not 0 < fraction <= 1):
+            raise ConfigError(f"ingest: sample_files must be a fraction in (0, 1], got {fraction!r}")
+        # Silently reading everything when a trial run was asked for would be the costly surprise.
+        if (limit is not None or fraction is not None) and not any(is_listing(p) for p in self.input):
+            name = "limit_files" if limit is not None else "sample_files"
+            raise ConfigError(f"ingest: {name} selects from listings (*.paths, *.paths.gz), "
+                              "and no --input is one")
+
+    def listing(self) -> ListingSelection:
+        return ListingSelection(self.input_base, self.limit_files,
+                                float(self.sample_files) if self.sample_files is not None else None)
 
 
 # --- one row per input record -----------------------------------------------------------
@@ -290,7 +324,10 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
     from pyspark.sql.pandas.types import from_arrow_schema
 
     timer = Timer()
-    files, ignored = discover(cfg.input, cfg.dump)
+    found = discover_inputs(cfg.input, cfg.dump, cfg.listing())
+    files, ignored = found.files, found.ignored
+    if found.missing:
+        log.warning(f"{len(found.missing)} listed files not found, skipped (e.g. {found.missing[0]})")
     if not files:
         raise ConfigError(f"ingest: no input files found in {', '.join(cfg.input)}")
     splits = plan_splits(files, cfg.split_size)
@@ -355,6 +392,9 @@ def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
         "files": len(files),
         "files_ignored": len(ignored),
         "files_ignored_examples": ignored[:20],
+        # listed in a listing but absent: skipped, so one gone file does not stop a dump's run
+        "missing_listed": len(found.missing),
+        "missing_listed_examples": found.missing[:20],
         "splits": len(splits),
         "tasks": len(tasks),
         "seconds": round(seconds, 3),

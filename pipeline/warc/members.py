@@ -26,6 +26,9 @@ except ImportError:
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _LOCAL_CHUNK = 1 << 20        # plain-file and compressed read size, local disk
 _REMOTE_CHUNK = 8 << 20       # fewer, larger ranged GETs on object stores
+# Read size while looking for the next member or checking the first two: what is
+# sought is near, and a remote chunk would fetch megabytes per split to find it.
+PROBE_CHUNK = 64 << 10
 _FEED = 32 << 10              # compressed bytes per decompress() call: keeps unused_data copies small
 _OUT = 1 << 20                # decompressed bytes per call: bounds memory on gzip bombs
 PROBE_IN = 8 << 10            # compressed bytes tried when checking a candidate member
@@ -254,7 +257,7 @@ class GzipSource(Source):
 
     def rescan(self, at: int, end: int | None) -> bool:
         """Start at the first member at or after `at` (and before `end`) that holds a record start."""
-        found = scan_members(self.f, at, end, self.chunk)
+        found = scan_members(self.f, at, end, min(self.chunk, PROBE_CHUNK))
         self._set_cbuf(b"", -1)   # the scan moved the file position: force start_member to seek
         return found is not None and self.start_member(found)
 

@@ -27,6 +27,7 @@ from crawl2model.pipeline.warc.headers import (
 )
 from crawl2model.pipeline.warc.http import MAX_HTTP_HEADER, PayloadError, http_payload
 from crawl2model.pipeline.warc.members import (
+    PROBE_CHUNK,
     PROBE_IN,
     GzipError,
     GzipSource,
@@ -321,6 +322,7 @@ def _gzip_splittable(f: BinaryIO, chunk: int) -> bool:
     member does not send a whole file to a single task.
     """
     at: int | None = 0
+    chunk = min(chunk, PROBE_CHUNK)
     for _ in range(2):
         src = GzipSource(f, chunk)
         if at is None or not src.start_member(at):
