@@ -13,8 +13,13 @@ removed by the next run that claims the output.
 the config itself (so a rerun can say which keys changed) and the list of
 files the output holds: readers read what it lists.
 
-Outputs that grow in place (a training run's checkpoints) use `in_place=True`:
-the same claim and marker, no temporary folder.
+Object stores cannot rename a folder, so there the run writes straight into
+the output's own prefix instead: the claim first clears whatever an abandoned
+attempt left there and writes `_STARTED`; `_SUCCESS` (with every file and its
+size) comes last. Readers refuse a folder with `_STARTED` and no `_SUCCESS`,
+and read only the files `_SUCCESS` lists, so a half-written attempt is never
+read. Outputs that grow in place (a training run's checkpoints) use
+`in_place=True`: the same claim and marker, nothing cleared.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from crawl2model.core.errors import OutputBusyError
 from crawl2model.core.fs import exists, filesystem, is_local, list_files, write_json
 
 SUCCESS = "_SUCCESS"
+STARTED = "_STARTED"  # written first where the output is written in place (object stores)
 HEARTBEAT_S = 30.0       # a claim's lock file is refreshed this often
 STALE_AFTER_S = 600.0    # a claim from another host not refreshed for this long is dead
 
@@ -53,10 +59,17 @@ def read_success(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
 
 
 def committed_files(path: str) -> list[str] | None:
-    """The files a finished output lists in `_SUCCESS` (relative), None without a list."""
+    """The files a finished output lists in `_SUCCESS` (relative paths), None without a list."""
     fs, p = filesystem(path)
     marker = read_success(fs, p)
-    return None if marker is None else marker.get("files")
+    if marker is None or "files" not in marker:
+        return None
+    return [f["path"] if isinstance(f, dict) else f for f in marker["files"]]
+
+
+def is_unfinished(fs: pafs.FileSystem, path: str) -> bool:
+    """A stage output that a run started and never finished (killed, or still running)."""
+    return exists(fs, posixpath.join(path, STARTED)) and not exists(fs, posixpath.join(path, SUCCESS))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -83,7 +96,9 @@ class StageOutput:
         parent, name = posixpath.split(self.final_path.rstrip("/"))
         self.parent, self.name = parent, name
         self.lock_path = posixpath.join(parent, f".{name}.lock")
-        self.tmp_path = self.final_path if self.in_place else posixpath.join(parent, f".{name}.tmp-{self.token}")
+        # Written where it will stay: training runs, and every output on an object store.
+        self.direct = self.in_place or not is_local(self.fs)
+        self.tmp_path = self.final_path if self.direct else posixpath.join(parent, f".{name}.tmp-{self.token}")
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -170,14 +185,16 @@ class StageOutput:
             if info.base_name.startswith(f".{self.name}.tmp-") or info.base_name.startswith(f".{self.name}.old-"):
                 self.fs.delete_dir(info.path)
         if exists(self.fs, self.final_path):
-            if self.in_place and self.overwrite:
-                self.fs.delete_dir_contents(self.final_path)  # start afresh
-            elif self.in_place:
+            if self.in_place and not self.overwrite:
                 if self.finished() is not None:  # growing a finished output: it is unfinished again
                     self.fs.delete_file(posixpath.join(self.final_path, SUCCESS))
+            elif self.direct:
+                self.fs.delete_dir_contents(self.final_path)  # start afresh, or an abandoned attempt
             elif self.finished() is None:
                 self.fs.delete_dir(self.final_path)  # unfinished output of a killed run
         self.fs.create_dir(self.tmp_path, recursive=True)
+        if self.direct and not self.in_place:
+            write_json(self.fs, self.path(STARTED), self._claim_record())
         self._start_heartbeat()
         return self.tmp_path
 
@@ -209,11 +226,11 @@ class StageOutput:
 
     # ------------------------------------------------------------------ finish
 
-    def files(self) -> list[str]:
-        """The files written so far, relative to the output folder."""
+    def files(self) -> list[dict[str, Any]]:
+        """The files written so far, relative to the output folder, with their sizes."""
         root = self.tmp_path.rstrip("/")
-        return [posixpath.relpath(f.path, root) for f in list_files(self.fs, root)
-                if posixpath.basename(f.path) != SUCCESS]
+        return [{"path": posixpath.relpath(f.path, root), "size": f.size} for f in list_files(self.fs, root)
+                if posixpath.basename(f.path) not in (SUCCESS, STARTED)]
 
     def commit(self, stage: str, fingerprint: str = "", config: dict[str, Any] | None = None,
                inputs: dict[str, str] | None = None) -> None:
@@ -223,7 +240,9 @@ class StageOutput:
                   "files": self.files()}
         write_json(self.fs, self.path(SUCCESS), marker)
         try:
-            if self.in_place:
+            if self.direct:
+                if exists(self.fs, self.path(STARTED)):
+                    self.fs.delete_file(self.path(STARTED))
                 return
             if exists(self.fs, self.final_path):
                 old = posixpath.join(self.parent, f".{self.name}.old-{self.token}")
@@ -238,6 +257,6 @@ class StageOutput:
     def abort(self) -> None:
         try:
             if not self.in_place and exists(self.fs, self.tmp_path):
-                self.fs.delete_dir(self.tmp_path)
+                self.fs.delete_dir(self.tmp_path)  # a failed attempt's files, also on object stores
         finally:
             self.release()

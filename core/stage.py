@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 from crawl2model.core.errors import InputError, OutputMismatchError
 from crawl2model.core.fs import filesystem, list_files, read_json, write_json
 from crawl2model.core.log import Timer, get_logger
-from crawl2model.core.outputs import StageOutput, read_success
+from crawl2model.core.outputs import StageOutput, is_unfinished, read_success
 
 # Keys that say how to run, not what to write: they never make an output stale.
 NOT_FINGERPRINTED = frozenset({"overwrite", "output", "progress", "num_workers", "log_every"})
@@ -65,6 +65,9 @@ def input_fingerprint(path: str, output: str | None = None) -> str:
     marker = read_success(fs, p)
     if marker is not None and marker.get("fingerprint"):
         return marker["fingerprint"]
+    if is_unfinished(fs, p):
+        raise InputError(f"{path} is an unfinished stage output (no _SUCCESS): its run was killed or is "
+                         f"still running; rerun the stage that writes it")
     own = filesystem(output)[1].rstrip("/") + "/" if output else None
     files = [f for f in list_files(fs, p)
              if not (own and f.path.startswith(own)) and not _hidden(posixpath.relpath(f.path, p))]

@@ -357,12 +357,13 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from pyspark.sql import functions as F
 
     from crawl2model.pipeline.dedup_index import DedupIndex
+    from crawl2model.pipeline.spark import use_checkpoint_dir
     from crawl2model.pipeline.minhash import fp_fn_curve, fp_fn_mass
     from crawl2model.pipeline.parquet_out import write_parquet
     from crawl2model.pipeline.tables import read_table
 
     timer = Timer()
-    spark.sparkContext.setCheckpointDir(f"{out.tmp_uri}/_checkpoints")
+    use_checkpoint_dir(spark, out)
     docs = read_table(spark, cfg.input)
     missing = {"doc_id", "dump", "text"} - set(docs.columns)
     if missing:

@@ -115,6 +115,27 @@ def add_spark_arguments(parser) -> None:
                    help="extra Spark conf, repeatable")
 
 
+def use_checkpoint_dir(spark: "SparkSession", out) -> str:
+    """Where Spark checkpoints go: `spark.checkpoint.dir` if set (cluster storage), else beside the output.
+
+    Spark writes checkpoints through Hadoop filesystems, which know no s3:// without
+    hadoop-aws; an output on an object store without that conf checkpoints to local disk.
+    """
+    from crawl2model.core.fs import is_local
+
+    configured = spark.conf.get("spark.checkpoint.dir", None)
+    if configured:
+        folder = configured
+    elif is_local(out.fs):
+        folder = f"{out.tmp_uri}/_checkpoints"
+    else:
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="crawl2model-checkpoints-")
+    spark.sparkContext.setCheckpointDir(folder)
+    return folder
+
+
 def check_spark_arguments(args) -> None:
     """Fail on a bad --spark-conf pair or profile line before any work (or the JVM) starts."""
     parse_conf_pairs(args.spark_conf)

@@ -11,43 +11,79 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from crawl2model.core.errors import InputError
-from crawl2model.core.fs import filesystem
+from crawl2model.core.fs import filesystem, is_local, list_files
+from crawl2model.core.outputs import is_unfinished, read_success
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-def data_paths(path: str) -> list[str]:
-    """The Parquet files and partition folders directly under `path` (or `path` itself if a file)."""
+def parquet_files(path: str) -> list[str]:
+    """The Parquet files of a table, spelled like `path`, sorted.
+
+    A stage output's table (the folder itself, or `kept/`, `rejected/`, ...
+    inside it) is exactly the files its `_SUCCESS` lists: on an object store a
+    folder may also hold what an abandoned attempt left. A folder that a run
+    started and never finished is refused. Any other folder (a user's own
+    Parquet dataset) is every `.parquet` file below it, hidden ones aside.
+    """
     fs, p = filesystem(path)
     info = fs.get_file_info(p)
     if info.type == pafs.FileType.NotFound:
         raise InputError(f"table not found: {path}")
     if info.type == pafs.FileType.File:
         return [path]
-    found = []
-    for i in sorted(fs.get_file_info(pafs.FileSelector(p)), key=lambda i: i.base_name):
-        if i.base_name.startswith((".", "_")):
-            continue
-        if (i.type == pafs.FileType.Directory and "=" in i.base_name) or \
-                (i.type == pafs.FileType.File and i.base_name.endswith(".parquet")):
-            found.append(posixpath.join(path.rstrip("/"), i.base_name))
-    if not found:
+    root = p.rstrip("/")
+    for owner in (root, posixpath.dirname(root)):
+        if is_unfinished(fs, owner):
+            raise InputError(f"{path} belongs to an unfinished stage output (no _SUCCESS in {owner}): "
+                             f"rerun the stage that writes it")
+    listed = _listed_under(fs, root)
+    if listed is None:
+        listed = [posixpath.relpath(f.path, root) for f in list_files(fs, root)]
+    rels = sorted(r for r in listed if r.endswith(".parquet") and not _hidden(r))
+    if not rels:
         raise InputError(f"no Parquet data in {path}")
-    return found
+    return [f"{path.rstrip('/')}/{r}" for r in rels]
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith((".", "_")) for part in relative.split("/"))
+
+
+def _listed_under(fs: pafs.FileSystem, root: str) -> list[str] | None:
+    """Files under `root` that the `_SUCCESS` of `root` or of its stage folder lists (relative to root)."""
+    for owner in (root, posixpath.dirname(root)):
+        marker = read_success(fs, owner)
+        if marker and "files" in marker:
+            prefix = posixpath.relpath(root, owner)
+            names = [f["path"] if isinstance(f, dict) else f for f in marker["files"]]
+            if prefix == ".":
+                return names
+            return [n[len(prefix) + 1:] for n in names if n.startswith(prefix + "/")]
+    return None
 
 
 def read_table(spark: "SparkSession", paths: str | list[str]) -> "DataFrame":
-    """One or more table folders as one DataFrame, with hive partition columns (e.g. `dump`).
+    """One or more tables as one DataFrame, with hive partition columns (e.g. `dump`).
 
-    Several tables are unioned by column name; a column one of them lacks is null there.
+    Local tables are read by Spark itself; tables on object stores are read by
+    pyarrow inside the tasks, so no Hadoop connector (hadoop-aws) is needed.
+    Several tables are unioned by column name; a column one of them lacks is
+    null there.
     """
-    frames = [spark.read.option("basePath", p).parquet(*data_paths(p))
-              for p in ([paths] if isinstance(paths, str) else paths)]
+    frames = []
+    for p in [paths] if isinstance(paths, str) else paths:
+        files = parquet_files(p)
+        if is_local(filesystem(p)[0]):
+            frames.append(spark.read.option("basePath", p).parquet(*files))
+        else:
+            frames.append(_read_with_arrow(spark, p, files))
     if not frames:
         raise InputError("no input table given")
     table = frames[0]
@@ -56,18 +92,80 @@ def read_table(spark: "SparkSession", paths: str | list[str]) -> "DataFrame":
     return table
 
 
+def _partition_values(base: str, file: str) -> dict[str, str]:
+    """`dump=CC-MAIN-2024-10/part-0.parquet` -> {"dump": "CC-MAIN-2024-10"} (hive layout)."""
+    parts = posixpath.relpath(file, base).split("/")[:-1]
+    return dict(part.split("=", 1) for part in parts if "=" in part)
+
+
+def _read_with_arrow(spark: "SparkSession", path: str, files: list[str]) -> "DataFrame":
+    """A table read file by file with pyarrow inside Spark tasks (one task per file)."""
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    fs, base = filesystem(path)
+    inner = [filesystem(f)[1] for f in files]
+    keys = list(_partition_values(base, inner[0]))
+    file_schema = pq.read_schema(inner[0], filesystem=fs)
+    schema = pa.schema([f for f in file_schema if f.name not in keys] + [pa.field(k, pa.string()) for k in keys])
+
+    def read(batches):
+        import pyarrow.parquet as pq
+
+        fs, _ = filesystem(path)
+        for batch in batches:
+            for file in batch.column(0).to_pylist():
+                table = pq.read_table(file, filesystem=fs)
+                for key, value in _partition_values(base, file).items():
+                    table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
+                yield from table.select(schema.names).cast(schema).to_batches()
+
+    packs = _pack_like_spark(spark, [(f, i.size) for f, i in zip(inner, fs.get_file_info(inner))])
+    tasks = spark.sparkContext.parallelize(packs, len(packs)).flatMap(lambda pack: [(f,) for f in pack])
+    listing = spark.createDataFrame(tasks, "file string")
+    return listing.mapInArrow(read, from_arrow_schema(schema))
+
+
+def _spark_bytes(text: str) -> int:
+    """Spark's byte strings: `134217728b`, `128m`, `4MB` (binary units, as Spark reads them)."""
+    value = text.strip().lower().removesuffix("b").removesuffix("i")
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    return int(float(value[:-1]) * units[value[-1]]) if value and value[-1] in units else int(value)
+
+
+def _pack_like_spark(spark: "SparkSession", files: list[tuple[str, int]]) -> list[list[str]]:
+    """Files grouped into tasks the way Spark's own Parquet scan groups them (FilePartition).
+
+    So a table reads into the same partitions, in the same order, from an object
+    store as from a local disk, and what later stages write per partition is
+    the same bytes. (Spark also splits a file larger than the split size; here a
+    file is never split, so such files give other partitions, not other rows.)
+    """
+    conf = spark.conf
+    max_bytes = _spark_bytes(conf.get("spark.sql.files.maxPartitionBytes", "128m"))
+    open_cost = _spark_bytes(conf.get("spark.sql.files.openCostInBytes", "4m"))
+    cores = int(conf.get("spark.sql.files.minPartitionNum", None) or spark.sparkContext.defaultParallelism)
+    total = sum(size + open_cost for _, size in files)
+    split = min(max_bytes, max(open_cost, total // max(cores, 1)))
+    packs: list[list[str]] = []
+    current: list[str] = []
+    size_so_far = 0
+    for path, size in sorted(files, key=lambda f: -f[1]):  # stable: ties keep path order
+        if current and size_so_far + size > split:
+            packs.append(current)
+            current, size_so_far = [], 0
+        current.append(path)
+        size_so_far += size + open_cost
+    if current:
+        packs.append(current)
+    return packs
+
+
 def arrow_dataset(path: str) -> ds.Dataset:
     """The same table for pyarrow (tests, small tools)."""
     fs, p = filesystem(path)
-    paths = [filesystem(x)[1] for x in data_paths(path)]
-    if len(paths) == 1 and fs.get_file_info(paths[0]).type == pafs.FileType.File:
-        return ds.dataset(paths[0], filesystem=fs, format="parquet")
-    files = []
-    for x in paths:
-        if fs.get_file_info(x).type == pafs.FileType.File:
-            files.append(x)
-        else:
-            files += [i.path for i in fs.get_file_info(pafs.FileSelector(x, recursive=True))
-                      if i.type == pafs.FileType.File and not i.base_name.startswith((".", "_"))]
-    return ds.dataset(sorted(files), filesystem=fs, format="parquet",
+    files = [filesystem(f)[1] for f in parquet_files(path)]
+    if len(files) == 1 and files[0] == p:
+        return ds.dataset(files[0], filesystem=fs, format="parquet")
+    return ds.dataset(files, filesystem=fs, format="parquet",
                       partitioning=ds.partitioning(flavor="hive"), partition_base_dir=p)

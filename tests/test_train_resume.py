@@ -137,4 +137,4 @@ def test_cli_trains_a_preset_without_a_run_file(shards, tmp_path):
     assert main([*argv, "--max-steps", "4", "--resume"]) == 0
     assert json.loads((out / "report.json").read_text())["steps"] == 4
     marker = json.loads((out / "_SUCCESS").read_text())
-    assert marker["config"]["train.max_steps"] == 4 and "checkpoints/latest" in marker["files"]
+    assert marker["config"]["train.max_steps"] == 4 and "checkpoints/latest" in [f["path"] for f in marker["files"]]

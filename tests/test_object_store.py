@@ -1,0 +1,115 @@
+"""Object storage: the flow from s3:// to s3:// against a real S3 server on 127.0.0.1 (moto).
+
+No Hadoop connector is involved: crawl files, tables and token shards are read
+and written through pyarrow's S3 filesystem, in the driver and in the tasks.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import subprocess
+import sys
+
+import pyarrow.fs as pafs
+import pytest
+
+from crawl2model.core.fs import filesystem
+from crawl2model.core.outputs import STARTED, SUCCESS
+from crawl2model.jobs.cli import main as cli
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+DATA_SUFFIXES = (".parquet", ".arrow")
+
+
+def _chain(root: str, crawl: str, tokenizer: str | None) -> dict[str, str]:
+    """ingest -> dedup -> filter -> remix (-> tokenize) under `root`; the output of each stage."""
+    out = {s: f"{root}/{s}" for s in ("docs", "dedup", "filter", "shards", "tokens")}
+    steps = [["ingest", "--input", crawl, "--output", out["docs"]],
+             ["dedup", "--input", out["docs"], "--output", out["dedup"]],
+             ["filter", "--input", out["dedup"] + "/kept", "--output", out["filter"]],
+             ["remix", "--input", out["filter"] + "/kept", "--output", out["shards"], "--shard-size", "64KB"]]
+    if tokenizer:
+        steps.append(["tokenize", "--tokenizer", tokenizer, "--input", out["shards"], "--output", out["tokens"]])
+    for argv in steps:
+        assert cli(argv) == 0, argv
+    return out
+
+
+def _data(output: str) -> dict[str, bytes]:
+    """Every data file `_SUCCESS` lists, by relative path (`_skipped/` names each record's source
+    file, which differs between the two runs by design)."""
+    fs, base = filesystem(output)
+    with fs.open_input_stream(posixpath.join(base, SUCCESS)) as f:
+        listed = [e["path"] for e in json.loads(f.read())["files"]]
+    files = {}
+    for rel in listed:
+        if rel.startswith("_skipped/"):
+            continue
+        if rel.endswith(DATA_SUFFIXES) or rel.endswith("manifest.json") and "shards" in output:
+            with fs.open_input_stream(posixpath.join(base, rel)) as f:
+                files[rel] = f.read()
+    return files
+
+
+@pytest.fixture(scope="module")
+def runs(spark, sample_dir, s3_server, tmp_path_factory):
+    """The same flow twice: local folders, and an S3 bucket holding the crawl."""
+    s3 = pafs.S3FileSystem(endpoint_override=s3_server, allow_bucket_creation=True)
+    s3.create_dir("flow")
+    pafs.copy_files(str(sample_dir), "flow/crawl", source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=s3)
+    local = tmp_path_factory.mktemp("local")
+    first = _chain(str(local), str(sample_dir), None)
+    tokenizer = str(local / "tok")
+    assert cli(["tokenizer", "train", "--input", first["filter"] + "/kept", "--output", tokenizer,
+                "--vocab-size", "2000", "--padded-vocab-size", "2048"]) == 0
+    assert cli(["tokenize", "--tokenizer", tokenizer, "--input", first["shards"], "--output", first["tokens"]]) == 0
+    remote = _chain("s3a://flow/run", "s3://flow/crawl", tokenizer)  # s3a:// as Spark users write it
+    return first, remote
+
+
+def test_s3_round_trip_writes_the_same_bytes(runs):
+    local, remote = runs
+    for stage in ("docs", "dedup", "filter", "shards", "tokens"):
+        ours, theirs = _data(local[stage]), _data(remote[stage])
+        assert ours and sorted(ours) == sorted(theirs), stage
+        assert ours == theirs, stage
+    fs, base = filesystem(remote["docs"])
+    left = [i.base_name for i in fs.get_file_info(pafs.FileSelector(posixpath.dirname(base)))]
+    assert not [n for n in left if n.endswith(".lock")], left  # every claim released
+
+
+def test_trainer_streams_token_shards_from_s3(runs):
+    from crawl2model.train.data import TokenStream
+
+    local, remote = runs
+    a, b = TokenStream(local["tokens"]), TokenStream(remote["tokens"])
+    assert len(a) == len(b) > 0
+    assert (a.slice(0, len(a)) == b.slice(0, len(b))).all()
+
+
+KILLED_WRITER = """
+import os, sys
+from crawl2model.core.fs import write_json
+from crawl2model.core.outputs import StageOutput
+out = StageOutput(sys.argv[1])
+out.claim()
+write_json(out.fs, out.path("dump=X", "part-00000.parquet"), "half a file")
+os._exit(9)  # killed mid-write: no commit, no cleanup, its claim left behind
+"""
+
+
+def test_a_killed_write_is_refused_downstream_and_the_rerun_finishes(runs, sample_dir, s3_bucket):
+    docs = f"{s3_bucket}/docs"
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, docs])
+    assert killed.returncode == 9
+    fs, base = filesystem(docs)
+    assert fs.get_file_info(posixpath.join(base, STARTED)).type == pafs.FileType.File
+    assert cli(["dedup", "--input", docs, "--output", f"{s3_bucket}/dedup"]) == 2  # unfinished: refused
+    first_dump = sorted(p for p in sample_dir.iterdir() if p.is_dir())[0]
+    assert cli(["ingest", "--input", str(first_dump), "--output", docs]) == 0  # dead claim and leftovers cleared
+    files = {i.base_name for i in fs.get_file_info(pafs.FileSelector(base, recursive=True))}
+    assert SUCCESS in files and STARTED not in files
+    assert not any(i.path.endswith("dump=X/part-00000.parquet")
+                   for i in fs.get_file_info(pafs.FileSelector(base, recursive=True)))
