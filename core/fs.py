@@ -41,6 +41,22 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
+def s3_settings(endpoint: str | None = None, region: str | None = None) -> dict[str, str]:
+    """Explicit S3 settings as the AWS environment variables every S3 client here reads.
+
+    Set in this process (before any JVM or worker starts, so local Spark workers
+    inherit them) and returned, so a cluster's executors can be given the same
+    through `spark.executorEnv.*`.
+    """
+    env = {}
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    if region:
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
+    os.environ.update(env)
+    return env
+
+
 def is_local(fs: pafs.FileSystem) -> bool:
     return isinstance(fs, pafs.LocalFileSystem)
 

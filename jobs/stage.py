@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from crawl2model.core.config import add_config_argument, resolve, to_dict
+from crawl2model.core.fs import s3_settings
 from crawl2model.core.outputs import StageOutput
 from crawl2model.core.stage import run_stage
 from crawl2model.pipeline.spark import add_spark_arguments, check_spark_arguments, spark_from_args
@@ -28,6 +29,9 @@ def add_io_arguments(parser: argparse.ArgumentParser, input_help: str, output_he
                         help="replace OUTPUT even if it is finished (with the same or other settings)")
     add_config_argument(parser)
     add_spark_arguments(parser)
+    g = parser.add_argument_group("Object storage (default: the standard AWS environment variables and files)")
+    g.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (sets AWS_ENDPOINT_URL)")
+    g.add_argument("--s3-region", metavar="NAME", help="S3 region (sets AWS_REGION)")
 
 
 def _as_list(value: Any) -> list[str]:
@@ -37,9 +41,11 @@ def _as_list(value: Any) -> list[str]:
 def run_spark_stage(args: argparse.Namespace, stage: str, config_cls: type, body: StageBody) -> int:
     cfg = resolve(config_cls, stage, args)
     check_spark_arguments(args)
+    storage = s3_settings(args.s3_endpoint, args.s3_region)
 
     def work(out: StageOutput, timer) -> dict:
-        spark = spark_from_args(args, f"crawl2model-{stage}")
+        spark = spark_from_args(args, f"crawl2model-{stage}",
+                                extra={f"spark.executorEnv.{k}": v for k, v in storage.items()})
         report = body(spark, cfg, out)
         report["spark"] = {"master": spark.sparkContext.master, "version": spark.version,
                            "default_parallelism": spark.sparkContext.defaultParallelism}

@@ -143,6 +143,7 @@ def check_spark_arguments(args) -> None:
         read_profile(args.spark_profile)
 
 
-def spark_from_args(args, app_name: str) -> "SparkSession":
+def spark_from_args(args, app_name: str, extra: dict[str, str] | None = None) -> "SparkSession":
+    """The session for a stage's flags; `extra` conf comes first, so `--spark-conf` still wins."""
     return get_spark(app_name, master=args.master, profile=args.spark_profile,
-                     conf=parse_conf_pairs(args.spark_conf))
+                     conf={**(extra or {}), **parse_conf_pairs(args.spark_conf)})

@@ -100,7 +100,7 @@ os._exit(9)  # killed mid-write: no commit, no cleanup, its claim left behind
 """
 
 
-def test_a_killed_write_is_refused_downstream_and_the_rerun_finishes(runs, sample_dir, s3_bucket):
+def test_a_killed_write_is_refused_downstream_and_the_rerun_finishes(runs, sample_dir, s3_server, s3_bucket):
     docs = f"{s3_bucket}/docs"
     killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, docs])
     assert killed.returncode == 9
@@ -108,7 +108,8 @@ def test_a_killed_write_is_refused_downstream_and_the_rerun_finishes(runs, sampl
     assert fs.get_file_info(posixpath.join(base, STARTED)).type == pafs.FileType.File
     assert cli(["dedup", "--input", docs, "--output", f"{s3_bucket}/dedup"]) == 2  # unfinished: refused
     first_dump = sorted(p for p in sample_dir.iterdir() if p.is_dir())[0]
-    assert cli(["ingest", "--input", str(first_dump), "--output", docs]) == 0  # dead claim and leftovers cleared
+    # dead claim and leftovers cleared; the endpoint given explicitly this time
+    assert cli(["ingest", "--input", str(first_dump), "--output", docs, "--s3-endpoint", s3_server]) == 0
     files = {i.base_name for i in fs.get_file_info(pafs.FileSelector(base, recursive=True))}
     assert SUCCESS in files and STARTED not in files
     assert not any(i.path.endswith("dump=X/part-00000.parquet")
