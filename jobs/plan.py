@@ -3,7 +3,7 @@
 A table per dump count (core-hours, shuffle, peak disk, output and cost per
 stage, and the local growth exponent k of core-hours, ~N^k) and, for several
 counts, a growth summary. The model is `pipeline.sizing`; its speeds come from
-`bench/throughputs.json`, whose sources are printed under the tables so that
+`infra/sizing/throughputs.json`, whose sources are printed under the tables so that
 an estimate is never mistaken for a measurement. Every size assumption is a
 flag (see --help for the defaults and why).
 """
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from crawl2model.core.errors import ConfigError, InputError
+from crawl2model.core.resources import resource
 from crawl2model.core.sizes import COUNT_HELP, format_bytes, parse_count
 from crawl2model.pipeline import sizing
 
-DEFAULT_THROUGHPUTS = Path(__file__).resolve().parent.parent / "bench" / "throughputs.json"
+DEFAULT_THROUGHPUTS = resource("crawl2model.infra", "sizing", "throughputs.json")
 HEADER = ("stage", "docs in", "core-hours", "of which shuffle", "shuffle", "peak disk", "output", "cost USD", "k")
 
 
@@ -77,8 +78,7 @@ def _assumptions(args: argparse.Namespace) -> sizing.Assumptions:
 def _throughputs(path: str | None) -> tuple[Path, dict[str, sizing.Throughput]]:
     p = Path(path) if path else DEFAULT_THROUGHPUTS
     if not p.is_file():
-        hint = "" if path else " (an installed wheel has no bench/: pass --throughputs)"
-        raise InputError(f"throughputs file not found: {p}{hint}")
+        raise InputError(f"throughputs file not found: {p}")
     try:
         data = json.loads(p.read_text())
     except ValueError as e:

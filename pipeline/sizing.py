@@ -4,7 +4,7 @@ A back-of-the-envelope model a team can argue with, kept pure (no Spark, no
 I/O) so the numbers are testable. Two kinds of input, kept apart on purpose:
 
 - `Throughputs`: per-core speeds of each stage, measured by `bench/` and
-  committed with where each figure came from (`bench/throughputs.json`); a
+  committed with where each figure came from (`infra/sizing/throughputs.json`); a
   speed nobody measured says `"source": "estimate: ..."` and is flagged in
   the output.
 - `Assumptions`: sizes of Common Crawl and of our rows, each a plain number
@@ -70,7 +70,7 @@ class Throughput:
         return not self.source.startswith("estimate")
 
 
-# The keys bench/throughputs.json must hold, each a speed per core.
+# The keys infra/sizing/throughputs.json must hold, each a speed per core.
 THROUGHPUT_KEYS = ("ingest_pages", "dedup_signature_docs", "shuffle_mb", "filter_docs", "remix_docs",
                    "tokenize_mb", "bytes_per_token")
 

@@ -11,7 +11,7 @@ from crawl2model.jobs.cli import main
 from crawl2model.pipeline import sizing
 
 ROOT = Path(__file__).resolve().parent.parent
-THROUGHPUTS = sizing.load_throughputs(json.loads((ROOT / "bench" / "throughputs.json").read_text()), "test")
+THROUGHPUTS = sizing.load_throughputs(json.loads((ROOT / "infra" / "sizing" / "throughputs.json").read_text()), "test")
 A = sizing.Assumptions()
 
 
@@ -105,7 +105,7 @@ def test_bad_flags_exit_2_with_one_line(argv, says, capsys):
 
 
 def test_a_throughputs_file_without_a_source_is_refused(tmp_path, capsys):
-    data = json.loads((ROOT / "bench" / "throughputs.json").read_text())
+    data = json.loads((ROOT / "infra" / "sizing" / "throughputs.json").read_text())
     del data["filter_docs"]["source"]
     path = tmp_path / "t.json"
     path.write_text(json.dumps(data))

@@ -290,7 +290,11 @@ def tok(trained):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(st.characters(exclude_categories=("Cs",)), max_size=60) | MIXED)
 def test_text_round_trip(tok, text):
-    ids = tok.encode(text).ids
+    tok.encode_special_tokens = True  # as the tokenize job encodes: a literal "<｜end▁of▁sentence｜>" is text
+    try:
+        ids = tok.encode(text).ids
+    finally:
+        tok.encode_special_tokens = False
     assert all(i < VOCAB for i in ids), "valid UTF-8 never needs a special"
     assert tok.decode(ids) == text
 
