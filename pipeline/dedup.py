@@ -357,9 +357,9 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from pyspark.sql import functions as F
 
     from crawl2model.pipeline.dedup_index import DedupIndex
-    from crawl2model.pipeline.spark import use_checkpoint_dir
     from crawl2model.pipeline.minhash import fp_fn_curve, fp_fn_mass
     from crawl2model.pipeline.parquet_out import write_parquet
+    from crawl2model.pipeline.spark import use_checkpoint_dir
     from crawl2model.pipeline.tables import read_table
 
     timer = Timer()
