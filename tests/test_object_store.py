@@ -9,6 +9,7 @@ import json
 import posixpath
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
@@ -114,3 +115,18 @@ def test_a_killed_write_is_refused_downstream_and_the_rerun_finishes(runs, sampl
     assert SUCCESS in files and STARTED not in files
     assert not any(i.path.endswith("dump=X/part-00000.parquet")
                    for i in fs.get_file_info(pafs.FileSelector(base, recursive=True)))
+
+
+def test_tokenizer_trains_from_and_into_s3(runs, s3_bucket):
+    """`tokenizer train` reads a remote table and writes its folder to the bucket under the same protocol."""
+    local, remote = runs
+    out = f"{s3_bucket}/tok"
+    argv = ["tokenizer", "train", "--input", remote["filter"] + "/kept", "--output", out,
+            "--vocab-size", "2000", "--padded-vocab-size", "2048"]
+    assert cli(argv) == 0
+    fs, base = filesystem(out)
+    with fs.open_input_stream(posixpath.join(base, "tokenizer.json")) as f:
+        ours = f.read()
+    assert ours == (Path(local["docs"]).parent / "tok" / "tokenizer.json").read_bytes()  # same sample, same merges
+    assert fs.get_file_info(posixpath.join(base, SUCCESS)).type == pafs.FileType.File
+    assert cli(argv) == 0  # finished: skipped

@@ -15,10 +15,16 @@ import gzip
 import io
 import json
 import os
+import posixpath
 import random
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
+
+import pyarrow.fs as pafs
+
+from crawl2model.core.errors import InputError
+from crawl2model.core.fs import filesystem, list_files
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
@@ -44,21 +50,23 @@ def file_kind(name: str) -> str | None:
     return None
 
 
-def estimate_bytes(path: str, kind: str) -> int:
-    """UTF-8 bytes of text in a file, from metadata only."""
-    size = os.path.getsize(path)
+def estimate_bytes(path: str, kind: str, size: int | None = None) -> int:
+    """UTF-8 bytes of text in a file (local path or URI), from metadata only."""
+    fs, inner = filesystem(path)
+    size = fs.get_file_info(inner).size if size is None else size
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        md = pq.ParquetFile(path).metadata
+        with fs.open_input_file(inner) as fh:
+            md = pq.ParquetFile(fh).metadata
         names = [md.schema.column(i).name for i in range(md.num_columns)]
         if "text" not in names:
             raise ValueError(f"{path}: Parquet file has no 'text' column (columns: {', '.join(names)})")
         col = names.index("text")
         return sum(md.row_group(g).column(col).total_uncompressed_size for g in range(md.num_row_groups))
     if path.endswith(".gz") and size >= 18:
-        with open(path, "rb") as f:  # ISIZE: uncompressed length mod 2**32 of the last member
-            f.seek(-4, os.SEEK_END)
+        with fs.open_input_file(inner) as f:  # ISIZE: uncompressed length mod 2**32 of the last member
+            f.seek(size - 4)
             isize = int.from_bytes(f.read(4), "little")
         return isize if isize >= size else 4 * size
     return size
@@ -70,27 +78,31 @@ def discover(inputs: list[str]) -> list[CorpusFile]:
     suffix is unknown."""
     found: dict[str, CorpusFile] = {}
     for spec in inputs:
-        if os.path.isdir(spec):
-            for root, dirs, files in os.walk(spec):
-                dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-                for name in sorted(files):
-                    kind = file_kind(name)
-                    if kind is None or name.startswith((".", "_")):
-                        continue
-                    path = os.path.join(root, name)
-                    found[path] = CorpusFile(path, os.path.relpath(path, spec), kind, estimate_bytes(path, kind))
-        elif os.path.isfile(spec):
+        fs, root = filesystem(spec)
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.Directory:
+            for f in list_files(fs, root):
+                rel = posixpath.relpath(f.path, root)
+                kind = file_kind(f.base_name)
+                if kind is None or any(part.startswith((".", "_")) for part in rel.split("/")):
+                    continue
+                path = f"{spec.rstrip('/')}/{rel}" if "://" in spec else os.path.join(spec, rel)
+                found[path] = CorpusFile(path, rel, kind, estimate_bytes(path, kind, f.size))
+        elif info.type == pafs.FileType.File:
             kind = file_kind(spec) or "text"
-            found[spec] = CorpusFile(spec, os.path.basename(spec), kind, estimate_bytes(spec, kind))
+            found[spec] = CorpusFile(spec, posixpath.basename(root), kind, estimate_bytes(spec, kind, info.size))
         else:
-            raise FileNotFoundError(f"tokenizer input not found: {spec}")
+            raise InputError(f"tokenizer input not found: {spec}")
     if not found:
-        raise FileNotFoundError(f"no text, JSONL or Parquet files in {', '.join(inputs)}")
+        raise InputError(f"no text, JSONL or Parquet files in {', '.join(inputs)}")
     return sorted(found.values(), key=lambda f: f.path)
 
 
 def _open_text(path: str) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+    fs, inner = filesystem(path)
+    raw = fs.open_input_stream(inner, compression=None)
+    if path.endswith(".gz"):
+        raw = gzip.GzipFile(fileobj=raw)
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
 
 
@@ -99,8 +111,10 @@ def iter_documents(f: CorpusFile) -> Iterator[str]:
     if f.kind == "parquet":
         import pyarrow.parquet as pq
 
-        for batch in pq.ParquetFile(f.path).iter_batches(batch_size=1024, columns=["text"]):
-            yield from (t for t in batch.column(0).to_pylist() if t)
+        fs, inner = filesystem(f.path)
+        with fs.open_input_file(inner) as fh:
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=1024, columns=["text"]):
+                yield from (t for t in batch.column(0).to_pylist() if t)
     elif f.kind == "jsonl":
         with _open_text(f.path) as fh:
             for line in fh:

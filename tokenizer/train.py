@@ -7,12 +7,17 @@ sit after BOS/EOS rather than in the trained alphabet.
 """
 from __future__ import annotations
 
+import functools
 import json
 import resource
+import tempfile
 from dataclasses import asdict, dataclass, field
+
+import pyarrow.fs as pafs
 
 from crawl2model.core.config import DEFAULT_SEED
 from crawl2model.core.errors import ConfigError
+from crawl2model.core.fs import is_local
 from crawl2model.core.log import get_logger, interactive
 from crawl2model.core.sizes import parse_size
 from crawl2model.tokenizer import corpus, files
@@ -133,8 +138,16 @@ def run(cfg: TrainConfig) -> dict:
                         f"asked for (too little text or min_frequency too high)")
         total = n_ordinary + N_SPECIAL
         padded = padded_size(total, cfg.padded_vocab_size)
-        files.write_folder(tok, out.tmp_path, n_ordinary, padded, cfg.model_max_length,
-                           extra={"seed": cfg.seed, "sampled_bytes": stats.bytes_kept})
+        write_tokenizer = functools.partial(files.write_folder, tok, n_ordinary=n_ordinary, padded_vocab_size=padded,
+                                            model_max_length=cfg.model_max_length,
+                                            extra={"seed": cfg.seed, "sampled_bytes": stats.bytes_kept})
+        if is_local(out.fs):
+            write_tokenizer(out.tmp_path)
+        else:  # the tokenizers library writes local files: write them aside, then upload
+            with tempfile.TemporaryDirectory() as local:
+                write_tokenizer(local)
+                pafs.copy_files(local, out.tmp_path, source_filesystem=pafs.LocalFileSystem(),
+                                destination_filesystem=out.fs)
         log.info(f"{n_ordinary:,} ordinary + {N_SPECIAL} special = {total:,} tokens (padded {padded:,}) "
                  f"in {timer.laps['train']:.1f} s")
         # Documents in: those read; out: those sampled into training; the rest were not sampled.
