@@ -45,8 +45,9 @@ class TokenizeConfig:
         for name in ("input", "output", "tokenizer"):
             if not getattr(self, name):
                 raise ConfigError(f"tokenize: --{name} is required")
-        if not os.path.isfile(os.path.join(self.tokenizer, "tokenizer.json")):
-            raise ConfigError(f"tokenize: no tokenizer.json in {self.tokenizer}")
+        from crawl2model.tokenizer.files import read_tokenizer_json
+
+        read_tokenizer_json(self.tokenizer)  # a missing or unreadable tokenizer fails before Spark starts
         if self.num_shards is not None and self.num_shards <= 0:
             raise ConfigError("tokenize: num_shards must be positive")
 
@@ -65,8 +66,7 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
     from crawl2model.tokenizer.specials import EOS
 
     log = get_logger("tokenize")
-    with open(os.path.join(cfg.tokenizer, files.TOKENIZER_JSON), encoding="utf-8") as f:
-        tokenizer_json = f.read()
+    tokenizer_json = files.read_tokenizer_json(cfg.tokenizer)
     tok = shards.get_tokenizer(tokenizer_json)
     eos_id = tok.token_to_id(EOS)
     if eos_id is None:
@@ -91,7 +91,8 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
         yield shards.write_shard(batches, shared.value, eos_id, folder, TaskContext.get().partitionId())
 
     results = [r.asDict() for r in df.mapInArrow(body, from_arrow_schema(shards.RESULT_SCHEMA)).collect()]
-    tokenizer = {"path": os.path.abspath(cfg.tokenizer), "sha256": files.fingerprint(cfg.tokenizer),
+    tokenizer = {"path": cfg.tokenizer if "://" in cfg.tokenizer else os.path.abspath(cfg.tokenizer),
+                 "sha256": files.fingerprint(cfg.tokenizer),
                  "eos_id": eos_id, "vocab_size": tok.get_vocab_size(),
                  "padded_vocab_size": files.read_config(cfg.tokenizer).get("padded_vocab_size")}
     listing = shards.manifest(results, tokenizer)

@@ -118,7 +118,7 @@ def test_a_killed_write_is_refused_downstream_and_the_rerun_finishes(runs, sampl
 
 
 def test_tokenizer_trains_from_and_into_s3(runs, s3_bucket):
-    """`tokenizer train` reads a remote table and writes its folder to the bucket under the same protocol."""
+    """`tokenizer train` reads a remote table and writes its folder to the bucket; `tokenize` reads it there."""
     local, remote = runs
     out = f"{s3_bucket}/tok"
     argv = ["tokenizer", "train", "--input", remote["filter"] + "/kept", "--output", out,
@@ -130,3 +130,6 @@ def test_tokenizer_trains_from_and_into_s3(runs, s3_bucket):
     assert ours == (Path(local["docs"]).parent / "tok" / "tokenizer.json").read_bytes()  # same sample, same merges
     assert fs.get_file_info(posixpath.join(base, SUCCESS)).type == pafs.FileType.File
     assert cli(argv) == 0  # finished: skipped
+    tokens = f"{s3_bucket}/tokens"  # and the tokenize job takes the tokenizer from the bucket
+    assert cli(["tokenize", "--tokenizer", out, "--input", remote["shards"], "--output", tokens]) == 0
+    assert _data(tokens) == _data(local["tokens"])

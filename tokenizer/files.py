@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from typing import Any
 
+from crawl2model.core.errors import InputError
+from crawl2model.core.fs import filesystem, read_json, sha256_file
 from crawl2model.tokenizer.specials import BOS, EOS, N_SPECIAL
 
 TOKENIZER_JSON = "tokenizer.json"
@@ -62,14 +65,21 @@ def load(folder: str):
 
 
 def read_config(folder: str) -> dict[str, Any]:
-    with open(os.path.join(folder, CONFIG_JSON), encoding="utf-8") as f:
-        return json.load(f)
+    """tokenizer_config.json of a folder (local path or URI)."""
+    return read_json(posixpath.join(folder, CONFIG_JSON))
+
+
+def read_tokenizer_json(folder: str) -> str:
+    """The text of tokenizer.json of a folder (local path or URI): what the tokenize job broadcasts."""
+    fs, base = filesystem(folder)
+    try:
+        with fs.open_input_stream(posixpath.join(base, TOKENIZER_JSON)) as f:
+            return f.read().decode("utf-8")
+    except FileNotFoundError:
+        raise InputError(f"no {TOKENIZER_JSON} in {folder} (train one with `crawl2model tokenizer train`)") from None
 
 
 def fingerprint(folder: str) -> str:
     """sha256 of tokenizer.json: names the exact tokenizer that made a token shard."""
-    import pyarrow.fs as pafs
-
-    from crawl2model.core.fs import sha256_file
-
-    return sha256_file(pafs.LocalFileSystem(), os.path.abspath(os.path.join(folder, TOKENIZER_JSON)))
+    fs, base = filesystem(folder)
+    return sha256_file(fs, posixpath.join(base, TOKENIZER_JSON))
