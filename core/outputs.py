@@ -198,8 +198,6 @@ class StageOutput:
         self._start_heartbeat()
         return self.tmp_path
 
-    begin = claim
-
     def _start_heartbeat(self) -> None:
         def beat() -> None:
             while not self._stop.wait(HEARTBEAT_S):

@@ -76,7 +76,7 @@ class DedupIndex:
         from crawl2model.pipeline.parquet_out import write_parquet
 
         out = StageOutput(self.path, overwrite=True)
-        out.begin()
+        out.claim()
         columns = [c.split()[0] for c in ENTRIES_DDL.split(", ")]
         entries = self.entries().select(*columns).unionByName(new_entries.select(*columns))
         n = sum(rows for _, rows in write_parquet(entries, f"{out.tmp_uri}/entries", sort_by=["node"],

@@ -318,7 +318,7 @@ def process_partition(batches: Iterable[pa.RecordBatch], cfg: IngestConfig) -> I
 
 
 def run(spark, cfg: IngestConfig, out: StageOutput) -> dict:
-    """Ingest `cfg.input` into `out` (a begun StageOutput); returns the report."""
+    """Ingest `cfg.input` into `out` (a claimed StageOutput); returns the report."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
