@@ -96,5 +96,36 @@ def list_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
     return sorted((f for f in found if f.type == pafs.FileType.File), key=lambda f: f.path)
 
 
-def relative(root: str, path: str) -> str:
-    return posixpath.relpath(path, root)
+def is_hidden(relative: str) -> bool:
+    """A path (relative to a folder) that readers skip: any part starting with "." or "_"
+    (temporary folders, claims, markers, `_skipped/` side outputs)."""
+    return any(part.startswith((".", "_")) for part in relative.split("/") if part not in ("", "."))
+
+
+class AtomicFile:
+    """One file that appears whole or not at all, the same on every filesystem.
+
+    On a local disk it is written aside (`.NAME.<pid>.inprogress`) and renamed
+    into place. On an object store an object appears only when its upload
+    completes, and a rename is a copy, so it is written to its key directly.
+    """
+
+    def __init__(self, fs: pafs.FileSystem, path: str) -> None:
+        self.fs, self.path = fs, path
+        head, name = posixpath.split(path)
+        self.tmp = posixpath.join(head, f".{name}.{os.getpid()}.inprogress") if is_local(fs) else path
+        self.stream = fs.open_output_stream(self.tmp)
+
+    def commit(self) -> str:
+        """Close and put the file in place; returns its path."""
+        self.stream.close()
+        if self.tmp != self.path:
+            self.fs.move(self.tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Close and remove what was written (a failed task leaves nothing behind)."""
+        if not self.stream.closed:
+            self.stream.close()
+        if exists(self.fs, self.tmp):
+            self.fs.delete_file(self.tmp)

@@ -52,9 +52,9 @@ def parse_count(value: str | int | float) -> float:
 
 
 def format_bytes(n: float) -> str:
-    """1_500_000 -> '1.5 MB' (decimal, like parse_size's default units)."""
+    """1_500_000 -> '1.5 MB', 1.9e15 -> '1.90 PB' (decimal units, as parse_size reads them)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
+        if abs(n) < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
-    return f"{n:.1f} PB"
+    return f"{n:.2f} PB"

@@ -25,7 +25,7 @@ import posixpath
 from typing import Any, Callable, Iterable
 
 from crawl2model.core.errors import InputError, OutputMismatchError
-from crawl2model.core.fs import filesystem, list_files, read_json, write_json
+from crawl2model.core.fs import filesystem, is_hidden, list_files, read_json, write_json
 from crawl2model.core.log import Timer, get_logger
 from crawl2model.core.outputs import StageOutput, is_unfinished, read_success
 
@@ -51,15 +51,11 @@ def fingerprinted(config: dict[str, Any], skip: Iterable[str] = ()) -> dict[str,
     return {k: v for k, v in _flatten(config).items() if k.rsplit(".", 1)[-1] not in drop and k not in drop}
 
 
-def _hidden(relative: str) -> bool:
-    return relative != "." and any(part.startswith(".") for part in relative.split("/"))
-
-
 def input_fingerprint(path: str, output: str | None = None) -> str:
     """A stage output's own fingerprint, or a hash of the files' names and sizes.
 
-    Hidden files (other runs' claims and temporary folders) and anything under
-    `output` (an output written inside its own input folder) do not count.
+    Hidden files (other runs' claims and temporary folders; what readers skip) and
+    anything under `output` (an output written inside its own input folder) do not count.
     """
     fs, p = filesystem(path)
     marker = read_success(fs, p)
@@ -70,7 +66,7 @@ def input_fingerprint(path: str, output: str | None = None) -> str:
                          f"still running; rerun the stage that writes it")
     own = filesystem(output)[1].rstrip("/") + "/" if output else None
     files = [f for f in list_files(fs, p)
-             if not (own and f.path.startswith(own)) and not _hidden(posixpath.relpath(f.path, p))]
+             if not (own and f.path.startswith(own)) and not is_hidden(posixpath.relpath(f.path, p))]
     if not files:
         raise InputError(f"input not found or empty: {path}")
     h = hashlib.sha256()

@@ -95,27 +95,24 @@ def _count(n: float) -> str:
     return f"{n:.0f}"
 
 
-def _bytes(n: float) -> str:
-    return f"{n / 1e15:.2f} PB" if n >= 1e15 else format_bytes(n)
-
-
 def _dump_count(n: int) -> str:
     return f"{n} dump" if n == 1 else f"{n} dumps"
 
 
 def _table(result: dict[str, Any]) -> str:
     n = result["dumps"]
-    lines = [(f"{_dump_count(n)}: {_bytes(result['warc_bytes'])} of WARC; dedup removes "
+    lines = [(f"{_dump_count(n)}: {format_bytes(result['warc_bytes'])} of WARC; dedup removes "
               f"{result['removal_rate']:.1%}; {_count(result['tokens'])} tokens out")]
     rows = [HEADER]
     for s in result["stages"]:
         rows.append((s["stage"] + ("" if s["measured"] else " *"), _count(s["docs_in"]), f"{s['core_hours']:,.0f}",
-                     f"{s['shuffle_core_hours']:,.0f}", _bytes(s["shuffle_bytes"]), _bytes(s["peak_disk_bytes"]), _bytes(s["output_bytes"]),
+                     f"{s['shuffle_core_hours']:,.0f}", format_bytes(s["shuffle_bytes"]),
+                     format_bytes(s["peak_disk_bytes"]), format_bytes(s["output_bytes"]),
                      f"{s['cost_usd']:,.0f}", f"{s['growth_exponent']['core_hours']:.2f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     for r in rows:
         lines.append("  ".join([r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:]))]).rstrip())
-    parts = ", ".join(f"{k.replace('_', ' ')} {_bytes(v)}" for k, v in result["dedup_shuffle_bytes"].items())
+    parts = ", ".join(f"{k.replace('_', ' ')} {format_bytes(v)}" for k, v in result["dedup_shuffle_bytes"].items())
     lines.append(f"dedup shuffle: {parts}")
     return "\n".join(lines)
 
@@ -133,8 +130,8 @@ def _summary(results: list[dict[str, Any]]) -> str:
         rows.append(row(f"{s['stage']} core-hours", [r["stages"][i]["core_hours"] for r in results],
                         lambda v: f"{v:,.0f}"))
     totals = [r["stages"][-1] for r in results]
-    rows.append(row("dedup shuffle", [r["stages"][1]["shuffle_bytes"] for r in results], _bytes))
-    rows.append(row("total output", [t["output_bytes"] for t in totals], _bytes))
+    rows.append(row("dedup shuffle", [r["stages"][1]["shuffle_bytes"] for r in results], format_bytes))
+    rows.append(row("total output", [t["output_bytes"] for t in totals], format_bytes))
     rows.append(row("tokens", [r["tokens"] for r in results], _count))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join([r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:]))])

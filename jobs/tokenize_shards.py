@@ -45,9 +45,9 @@ class TokenizeConfig:
         for name in ("input", "output", "tokenizer"):
             if not getattr(self, name):
                 raise ConfigError(f"tokenize: --{name} is required")
-        from crawl2model.tokenizer.files import read_tokenizer_json
+        from crawl2model.tokenizer.files import require_folder
 
-        read_tokenizer_json(self.tokenizer)  # a missing or unreadable tokenizer fails before Spark starts
+        require_folder(self.tokenizer)  # a missing tokenizer fails before Spark starts
         if self.num_shards is not None and self.num_shards <= 0:
             raise ConfigError("tokenize: num_shards must be positive")
 
@@ -102,10 +102,7 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
     nbytes = sum(r["bytes"] for r in results)
     per_lang: dict[str, list[int]] = {}
     for r in results:
-        for name, (n_bytes, n_tokens) in json.loads(r["languages"]).items():
-            acc = per_lang.setdefault(name, [0, 0])
-            acc[0] += n_bytes
-            acc[1] += n_tokens
+        shards.add_counts(per_lang, json.loads(r["languages"]))
     encode_seconds = sum(r["encode_seconds"] for r in results)
     log.info(f"{documents} documents -> {tokens:,} tokens in {len(listing['shards'])} shards "
              f"({skipped} empty skipped)")

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import pyarrow.fs as pafs
 
 from crawl2model.core.errors import InputError
-from crawl2model.core.fs import filesystem
+from crawl2model.core.fs import filesystem, is_hidden
 
 CRAWL_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".arc", ".arc.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
@@ -84,10 +84,6 @@ def file_kind(name: str) -> str | None:
     if lower.endswith(PARQUET_SUFFIXES):
         return "parquet"
     return None
-
-
-def _is_hidden(rel: str) -> bool:
-    return any(part.startswith((".", "_")) for part in rel.split("/") if part)
 
 
 def _uri(fs: pafs.FileSystem, original: str, path: str) -> str:
@@ -153,7 +149,7 @@ def _add_path(match: str, dump: str | None, found: list[InputFile], ignored: lis
     if info.type == pafs.FileType.Directory:
         for f in sorted(_list_files(fs, path), key=lambda i: i.path):
             rel = posixpath.relpath(f.path, path) if isinstance(fs, pafs.LocalFileSystem) else f.path[len(path):].lstrip("/")
-            if _is_hidden(rel):
+            if is_hidden(rel):
                 continue
             kind = file_kind(f.base_name)
             if kind is None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawl2model.core.fs import filesystem, is_local
+from crawl2model.core.fs import AtomicFile, filesystem
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -37,18 +37,13 @@ def _write_partition(batches: Iterator[pa.RecordBatch], root: str, partition_by:
                      file_name: str) -> Iterator[pa.RecordBatch]:
     """Write one task's sorted rows into `root/<col>=<value>/.../<file_name>`, one file per key."""
     fs, base = filesystem(root)
-    # An object appears on an object store only when its upload completes: no rename needed there.
-    local = is_local(fs)
-    writer = sink = key = tmp = final = None
+    writer = out = key = None
     files, counts = [], []
 
     def close() -> None:
         if writer is not None:
             writer.close()
-            sink.close()
-            if tmp != final:
-                fs.move(tmp, final)
-            files.append(final)
+            files.append(out.commit())
 
     try:
         for batch in batches:
@@ -67,10 +62,8 @@ def _write_partition(batches: Iterator[pa.RecordBatch], root: str, partition_by:
                     key = keys[start]
                     folder = posixpath.join(base, *(f"{c}={v}" for c, v in zip(partition_by, key)))
                     fs.create_dir(folder, recursive=True)
-                    final = posixpath.join(folder, file_name)
-                    tmp = posixpath.join(folder, f".{file_name}.inprogress") if local else final
-                    sink = fs.open_output_stream(tmp)
-                    writer = pq.ParquetWriter(sink, schema, compression="zstd")
+                    out = AtomicFile(fs, posixpath.join(folder, file_name))
+                    writer = pq.ParquetWriter(out.stream, schema, compression="zstd")
                     counts.append(0)
                 chunk = batch.slice(start, i - start).select(data_cols).cast(schema)
                 writer.write_batch(chunk, row_group_size=ROW_GROUP_ROWS)
@@ -80,7 +73,7 @@ def _write_partition(batches: Iterator[pa.RecordBatch], root: str, partition_by:
     except BaseException:
         if writer is not None:
             writer.close()
-            sink.close()
+            out.discard()
         raise
     yield pa.RecordBatch.from_pydict({"file": files, "rows": counts},
                                      schema=pa.schema([("file", pa.string()), ("rows", pa.int64())]))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import posixpath
 from typing import Iterable, Iterator, Sequence
 
@@ -20,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawl2model.core.fs import filesystem, sha256_file
+from crawl2model.core.fs import AtomicFile, filesystem, sha256_file
 from crawl2model.pipeline.parquet_out import ROW_GROUP_ROWS, plain_type
 
 COMPRESSION = "zstd"
@@ -126,17 +125,14 @@ def write_shards(batches: Iterable[pa.RecordBatch], folder: str, columns: Sequen
                  domain_col: str, size_col: str) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: rows sorted by shard -> one file per shard, one result row per shard.
 
-    A file is written under a temporary name and moved into place, so a retried
-    task never leaves half a shard behind.
+    Each file is an `AtomicFile`, so a retried task never leaves half a shard behind.
     """
     fs, base = filesystem(folder)
     current: dict | None = None
 
     def finish(state: dict) -> pa.RecordBatch:
         row_groups = state["file"].close()
-        state["sink"].close()
-        final = posixpath.join(base, shard_name(state["shard"]))
-        fs.move(state["tmp"], final)
+        final = state["out"].commit()
         stats = {d: {"documents": n, "units": u} for d, (n, u) in sorted(state["domains"].items())}
         return pa.record_batch([[state["shard"]], [shard_name(state["shard"])], [sum(row_groups)],
                                 [fs.get_file_info(final).size], [json.dumps(row_groups)], [json.dumps(stats)],
@@ -154,10 +150,9 @@ def write_shards(batches: Iterable[pa.RecordBatch], folder: str, columns: Sequen
                 yield finish(current)
                 current = None
             if current is None:
-                tmp = posixpath.join(base, f".{shard_name(shards[start])}.{os.getpid()}.inprogress")
-                sink = fs.open_output_stream(tmp)
-                current = {"shard": shards[start], "tmp": tmp, "sink": sink, "domains": {},
-                           "file": ShardFile(sink, file_schema(batch.schema, columns))}
+                out = AtomicFile(fs, posixpath.join(base, shard_name(shards[start])))
+                current = {"shard": shards[start], "out": out, "domains": {},
+                           "file": ShardFile(out.stream, file_schema(batch.schema, columns))}
             current["file"].write(batch.slice(start, i - start))
             for d, s in zip(domains[start:i], sizes[start:i]):
                 n, u = current["domains"].get(d, (0, 0))

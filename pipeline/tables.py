@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from crawl2model.core.errors import InputError
-from crawl2model.core.fs import filesystem, is_local, list_files
+from crawl2model.core.fs import filesystem, is_hidden, is_local, list_files
 from crawl2model.core.outputs import is_unfinished, read_success
 
 if TYPE_CHECKING:
@@ -46,14 +46,10 @@ def parquet_files(path: str) -> list[str]:
     listed = _listed_under(fs, root)
     if listed is None:
         listed = [posixpath.relpath(f.path, root) for f in list_files(fs, root)]
-    rels = sorted(r for r in listed if r.endswith(".parquet") and not _hidden(r))
+    rels = sorted(r for r in listed if r.endswith(".parquet") and not is_hidden(r))
     if not rels:
         raise InputError(f"no Parquet data in {path}")
     return [f"{path.rstrip('/')}/{r}" for r in rels]
-
-
-def _hidden(relative: str) -> bool:
-    return any(part.startswith((".", "_")) for part in relative.split("/"))
 
 
 def _listed_under(fs: pafs.FileSystem, root: str) -> list[str] | None:

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 import pyarrow.fs as pafs
 
 from crawl2model.core.errors import InputError
-from crawl2model.core.fs import filesystem, list_files
+from crawl2model.core.fs import filesystem, is_hidden, list_files
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
@@ -84,7 +84,7 @@ def discover(inputs: list[str]) -> list[CorpusFile]:
             for f in list_files(fs, root):
                 rel = posixpath.relpath(f.path, root)
                 kind = file_kind(f.base_name)
-                if kind is None or any(part.startswith((".", "_")) for part in rel.split("/")):
+                if kind is None or is_hidden(rel):
                     continue
                 path = f"{spec.rstrip('/')}/{rel}" if "://" in spec else os.path.join(spec, rel)
                 found[path] = CorpusFile(path, rel, kind, estimate_bytes(path, kind, f.size))

@@ -14,7 +14,7 @@ import posixpath
 from typing import Any
 
 from crawl2model.core.errors import InputError
-from crawl2model.core.fs import filesystem, read_json, sha256_file
+from crawl2model.core.fs import exists, filesystem, read_json, sha256_file
 from crawl2model.tokenizer.specials import BOS, EOS, N_SPECIAL
 
 TOKENIZER_JSON = "tokenizer.json"
@@ -69,14 +69,19 @@ def read_config(folder: str) -> dict[str, Any]:
     return read_json(posixpath.join(folder, CONFIG_JSON))
 
 
+def require_folder(folder: str) -> None:
+    """Fail with one line when `folder` (local path or URI) holds no tokenizer.json."""
+    fs, base = filesystem(folder)
+    if not exists(fs, posixpath.join(base, TOKENIZER_JSON)):
+        raise InputError(f"no {TOKENIZER_JSON} in {folder} (train one with `crawl2model tokenizer train`)")
+
+
 def read_tokenizer_json(folder: str) -> str:
     """The text of tokenizer.json of a folder (local path or URI): what the tokenize job broadcasts."""
+    require_folder(folder)
     fs, base = filesystem(folder)
-    try:
-        with fs.open_input_stream(posixpath.join(base, TOKENIZER_JSON)) as f:
-            return f.read().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError(f"no {TOKENIZER_JSON} in {folder} (train one with `crawl2model tokenizer train`)") from None
+    with fs.open_input_stream(posixpath.join(base, TOKENIZER_JSON)) as f:
+        return f.read().decode("utf-8")
 
 
 def fingerprint(folder: str) -> str:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from crawl2model.core.errors import InputError
-from crawl2model.core.fs import filesystem, sha256_file
+from crawl2model.core.fs import AtomicFile, filesystem, sha256_file
 
 SHARD_SCHEMA = pa.schema([
     pa.field("input_ids", pa.large_list(pa.uint32()), nullable=False),
@@ -101,22 +101,29 @@ def tokenize_batch(tok, batch: pa.RecordBatch, eos_id: int) -> tuple[pa.RecordBa
     return rows, len(texts) - len(keep), per_lang
 
 
+def add_counts(into: dict[str, list[int]], more: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Add per-language [bytes, tokens] counts into `into` (what a shard and a job total)."""
+    for lang, (n_bytes, n_tokens) in more.items():
+        acc = into.setdefault(lang, [0, 0])
+        acc[0] += n_bytes
+        acc[1] += n_tokens
+    return into
+
+
 def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: int,
                 folder: str, shard_index: int) -> pa.RecordBatch:
     """Encode all `batches` into `folder/part-NNNNN.arrow`; one result row of counts.
 
-    Written under a temporary name and moved into place, so a retried or
-    speculative task never leaves a half-written shard behind."""
+    Written as an `AtomicFile`, so a retried or speculative task never leaves a
+    half-written shard behind."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one core per Spark task
     tok = get_tokenizer(tokenizer_json)
     fs, base = filesystem(folder)
     name = f"part-{shard_index:05d}.arrow"
-    tmp = posixpath.join(base, f".{name}.{os.getpid()}.tmp")
     docs = tokens = skipped = 0
     per_lang: dict[str, list[int]] = {}
     seconds = 0.0
-    writer = None
-    sink = None
+    writer = out = None
     try:
         for batch in batches:
             for start in range(0, batch.num_rows, ENCODE_BATCH):
@@ -127,24 +134,21 @@ def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: 
                 if rows.num_rows == 0:
                     continue
                 if writer is None:
-                    sink = fs.open_output_stream(tmp)
-                    writer = pa.ipc.new_file(sink, SHARD_SCHEMA)
+                    out = AtomicFile(fs, posixpath.join(base, name))
+                    writer = pa.ipc.new_file(out.stream, SHARD_SCHEMA)
                 writer.write_batch(rows)
                 docs += rows.num_rows
                 tokens += len(rows.column(0).values)
-                for lang, (n_bytes, n_tokens) in batch_langs.items():
-                    acc = per_lang.setdefault(lang, [0, 0])
-                    acc[0] += n_bytes
-                    acc[1] += n_tokens
-    finally:
+                add_counts(per_lang, batch_langs)
+    except BaseException:
         if writer is not None:
             writer.close()
-            sink.close()
+            out.discard()
+        raise
     digest = None
     if writer is not None:
-        final = posixpath.join(base, name)
-        fs.move(tmp, final)
-        digest = sha256_file(fs, final)
+        writer.close()
+        digest = sha256_file(fs, out.commit())
     nbytes = sum(b for b, _ in per_lang.values())
     return pa.record_batch([[name if digest else None], [docs], [tokens], [nbytes], [skipped],
                             [seconds], [digest], [json.dumps(per_lang, sort_keys=True)]], schema=RESULT_SCHEMA)

@@ -38,15 +38,15 @@ CHILD_ENV = "CRAWL2MODEL_TRAIN_CHILD"
 
 
 def _config(args: argparse.Namespace):
-    """(model, train) from the run file, or from --preset with the shards' vocabulary; flags override."""
-    from crawl2model.core.errors import ConfigError
+    """(model, train) from the run file (a preset may stand in for its [model]), or from --preset
+    with the shards' vocabulary; flags override."""
     from crawl2model.scaling.shapes import get_preset
     from crawl2model.train.config import TrainConfig, load_run_config
 
-    if bool(args.config) == bool(args.preset):
-        raise ConfigError("give either --config RUN.toml or --preset NAME (with --data and --max-steps)")
+    if not args.config and not args.preset:
+        raise ConfigError("give --config RUN.toml or --preset NAME (with --input and --max-steps)")
     if args.config:
-        model, train = load_run_config(args.config)
+        model, train = load_run_config(args.config, args.preset)
     else:
         model, train = get_preset(args.preset), TrainConfig(max_steps=1)
         if args.data:  # a preset's 102,400 rows would be mostly unused with a small test tokenizer
@@ -107,7 +107,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings (continual training); `--overwrite` starts afresh.
     """
     from crawl2model.core.config import to_dict
-    from crawl2model.core.errors import ConfigError
     from crawl2model.core.stage import run_stage
 
     model, train = _config(args)
