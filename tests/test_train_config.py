@@ -121,3 +121,13 @@ def test_bad_run_files_name_the_key_and_file(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_run_config(path)
     assert "bad.toml" in str(info.value)
+
+
+def test_a_flow_run_file_without_model_table_takes_the_preset(tmp_path):
+    """One run file serves the whole flow: other stages' tables are fine, [model] may come from --preset."""
+    run = tmp_path / "run.toml"
+    run.write_text('[dedup]\nthreshold = 0.7\n[train]\nmax_steps = 3\n')
+    model, train = load_run_config(run, preset="tiny")
+    assert model == get_preset("tiny") and train.max_steps == 3
+    with pytest.raises(ConfigError, match=r"missing \[model\] table \(or give --preset\)"):
+        load_run_config(run)
