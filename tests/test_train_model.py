@@ -1,4 +1,5 @@
-"""The model and its attention backends: agreement with a plain reference, causality, GQA, init."""
+"""The model and its attention backends: the fused kernels against the plain model, causality, GQA, init,
+the chunked per-token loss and the KV cache."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,15 +10,8 @@ import torch
 from crawl2model.scaling.flops import flops_per_token
 from crawl2model.scaling.shapes import ModelConfig, get_preset
 from crawl2model.train.attention import attend, flash_attn_func, reference, resolve_backend
-from crawl2model.train.model import (
-    Transformer,
-    _RMSNormFunction,
-    _SplitRope,
-    _SwiGLUGate,
-    linear_cross_entropy,
-    rope_cache,
-    train_flops_per_token,
-)
+from crawl2model.train.fused import _RMSNormFunction, _SplitRope, _SwiGLUGate, linear_cross_entropy
+from crawl2model.train.model import IGNORE, KVCache, Transformer, rope_cache, train_flops_per_token
 
 CFG = ModelConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, ffn_dim=96, vocab_size=128, seq_len=32)
 
@@ -95,25 +89,83 @@ def test_mfu_flops_add_the_output_projection():
     assert train_flops_per_token(cfg) == flops_per_token(cfg) + 6 * 2048 * 102_400
 
 
-def test_fused_loss_matches_logits_and_cross_entropy():
+def _pair(cfg=CFG):
     torch.manual_seed(0)
-    model = Transformer(CFG)
-    ref = Transformer(CFG)
-    ref.load_state_dict(model.state_dict())
+    plain, fused = Transformer(cfg), Transformer(cfg, fused=True)
+    fused.load_state_dict(plain.state_dict())
+    return plain, fused
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_and_plain_agree_on_loss_and_every_gradient(masked):
+    plain, fused = _pair()
     tokens = torch.randint(0, 128, (3, 33))
-    loss = model(tokens[:, :-1], tokens[:, 1:])
-    want = torch.nn.functional.cross_entropy(ref(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten())
-    (2 * loss).backward()
-    (2 * want).backward()
-    assert loss.item() == pytest.approx(want.item(), abs=1e-6)
-    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+    targets = tokens[:, 1:].clone()
+    if masked:  # SFT: prompt positions carry no loss
+        targets[:, :10] = IGNORE
+    losses = [m(tokens[:, :-1], targets) for m in (plain, fused)]
+    for loss in losses:
+        (2 * loss).backward()
+    assert losses[1].item() == pytest.approx(losses[0].item(), abs=1e-6)
+    for (name, p), q in zip(plain.named_parameters(), fused.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+    if masked:
+        want = torch.nn.functional.cross_entropy(plain(tokens[:, :-1]).flatten(0, 1), targets.flatten())
+        assert losses[0].item() == pytest.approx(want.item(), abs=1e-6)
+
+
+def test_fused_loss_computes_no_gradient_outside_grad_mode():
+    """Evaluation: one matmul per chunk (the logits) and a loss without a graph, not the 3x of training."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(600, 16, generator=g, requires_grad=True)
+    weight = torch.randn(1000, 16, generator=g, requires_grad=True)
+    targets = torch.randint(0, 1000, (600,), generator=g)
+    counters = []
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad), FlopCounterMode(display=False) as counter:
+            loss = linear_cross_entropy(hidden, weight, targets)
+        counters.append(counter.get_total_flops())
+        assert loss.requires_grad == grad
+    assert counters[1] == 2 * 600 * 16 * 1000 and counters[0] >= 2 * counters[1]  # logits only, vs + gradients
+    want = torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_per_token_loss_is_chunked_cross_entropy_with_its_gradient(fused):
+    plain, model = _pair()
+    model = model if fused else plain
+    tokens = torch.randint(0, 128, (2, 33))
+    targets = tokens[:, 1:].clone()
+    targets[0, :5] = IGNORE
+    nll = model(tokens[:, :-1], targets, reduction="none")
+    logits = model(tokens[:, :-1])
+    want = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    assert nll.shape == (2, 32) and torch.allclose(nll.flatten(), want, atol=1e-6) and (nll[0, :5] == 0).all()
+    weights = torch.rand(2, 32)
+    (grad,) = torch.autograd.grad((nll * weights).sum(), model.output.weight)
+    (want_grad,) = torch.autograd.grad((want * weights.flatten()).sum(), model.output.weight)
+    assert torch.allclose(grad, want_grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_kv_cache_gives_the_full_forward_logits(fused):
+    model = _pair()[1 if fused else 0].eval()
+    tokens = torch.randint(0, 128, (2, 12))
+    with torch.no_grad():
+        full = model(tokens)
+        cache = KVCache(CFG, 2, CFG.seq_len, tokens.device, torch.float32)
+        steps = [model.output(model.hidden(tokens[:, :8], cache))]
+        steps += [model.output(model.hidden(tokens[:, i : i + 1], cache)) for i in range(8, 12)]
+    assert cache.length == 12 and torch.allclose(torch.cat(steps, 1), full, atol=1e-5)
 
 
 def test_fused_loss_under_bf16_autocast():
     """The torch engine's mixed precision: autocast must not break the hand-written out= matmuls."""
     torch.manual_seed(0)
-    model = Transformer(CFG)
+    model = Transformer(CFG, fused=True)
     tokens = torch.randint(0, 128, (2, 33))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = model(tokens[:, :-1], tokens[:, 1:])
@@ -144,14 +196,14 @@ def test_fused_loss_is_exact_when_the_target_probability_underflows():
     hidden = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
     weight = torch.tensor([[200.0, 0.0], [0.0, 0.0], [0.0, 3.0]], requires_grad=True)
     targets = torch.tensor([1, 2])  # row 0: logits (200, 0, 0), target logit 0
-    loss = linear_cross_entropy(hidden[None], weight, targets[None])
+    loss = linear_cross_entropy(hidden, weight, targets)
     want = torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
     assert torch.isfinite(loss) and loss.item() == pytest.approx(want.item(), rel=1e-6)
 
 
 def test_activation_checkpointing_gives_the_same_loss_and_gradients():
     torch.manual_seed(0)
-    plain, recomputed = Transformer(CFG), Transformer(CFG, recompute=True)
+    plain, recomputed = Transformer(CFG, fused=True), Transformer(CFG, fused=True, recompute=True)
     recomputed.load_state_dict(plain.state_dict())
     tokens = torch.randint(0, 128, (2, 33))
     losses = [m(tokens[:, :-1], tokens[:, 1:]) for m in (plain, recomputed)]

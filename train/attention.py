@@ -48,28 +48,32 @@ def resolve_backend(backend: str, q: torch.Tensor) -> str:
     return backend
 
 
-def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True) -> torch.Tensor:
     out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, enable_gqa=k.shape[2] != q.shape[2]
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal, enable_gqa=k.shape[2] != q.shape[2]
     )
     return out.transpose(1, 2)
 
 
-def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True) -> torch.Tensor:
     group = q.shape[2] // k.shape[2]
     q, k, v = (t.transpose(1, 2).float() for t in (q, k.repeat_interleave(group, 2), v.repeat_interleave(group, 2)))
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-    t = q.shape[2]
-    mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
-    scores = scores.masked_fill(~mask, float("-inf"))
+    if causal:
+        t = q.shape[2]
+        mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~mask, float("-inf"))
     return (scores.softmax(-1) @ v).transpose(1, 2)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto") -> torch.Tensor:
-    """Causal attention of q (B, T, H, D) over k, v (B, T, H_kv, D); returns (B, T, H, D) in q's dtype."""
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto",
+           causal: bool = True) -> torch.Tensor:
+    """Attention of q (B, T, H, D) over k, v (B, S, H_kv, D); returns (B, T, H, D) in q's dtype.
+
+    Causal needs T == S; `causal=False` is a generation step, new queries over every cached key."""
     name = resolve_backend(backend, q)
     if name == "flash":
-        return flash_attn_func()(q, k, v, causal=True)
+        return flash_attn_func()(q, k, v, causal=causal)
     if name == "sdpa":
-        return sdpa(q, k, v)
-    return reference(q, k, v).to(q.dtype)
+        return sdpa(q, k, v, causal)
+    return reference(q, k, v, causal).to(q.dtype)

@@ -32,7 +32,7 @@ OVERRIDES = {"data": str, "val_data": str, "max_steps": int, "total_tokens": par
              "seq_len": int, "warmup_steps": int,
              "batch_size": int, "micro_batch_size": int, "engine": str, "dtype": str, "attention": str,
              "seed": int, "log_every": int, "eval_every": int, "save_every": int, "eval_windows": int,
-             "num_workers": int, "activation_checkpointing": bool}
+             "num_workers": int, "activation_checkpointing": bool, "fused": bool}
 # What a launched child must not do again: its parent holds the output's claim.
 CHILD_ENV = "CRAWL2MODEL_TRAIN_CHILD"
 

@@ -67,6 +67,7 @@ class TrainConfig:
     dtype: str = "auto"  # "auto" = bf16 on GPU, fp32 on CPU; or "bf16", "fp32"
     attention: str = "auto"  # "auto" = flash-attn where usable, else SDPA; or "flash", "sdpa", "reference"
     activation_checkpointing: bool = False  # recompute each layer in backward: ~1/3 more compute, far less memory
+    fused: bool = True  # train.fused's hand-written kernels (1.23x on CPU); false: the plain model of train.model
     eval_windows: int = 64  # held-out windows of seq_len scored at each evaluation
     tokenizer: str | None = None  # for bits-per-byte; default: the one named in the shards' manifest
     num_workers: int = 1  # DataLoader worker processes per rank
@@ -105,8 +106,9 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.eval_windows < 0 or self.num_workers < 0:
             raise ConfigError("train.eval_windows and num_workers must be >= 0")
-        if not isinstance(self.activation_checkpointing, bool):
-            raise ConfigError(f"train.activation_checkpointing must be true or false, got {self.activation_checkpointing!r}")
+        for name in ("activation_checkpointing", "fused"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
         if self.micro_batch_size and self.batch_size and self.batch_size % self.micro_batch_size:
             raise ConfigError(
                 f"train.batch_size ({self.batch_size}) must be a multiple of micro_batch_size ({self.micro_batch_size})"

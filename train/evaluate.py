@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from crawl2model.train.data import eval_batches
 
@@ -42,9 +41,8 @@ def evaluate(module: torch.nn.Module, folder: str, seq_len: int, n_windows: int,
         windows = windows.to(device)
         targets = windows[:, 1:]
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            logits = module(windows[:, :-1])
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")
-        sums[0] += nll.double()
+            nll = module(windows[:, :-1], targets, reduction="none")  # chunked: no full logits
+        sums[0] += nll.double().sum()
         sums[1] += targets.numel()
         if byte_lengths is not None:
             sums[2] += byte_lengths.to(device)[targets].sum()

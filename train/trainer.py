@@ -139,7 +139,8 @@ def _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env) -> dict[str, A
     reshard = saved is not None and train_cfg.engine == "deepspeed" and saved["world_size"] != env.world_size
 
     torch.manual_seed(train_cfg.seed)  # identical initial weights on every rank
-    model = Transformer(model_cfg, attention=train_cfg.attention, recompute=train_cfg.activation_checkpointing)
+    model = Transformer(model_cfg, attention=train_cfg.attention, recompute=train_cfg.activation_checkpointing,
+                        fused=train_cfg.fused)
     engine = build_engine(model, train_cfg, env, shape.micro_batch, reshard_dir=out / ".reshard" if reshard else None)
 
     step = 0
