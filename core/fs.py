@@ -17,6 +17,7 @@ from crawl2model.core.errors import InputError
 
 # Hadoop's names for S3 (what Spark users write) are the same buckets to pyarrow.
 SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3"}
+CHECKSUM_SUFFIX = ".sha256"
 
 
 def normalize_uri(path: str) -> str:
@@ -71,8 +72,11 @@ def write_json(fs: pafs.FileSystem, path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-    fs, p = filesystem(path)
-    with fs.open_input_stream(p) as f:
+    return read_json_from(*filesystem(path))
+
+
+def read_json_from(fs: pafs.FileSystem, path: str) -> Any:
+    with fs.open_input_stream(path) as f:
         return json.loads(f.read())
 
 
@@ -102,25 +106,86 @@ def is_hidden(relative: str) -> bool:
     return any(part.startswith((".", "_")) for part in relative.split("/") if part not in ("", "."))
 
 
+class HashingStream:
+    """A writable stream that keeps the sha256 and size of what passed through it.
+
+    Writers on object stores cannot read their output back cheaply, so the
+    checksum that `_SUCCESS` lists is taken on the way out."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._hash.update(view)
+        self.size += view.nbytes
+        return self._stream.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def checksum_sidecar(path: str) -> str:
+    """Where a committed file's checksum waits for `_SUCCESS` (hidden, so readers skip it)."""
+    head, name = posixpath.split(path)
+    return posixpath.join(head, f".{name}{CHECKSUM_SUFFIX}")
+
+
+def write_checksum(fs: pafs.FileSystem, path: str, size: int, sha256: str) -> None:
+    with fs.open_output_stream(checksum_sidecar(path)) as f:
+        f.write(json.dumps({"size": size, "sha256": sha256}).encode())
+
+
 class AtomicFile:
     """One file that appears whole or not at all, the same on every filesystem.
 
     On a local disk it is written aside (`.NAME.<pid>.inprogress`) and renamed
     into place. On an object store an object appears only when its upload
     completes, and a rename is a copy, so it is written to its key directly.
+    Its sha256 is taken while writing and left in a hidden sidecar beside it,
+    which the stage's commit folds into `_SUCCESS`.
     """
 
     def __init__(self, fs: pafs.FileSystem, path: str) -> None:
         self.fs, self.path = fs, path
         head, name = posixpath.split(path)
         self.tmp = posixpath.join(head, f".{name}.{os.getpid()}.inprogress") if is_local(fs) else path
-        self.stream = fs.open_output_stream(self.tmp)
+        self.stream = HashingStream(fs.open_output_stream(self.tmp))
+
+    @property
+    def sha256(self) -> str:
+        return self.stream.hexdigest()
 
     def commit(self) -> str:
         """Close and put the file in place; returns its path."""
         self.stream.close()
         if self.tmp != self.path:
             self.fs.move(self.tmp, self.path)
+        write_checksum(self.fs, self.path, self.stream.size, self.sha256)
         return self.path
 
     def discard(self) -> None:

@@ -11,12 +11,13 @@ removed by the next run that claims the output.
 
 `_SUCCESS` holds the fingerprint of the resolved config and of the inputs,
 the config itself (so a rerun can say which keys changed) and the list of
-files the output holds: readers read what it lists.
+files the output holds, each with its size and sha256: readers read what it
+lists, and `crawl2model verify` checks the bytes against it.
 
 Object stores cannot rename a folder, so there the run writes straight into
 the output's own prefix instead: the claim first clears whatever an abandoned
-attempt left there and writes `_STARTED`; `_SUCCESS` (with every file and its
-size) comes last. Readers refuse a folder with `_STARTED` and no `_SUCCESS`,
+attempt left there and writes `_STARTED`; `_SUCCESS` (with every file, its
+size and checksum) comes last. Readers refuse a folder with `_STARTED` and no `_SUCCESS`,
 and read only the files `_SUCCESS` lists, so a half-written attempt is never
 read. Outputs that grow in place (a training run's checkpoints) use
 `in_place=True`: the same claim and marker, nothing cleared.
@@ -30,13 +31,24 @@ import secrets
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.fs as pafs
 
-from crawl2model.core.errors import OutputBusyError
-from crawl2model.core.fs import exists, filesystem, is_local, list_files, write_json
+from crawl2model.core.errors import InputError, OutputBusyError
+from crawl2model.core.fs import (
+    CHECKSUM_SUFFIX,
+    checksum_sidecar,
+    exists,
+    filesystem,
+    is_local,
+    list_files,
+    read_json_from,
+    sha256_file,
+    write_json,
+)
 
 SUCCESS = "_SUCCESS"
 STARTED = "_STARTED"  # written first where the output is written in place (object stores)
@@ -65,6 +77,31 @@ def committed_files(path: str) -> list[str] | None:
     if marker is None or "files" not in marker:
         return None
     return [f["path"] if isinstance(f, dict) else f for f in marker["files"]]
+
+
+def verify(path: str) -> tuple[int, list[str]]:
+    """(files checked, problems) for a finished output: each file `_SUCCESS` lists must be there
+    with its listed size and sha256. Files it does not list are not read by anyone and not checked."""
+    fs, p = filesystem(path)
+    marker = read_success(fs, p)
+    if marker is None:
+        raise InputError(f"{path} is not a finished stage output (no {SUCCESS})")
+    listed = [f if isinstance(f, dict) else {"path": f} for f in marker.get("files", [])]  # older markers: names
+
+    def check(entry: dict[str, Any]) -> str | None:
+        file = posixpath.join(p, entry["path"])
+        info = fs.get_file_info(file)
+        if info.type != pafs.FileType.File:
+            return f"{entry['path']}: missing"
+        if "size" in entry and info.size != entry["size"]:
+            return f"{entry['path']}: {info.size} bytes, {SUCCESS} lists {entry['size']}"
+        if "sha256" in entry and sha256_file(fs, file) != entry["sha256"]:
+            return f"{entry['path']}: sha256 differs from {SUCCESS}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        problems = [m for m in pool.map(check, listed) if m]
+    return len(listed), problems
 
 
 def is_unfinished(fs: pafs.FileSystem, path: str) -> bool:
@@ -225,10 +262,28 @@ class StageOutput:
     # ------------------------------------------------------------------ finish
 
     def files(self) -> list[dict[str, Any]]:
-        """The files written so far, relative to the output folder, with their sizes."""
+        """The files written so far, relative to the output folder, with size and sha256.
+
+        A file written through `AtomicFile` brings its checksum in a sidecar (taken
+        while writing: an object store's file is never read back); the others
+        (reports, configs, plots, models) are small and are hashed here.
+        """
         root = self.tmp_path.rstrip("/")
-        return [{"path": posixpath.relpath(f.path, root), "size": f.size} for f in list_files(self.fs, root)
-                if posixpath.basename(f.path) not in (SUCCESS, STARTED)]
+        found = [f for f in list_files(self.fs, root) if posixpath.basename(f.path) not in (SUCCESS, STARTED)]
+        sidecars = {f.path for f in found if f.path.endswith(CHECKSUM_SUFFIX)}
+        data = [f for f in found if f.path not in sidecars]
+
+        def entry(info: pafs.FileInfo) -> dict[str, Any]:
+            side = checksum_sidecar(info.path)
+            recorded = read_json_from(self.fs, side) if side in sidecars else {}
+            digest = recorded.get("sha256") if recorded.get("size") == info.size else None
+            return {"path": posixpath.relpath(info.path, root), "size": info.size,
+                    "sha256": digest or sha256_file(self.fs, info.path)}
+
+        with ThreadPoolExecutor(max_workers=16) as pool:  # one request per file on an object store
+            entries = list(pool.map(entry, data))
+            list(pool.map(self.fs.delete_file, sorted(sidecars)))
+        return entries
 
     def commit(self, stage: str, fingerprint: str = "", config: dict[str, Any] | None = None,
                inputs: dict[str, str] | None = None) -> None:

@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "crawl2model.jobs.demo",
     "crawl2model.jobs.report",
     "crawl2model.jobs.plan",
+    "crawl2model.jobs.verify",
 ]
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawl2model.core.fs import AtomicFile, filesystem, sha256_file
+from crawl2model.core.fs import AtomicFile, filesystem
 from crawl2model.pipeline.parquet_out import ROW_GROUP_ROWS, plain_type
 
 COMPRESSION = "zstd"
@@ -132,11 +132,12 @@ def write_shards(batches: Iterable[pa.RecordBatch], folder: str, columns: Sequen
 
     def finish(state: dict) -> pa.RecordBatch:
         row_groups = state["file"].close()
-        final = state["out"].commit()
+        out = state["out"]
+        out.commit()
         stats = {d: {"documents": n, "units": u} for d, (n, u) in sorted(state["domains"].items())}
         return pa.record_batch([[state["shard"]], [shard_name(state["shard"])], [sum(row_groups)],
-                                [fs.get_file_info(final).size], [json.dumps(row_groups)], [json.dumps(stats)],
-                                [sha256_file(fs, final)]], schema=RESULT_SCHEMA)
+                                [out.stream.size], [json.dumps(row_groups)], [json.dumps(stats)],
+                                [out.sha256]], schema=RESULT_SCHEMA)
 
     for batch in batches:
         shards = batch.column(shard_col).to_pylist()

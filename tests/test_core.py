@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -11,10 +12,11 @@ import pytest
 
 from crawl2model.core.config import resolve
 from crawl2model.core.errors import ConfigError, InputError, OutputBusyError, OutputMismatchError
-from crawl2model.core.fs import read_json, write_json
+from crawl2model.core.fs import AtomicFile, read_json, write_json
 from crawl2model.core.outputs import SUCCESS, StageOutput, committed_files
 from crawl2model.core.sizes import parse_count, parse_size
 from crawl2model.core.stage import run_stage
+from crawl2model.jobs.cli import main as cli
 
 
 @dataclass
@@ -103,6 +105,32 @@ def test_commit_makes_output_appear_whole_with_its_file_list(tmp_path):
     assert committed_files(str(final)) == ["data/part-0.json", "report.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no tmp folder, no lock
     assert StageOutput(str(final)).done and not StageOutput(str(final), overwrite=True).done
+
+
+def test_success_lists_each_file_with_the_sha256_of_its_bytes_and_verify_checks_them(tmp_path, capsys):
+    final = tmp_path / "out"
+    out = StageOutput(str(final))
+    out.claim()
+    write_json(out.fs, out.path("report.json"), {"n": 1})
+    os.makedirs(out.path("data"))
+    part = AtomicFile(out.fs, out.path("data", "part-0.bin"))  # hashed while written, like every task's file
+    part.stream.write(b"x" * 1000)
+    part.commit()
+    out.commit("demo", "fp", {})
+    listed = {f["path"]: f for f in read_json(str(final / SUCCESS))["files"]}
+    assert sorted(listed) == ["data/part-0.bin", "report.json"]  # the checksum sidecar is folded in, not listed
+    for rel, entry in listed.items():
+        data = (final / rel).read_bytes()
+        assert entry["size"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert not [p for p in final.rglob(".*")]
+    assert cli(["verify", str(final)]) == 0
+    (final / "data" / "part-0.bin").write_bytes(b"x" * 999 + b"y")  # same size, one byte flipped
+    assert cli(["verify", str(final)]) == 2
+    assert "data/part-0.bin: sha256 differs from _SUCCESS" in capsys.readouterr().err
+    (final / "report.json").unlink()
+    assert cli(["verify", str(final)]) == 2
+    assert "report.json: missing" in capsys.readouterr().err
+    assert cli(["verify", str(tmp_path)]) == 2  # not a stage output
 
 
 def test_leftovers_of_a_killed_run_are_cleared(tmp_path):

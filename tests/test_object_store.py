@@ -37,12 +37,17 @@ def _chain(root: str, crawl: str, tokenizer: str | None) -> dict[str, str]:
     return out
 
 
+def _marker(output: str) -> dict:
+    fs, base = filesystem(output)
+    with fs.open_input_stream(posixpath.join(base, SUCCESS)) as f:
+        return json.loads(f.read())
+
+
 def _data(output: str) -> dict[str, bytes]:
     """Every data file `_SUCCESS` lists, by relative path (`_skipped/` names each record's source
     file, which differs between the two runs by design)."""
     fs, base = filesystem(output)
-    with fs.open_input_stream(posixpath.join(base, SUCCESS)) as f:
-        listed = [e["path"] for e in json.loads(f.read())["files"]]
+    listed = [e["path"] for e in _marker(output)["files"]]
     files = {}
     for rel in listed:
         if rel.startswith("_skipped/"):
@@ -76,6 +81,10 @@ def test_s3_round_trip_writes_the_same_bytes(runs):
         ours, theirs = _data(local[stage]), _data(remote[stage])
         assert ours and sorted(ours) == sorted(theirs), stage
         assert ours == theirs, stage
+        sums = [{e["path"]: e["sha256"] for e in _marker(run[stage])["files"] if e["path"] in ours}
+                for run in (local, remote)]
+        assert sums[0] == sums[1] and len(sums[0]) == len(ours), stage  # taken while writing, equal on both
+    assert cli(["verify", *remote.values()]) == 0  # the bucket's bytes are the ones each commit listed
     fs, base = filesystem(remote["docs"])
     left = [i.base_name for i in fs.get_file_info(pafs.FileSelector(posixpath.dirname(base)))]
     assert not [n for n in left if n.endswith(".lock")], left  # every claim released

@@ -148,7 +148,8 @@ def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: 
     digest = None
     if writer is not None:
         writer.close()
-        digest = sha256_file(fs, out.commit())
+        out.commit()
+        digest = out.sha256
     nbytes = sum(b for b, _ in per_lang.values())
     return pa.record_batch([[name if digest else None], [docs], [tokens], [nbytes], [skipped],
                             [seconds], [digest], [json.dumps(per_lang, sort_keys=True)]], schema=RESULT_SCHEMA)
