@@ -47,11 +47,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_deepspeed_zero1_really_clips(monkeypatch):
+def test_deepspeed_zero1_really_clips(monkeypatch, tmp_path):
     """ZeRO-1 clips inside its optimizer wrapper: its updates must equal AdamW on clipped gradients."""
     pytest.importorskip("deepspeed")
     import torch.distributed as dist
 
+    from crawl2model.train.checkpoint import check_deepspeed_files
     from crawl2model.train.engine import DeepSpeedEngine, init_distributed
 
     for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
@@ -83,6 +84,8 @@ def test_deepspeed_zero1_really_clips(monkeypatch):
         other = torch.cat([p.detach().flatten() for p in unclipped.parameters()])
         assert (ours - want).abs().max() < 1e-6
         assert (ours - other).abs().max() > 1e-4
+        engine.save(tmp_path)  # DeepSpeed's own files pass the check made before DeepSpeed unpickles them
+        check_deepspeed_files(tmp_path / DeepSpeedEngine.TAG)
     finally:
         dist.destroy_process_group()
         torch.set_num_threads(threads)

@@ -138,3 +138,48 @@ def test_cli_trains_a_preset_without_a_run_file(shards, tmp_path):
     assert json.loads((out / "report.json").read_text())["steps"] == 4
     marker = json.loads((out / "_SUCCESS").read_text())
     assert marker["config"]["train.max_steps"] == 4 and "checkpoints/latest" in [f["path"] for f in marker["files"]]
+
+
+class _Payload:
+    """What a hostile checkpoint pickles: unpickling it would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_checkpoints_hold_no_pickled_code_and_a_malicious_one_is_refused(shards, tmp_path, capsys):
+    from crawl2model.jobs.cli import main
+
+    out = tmp_path / "run"
+    _train(shards, out, 4)
+    ckpt = out / "checkpoints" / "step-00000004"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["KEEP", "model.safetensors", "optimizer.pt", "rng-00000.safetensors",
+                                                      "trainer.json"]
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(ckpt / "optimizer.pt") == []
+    checkpoint.load_tensors(ckpt / "optimizer.pt")  # weights_only=True reads what we write
+
+    marker = tmp_path / "pwned"
+    torch.save({"state": {}, "param_groups": _Payload(marker)}, ckpt / "optimizer.pt")
+    with pytest.raises(checkpoint.UnsafeCheckpointError, match="refused to load.*posix.system"):
+        checkpoint.load_tensors(ckpt / "optimizer.pt")
+    run_file = tmp_path / "run.toml"
+    run_file.write_text((out / "run.toml").read_text())
+    argv = ["train", "--config", str(run_file), "--max-steps", "5", "--output", str(tmp_path / "resumed"),
+            "--resume", str(ckpt)]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "refused to load" in err[-1] and "Traceback" not in "\n".join(err)
+    assert not marker.exists()
+
+    deepspeed_dir = tmp_path / "ds"
+    deepspeed_dir.mkdir()
+    torch.save({"optimizer_state_dict": _Payload(marker)}, deepspeed_dir / "zero_pp_rank_0_mp_rank_00_optim_states.pt")
+    with pytest.raises(checkpoint.UnsafeCheckpointError, match="posix.system"):
+        checkpoint.check_deepspeed_files(deepspeed_dir)
+    assert not marker.exists()

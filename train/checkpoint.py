@@ -3,10 +3,10 @@
     CHECKPOINTS/step-00000100/
         trainer.json         step, samples consumed (the loader's whole state), model and run config
         model.safetensors    full model weights in the training dtype (what export-hf reads)
-        rng-00000.pt ...     each rank's torch/CUDA/numpy/python RNG states
+        rng-00000.safetensors ...  each rank's torch/CUDA/numpy/python RNG states (tensors + JSON metadata)
         deepspeed/           DeepSpeed's files (ZeRO-1: one optimizer shard per rank; another
                              number of ranks loads them re-partitioned, see train.engine), or
-        optimizer.pt         the torch engine's AdamW state
+        optimizer.pt         the torch engine's AdamW state (tensors and plain values only)
         KEEP                 (only at the end of the first LR stage) never pruned
     CHECKPOINTS/latest       name of the newest complete checkpoint
 
@@ -15,11 +15,21 @@ fsyncs it, renames it to `step-N/` (atomic on POSIX) and then replaces `latest`
 (write + os.replace). A crash at any point leaves `latest` naming a complete
 checkpoint; a stale `.tmp-*` folder is simply removed by the next save. Ranks
 must share the checkpoint filesystem, as DeepSpeed's own checkpoints assume.
+
+No pickle runs code on load: what we write is JSON, safetensors, or a `.pt`
+of tensors and plain values, and every `.pt` we read goes through
+`torch.load(weights_only=True)`; anything else is refused with one line
+(`UnsafeCheckpointError`, exit code 2). DeepSpeed reads its own files with
+`weights_only=False` (its checkpoint engine and `ds_to_universal`), which we
+cannot change; before it does, `check_deepspeed_files` reads the list of
+Python objects each of its files would build (without building them) and
+refuses any outside the few DeepSpeed and torch classes its checkpoints hold.
 """
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -28,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from crawl2model.core.errors import InputError
 
 LATEST = "latest"
 KEEP = "KEEP"
@@ -40,17 +52,68 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+class UnsafeCheckpointError(InputError):
+    """A checkpoint file that would build Python objects other than tensors and plain values."""
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+# What DeepSpeed's ZeRO-1 checkpoints pickle besides tensors and plain containers (DeepSpeed 0.19,
+# seen in its optimizer shards; the model-states file holds none).
+DEEPSPEED_GLOBALS = frozenset({
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.utils.tensor_fragment.fragment_address",
+})
+
+
+def _refuse(path: Path, unsafe: list[str]) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(f"{path}: refused to load: it would build Python objects that are not tensors "
+                                 f"or plain values ({', '.join(unsafe[:3])}); a checkpoint can run code this "
+                                 f"way, so only a file of tensors is accepted")
+
+
+def load_tensors(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load with weights_only=True: tensors and plain containers, never an arbitrary object."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise _refuse(path, torch.serialization.get_unsafe_globals_in_checkpoint(path) or ["unknown"]) from None
+
+
+def check_deepspeed_files(folder: Path) -> None:
+    """Refuse DeepSpeed files that would build anything but the classes its checkpoints hold.
+
+    DeepSpeed loads them with weights_only=False; the pickles are inspected here first,
+    without building any object (torch's `get_unsafe_globals_in_checkpoint`)."""
+    for path in sorted(folder.rglob("*.pt")):
+        unsafe = sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)) - DEEPSPEED_GLOBALS)
+        if unsafe:
+            raise _refuse(path, unsafe)
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """This process's RNG states as tensors and JSON strings: what safetensors stores."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    tensors = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(keys.astype(np.int64))}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    meta = {"numpy": json.dumps([name, pos, has_gauss, cached]), "python": json.dumps([version, internal, gauss])}
+    return tensors, meta
+
+
+def _set_rng_state(path: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    torch.set_rng_state(tensors["torch"])
+    name, pos, has_gauss, cached = json.loads(meta["numpy"])
+    np.random.set_state((name, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = json.loads(meta["python"])
+    random.setstate((version, tuple(internal), gauss))
+    cuda = [tensors[f"cuda.{i}"] for i in range(len(tensors)) if f"cuda.{i}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -82,7 +145,8 @@ def save(root: Path, step: int, engine, state: dict[str, Any], rank: int, keep_l
         tmp.mkdir(parents=True)
     _barrier()
     engine.save(tmp)
-    torch.save(_rng_state(), tmp / f"rng-{rank:05d}.pt")
+    rng, rng_meta = _rng_state()
+    save_file(rng, str(tmp / f"rng-{rank:05d}.safetensors"), metadata=rng_meta)
     if rank == 0:
         save_file(model_weights(engine.module), str(tmp / MODEL_FILE), metadata={"format": "pt"})
         (tmp / TRAINER_JSON).write_text(json.dumps(state, indent=2) + "\n")
@@ -148,8 +212,9 @@ def load(folder: Path, state: dict[str, Any], engine, rank: int, world_size: int
 
     With a different number of ranks the RNG streams cannot be matched one to one;
     training draws no random numbers after initialisation (no dropout), so only the
-    data order matters, and that is the samples-consumed cursor."""
+    data order matters, and that is the samples-consumed cursor (so a checkpoint of an
+    older version, with pickled RNG states, resumes without them)."""
     engine.load(folder)
-    rng = folder / f"rng-{rank:05d}.pt"
+    rng = folder / f"rng-{rank:05d}.safetensors"
     if state["world_size"] == world_size and rng.is_file():
-        _set_rng_state(torch.load(rng, weights_only=False))
+        _set_rng_state(rng)

@@ -132,10 +132,11 @@ class TorchEngine:
             torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
 
     def load(self, folder: Path) -> None:
-        from crawl2model.train.checkpoint import MODEL_FILE, load_weights
+        from crawl2model.train.checkpoint import MODEL_FILE, load_tensors, load_weights
 
+        state = load_tensors(folder / "optimizer.pt", map_location=self.env.device)
         load_weights(self.module, folder / MODEL_FILE)
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=self.env.device))
+        self.optimizer.load_state_dict(state)
 
 
 def deepspeed_config(train: TrainConfig, micro_batch: int, world_size: int, dtype: torch.dtype,
@@ -200,6 +201,9 @@ class DeepSpeedEngine:
         self.engine.save_checkpoint(str(folder), tag=self.TAG, save_latest=False)
 
     def load(self, folder: Path) -> None:
+        from crawl2model.train.checkpoint import check_deepspeed_files
+
+        check_deepspeed_files(folder / self.TAG)  # DeepSpeed itself unpickles with weights_only=False
         source = folder
         if self.reshard_dir is not None:
             if self.env.rank == 0:
