@@ -105,7 +105,7 @@ def _set_rng_state(path: Path) -> None:
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118 (not a dict)
     torch.set_rng_state(tensors["torch"])
     name, pos, has_gauss, cached = json.loads(meta["numpy"])
     np.random.set_state((name, tensors["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -177,11 +177,15 @@ def model_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def load_weights(module: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import load_file
 
-    weights = load_file(str(path))
+    set_weights(module, load_file(str(path)), path)
+
+
+def set_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:
+    """Load a full state dict; a tied output projection may be absent (it is the embedding)."""
     missing, unexpected = module.load_state_dict(weights, strict=False)
     untied = [m for m in missing if not (m == "output.weight" and module.cfg.tie_embeddings)]
     if untied or unexpected:
-        raise RuntimeError(f"{path}: missing {untied}, unexpected {unexpected}")
+        raise InputError(f"{where}: weights do not fit the model (missing {untied[:3]}, unexpected {unexpected[:3]})")
 
 
 def _prune(root: Path, keep_last: int) -> None:

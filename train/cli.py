@@ -1,4 +1,4 @@
-"""`crawl2model train` and `crawl2model export-hf`.
+"""`crawl2model train`, `export-hf` and `generate`.
 
     crawl2model train --config run.toml                          one process (CPU or one GPU)
     crawl2model train --config run.toml --nproc-per-node 8       re-launched under torchrun
@@ -6,6 +6,7 @@
     crawl2model train --config run.toml --resume                 continue from OUTPUT/checkpoints/latest
     crawl2model train --preset tiny --input TOKENS --max-steps 20 --warmup-steps 2   no run file
     crawl2model export-hf --checkpoint OUT/checkpoints/step-00001000 --output hf/
+    crawl2model generate --model hf/ --prompt "What is Debian?"  print an answer (greedy, KV cache)
 
 Flags override the run file's [train] table. Under a launcher (RANK set in the
 environment) the command trains directly; otherwise, asked for several
@@ -147,16 +148,40 @@ def _train_here(model, train, output: str, resume: str | None) -> dict:
 
 
 def cmd_export_hf(args: argparse.Namespace) -> int:
-    from crawl2model.train import checkpoint, export_hf
+    from crawl2model.train import export_hf
+    from crawl2model.train.pretrained import checkpoint_folder
 
-    ckpt = Path(args.checkpoint)
-    if not (ckpt / checkpoint.TRAINER_JSON).is_file():
-        latest = checkpoint.latest(ckpt) or checkpoint.latest(ckpt / "checkpoints")
-        if latest is None:
-            raise FileNotFoundError(f"no checkpoint at {ckpt} (give a step-* folder, a checkpoints folder or a run folder)")
-        ckpt = latest
+    ckpt = checkpoint_folder(args.checkpoint)
     out = export_hf.export(ckpt, args.output, args.tokenizer)
     log.info(f"exported {ckpt} -> {out}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Print the model's continuation of --prompt (its answer, for a chat model)."""
+    import torch
+
+    from crawl2model.train import pretrained
+    from crawl2model.train.chat import folder_template, load_chat_tokenizer
+    from crawl2model.train.generate import generate
+
+    if args.max_new_tokens < 1 or args.temperature < 0 or not 0 < args.top_p <= 1:
+        raise ConfigError("--max-new-tokens must be >= 1, --temperature >= 0 and --top-p in (0, 1]")
+    source = pretrained.load(args.model)
+    tokenizer_dir = args.tokenizer or source.tokenizer
+    if tokenizer_dir is None:
+        raise ConfigError(f"no tokenizer is known for {args.model}: give --tokenizer DIR")
+    tok = load_chat_tokenizer(tokenizer_dir)
+    chat = args.chat if args.chat is not None else folder_template(tokenizer_dir) is not None
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    ids = tok.prompt_ids([{"role": "user", "content": prompt}]) if chat else tok.encode(prompt).ids
+    if len(ids) >= source.cfg.seq_len:
+        raise ConfigError(f"the prompt is {len(ids)} tokens; the model's context is {source.cfg.seq_len}")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = source.model().to(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    out = generate(model, ids, args.max_new_tokens, eos_id=tok.eos_id, temperature=args.temperature,
+                   top_p=args.top_p, vocab_limit=tok.tokenizer.get_vocab_size(), seed=args.seed)
+    print(tok.tokenizer.decode(out, skip_special_tokens=True))
     return 0
 
 
@@ -212,3 +237,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, metavar="HF_DIR", help="folder to write")
     p.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder (default: the one the run's shards name)")
     p.set_defaults(func=cmd_export_hf)
+
+    p = subparsers.add_parser("generate", help="print a model's answer to a prompt (checkpoint or HF folder)",
+                              description="Greedy (--temperature 0, the default) or sampled text from a checkpoint "
+                                          "or Hugging Face folder, with a KV cache, stopping at EOS. A chat model "
+                                          "(its tokenizer has a chat_template) gets the prompt as a user turn.")
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help="a step-* checkpoint, a run or checkpoints folder (its latest), or a Hugging Face folder")
+    p.add_argument("--prompt", required=True, help="the prompt text ('-': read it from stdin)")
+    p.add_argument("--max-new-tokens", type=int, default=128, metavar="N", help="stop after N tokens (default 128)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep this much probability mass")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                   help="apply the chat template (default: when the tokenizer has one)")
+    p.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder (default: the model's)")
+    p.set_defaults(func=cmd_generate)

@@ -1,9 +1,10 @@
-"""A checkpoint as a Hugging Face Llama folder: config.json, model.safetensors, the tokenizer.
+"""A checkpoint as a Hugging Face Llama folder: config.json, model.safetensors, the tokenizer; and back.
 
 Our model is LLaMA's architecture with the rotate-half RoPE convention that
 transformers uses, so the export only splits the fused projections (wqkv ->
 q/k/v_proj, w13 -> gate/up_proj) and renames. No transformers import is needed
 to write the folder; `LlamaForCausalLM.from_pretrained(folder)` reads it.
+`from_hf` reads such a folder (ours or any plain Llama) back into our names.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from crawl2model.core.errors import InputError
 from crawl2model.scaling.shapes import ModelConfig
 from crawl2model.train.checkpoint import MODEL_FILE, read_state
 
@@ -40,6 +42,64 @@ def hf_state_dict(weights: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def from_hf_state_dict(hf: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The inverse of `hf_state_dict`: HF Llama names -> ours, q/k/v and gate/up fused again."""
+    out = {"tok_embeddings.weight": hf["model.embed_tokens.weight"], "norm.weight": hf["model.norm.weight"]}
+    if not cfg.tie_embeddings:
+        out["output.weight"] = hf["lm_head.weight"]
+    for i in range(cfg.n_layers):
+        ours, p = f"layers.{i}.", f"model.layers.{i}."
+        attn, mlp = p + "self_attn.", p + "mlp."
+        out.update({
+            ours + "attn.wqkv.weight": torch.cat([hf[attn + f"{x}_proj.weight"] for x in "qkv"]),
+            ours + "attn.wo.weight": hf[attn + "o_proj.weight"],
+            ours + "ffn.w13.weight": torch.cat([hf[mlp + "gate_proj.weight"], hf[mlp + "up_proj.weight"]]),
+            ours + "ffn.w2.weight": hf[mlp + "down_proj.weight"],
+            ours + "attn_norm.weight": hf[p + "input_layernorm.weight"],
+            ours + "ffn_norm.weight": hf[p + "post_attention_layernorm.weight"],
+        })
+    return out
+
+
+def model_config_from_hf(config: dict, where: str) -> ModelConfig:
+    """Our shape from a Llama config.json; refuses what our model does not compute (biases, RoPE scaling)."""
+    if config.get("model_type") != "llama":
+        raise InputError(f"{where}: model_type {config.get('model_type')!r} is not a Llama model")
+    unsupported = [k for k in ("attention_bias", "mlp_bias", "rope_scaling") if config.get(k)]
+    rope = config.get("rope_parameters") or {}  # transformers 5 writes rope_theta here
+    if rope.get("rope_type", "default") != "default":
+        unsupported.append(f"rope_type {rope['rope_type']}")
+    if config.get("hidden_act", "silu") != "silu":
+        unsupported.append(f"hidden_act {config['hidden_act']}")
+    heads = config["num_attention_heads"]
+    if config.get("head_dim", config["hidden_size"] // heads) != config["hidden_size"] // heads:
+        unsupported.append("head_dim != hidden_size / num_attention_heads")
+    if unsupported:
+        raise InputError(f"{where}: not supported by this model: {', '.join(map(str, unsupported))}")
+    cfg = ModelConfig(n_layers=config["num_hidden_layers"], d_model=config["hidden_size"], n_heads=heads,
+                      n_kv_heads=config.get("num_key_value_heads", heads), ffn_dim=config["intermediate_size"],
+                      vocab_size=config["vocab_size"], seq_len=config["max_position_embeddings"],
+                      rope_theta=float(config.get("rope_theta") or rope.get("rope_theta", 10000.0)), norm_eps=config["rms_norm_eps"],
+                      init_std=config.get("initializer_range", 0.006),
+                      tie_embeddings=bool(config.get("tie_word_embeddings", False)))
+    cfg.validate()
+    return cfg
+
+
+def from_hf(folder: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """(shape, weights in our names) of a Hugging Face Llama folder (one or several .safetensors files)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    cfg = model_config_from_hf(config, str(folder / "config.json"))
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise InputError(f"{folder}: no .safetensors weights (a pickled pytorch_model.bin is not read)")
+    hf = {k: v for f in files for k, v in load_file(str(f)).items()}
+    return cfg, from_hf_state_dict(hf, cfg)
+
+
 def hf_config(cfg: ModelConfig, dtype: torch.dtype, bos_id: int | None, eos_id: int | None) -> dict:
     return {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -63,7 +123,7 @@ def export(checkpoint_dir: str | Path, output_dir: str | Path, tokenizer_dir: st
     cfg = ModelConfig(**state["model"])
     weights = load_file(str(ckpt / MODEL_FILE))
     tensors = hf_state_dict(weights, cfg)
-    tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else _run_tokenizer(state)
+    tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else run_tokenizer(state)
     bos_id = eos_id = None
     if tokenizer_dir is not None:
         special = json.loads((tokenizer_dir / "tokenizer_config.json").read_text()).get("crawl2model", {})
@@ -79,7 +139,7 @@ def export(checkpoint_dir: str | Path, output_dir: str | Path, tokenizer_dir: st
     return out
 
 
-def _run_tokenizer(state: dict) -> Path | None:
+def run_tokenizer(state: dict) -> Path | None:
     """The tokenizer named by the run config, else by its token shards' manifest (if it still exists)."""
     from crawl2model.tokenizer.shards import shard_paths
 
