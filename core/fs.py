@@ -1,16 +1,18 @@
-"""Filesystems: a local path or a URI (s3://, gs://, hdfs://) -> a pyarrow filesystem.
+"""Filesystems: a local path or a URI (s3://, gs://, hdfs://, http(s):// to read) -> a pyarrow filesystem.
 
 Every byte a stage reads or writes outside Spark goes through here, so that
 one place decides how a URI maps to a filesystem.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import posixpath
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from crawl2model.core.errors import InputError
@@ -18,6 +20,7 @@ from crawl2model.core.errors import InputError
 # Hadoop's names for S3 (what Spark users write) are the same buckets to pyarrow.
 SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3"}
 CHECKSUM_SUFFIX = ".sha256"
+HTTP_SCHEMES = ("http://", "https://")
 
 
 def normalize_uri(path: str) -> str:
@@ -27,19 +30,53 @@ def normalize_uri(path: str) -> str:
 
 
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for a local path or a URI (s3://, s3a://, gs://, hdfs://).
+    """(filesystem, path inside it) for a local path or a URI (s3://, s3a://, gs://, hdfs://, https://).
 
     S3 endpoint, region and credentials come from the standard AWS environment
     variables and config files (AWS_ENDPOINT_URL, AWS_PROFILE, ...), as the AWS SDK reads them.
     """
     if path.startswith("file://"):
         path = path[len("file://"):]
+    elif path.startswith(HTTP_SCHEMES):
+        return http_filesystem(), path  # fsspec's HTTP paths are the URLs themselves
     elif "://" in path:
         try:
             return pafs.FileSystem.from_uri(normalize_uri(path))
         except (ValueError, OSError) as e:  # pyarrow raises ArrowInvalid (a ValueError) for unknown schemes
             raise InputError(f"cannot open {path}: {e}") from None
     return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+@functools.cache
+def http_filesystem() -> pafs.FileSystem:
+    """Read-only HTTP(S) with ranged reads (`https://data.commoncrawl.org/...`), through fsspec.
+
+    pyarrow has no HTTP filesystem; fsspec's (on aiohttp) answers `get_file_info`
+    with HEAD and reads with Range requests, so a split of a remote WARC starts
+    at its own bytes and no file is downloaded whole. One per process: it holds
+    a connection pool.
+    """
+    try:
+        from fsspec.implementations.http import HTTPFileSystem
+    except ImportError as e:
+        raise InputError(f"reading http(s):// paths needs fsspec and aiohttp ({e.name} is missing): "
+                         "pip install 'crawl2model[data]'") from None
+
+    class RangedHandler(pafs.FSSpecHandler):
+        """pyarrow asks fsspec `isfile` before each open, which over HTTP is a GET of the
+        whole body; opening asks HEAD for the size anyway (and raises FileNotFoundError)."""
+
+        def open_input_file(self, path: str) -> Any:
+            return pa.PythonFile(self.fs.open(path, mode="rb"), mode="r")
+
+        open_input_stream = open_input_file
+
+    return pafs.PyFileSystem(RangedHandler(HTTPFileSystem()))
+
+
+def is_read_only(path: str) -> bool:
+    """Paths no stage can write to (HTTP)."""
+    return path.startswith(HTTP_SCHEMES)
 
 
 def s3_settings(endpoint: str | None = None, region: str | None = None) -> dict[str, str]:

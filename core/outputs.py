@@ -37,13 +37,14 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from crawl2model.core.errors import InputError, OutputBusyError
+from crawl2model.core.errors import ConfigError, InputError, OutputBusyError
 from crawl2model.core.fs import (
     CHECKSUM_SUFFIX,
     checksum_sidecar,
     exists,
     filesystem,
     is_local,
+    is_read_only,
     list_files,
     read_json_from,
     sha256_file,
@@ -129,6 +130,9 @@ class StageOutput:
     token: str = field(default_factory=lambda: secrets.token_hex(4))
 
     def __post_init__(self) -> None:
+        if is_read_only(self.final):
+            raise ConfigError(f"cannot write an output to {self.final}: http(s):// is read-only "
+                              "(write to a local path or an object store: s3://, gs://, hdfs://)")
         self.fs, self.final_path = filesystem(self.final)
         parent, name = posixpath.split(self.final_path.rstrip("/"))
         self.parent, self.name = parent, name

@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dump", help="dump id for files/globs not inside a dump folder")
     p.add_argument("--input-base", metavar="DIR_OR_URI",
                    help="where the relative paths of listings live: a local folder or a URI "
-                        "(default s3://commoncrawl/; s3a:// works too)")
+                        "(default s3://commoncrawl/; s3a:// works too, and https://data.commoncrawl.org/ "
+                        "without AWS credentials)")
     p.add_argument("--limit-files", type=int, metavar="N",
                    help="trial run: the first N paths of each listing, in sorted order")
     p.add_argument("--sample-files", type=float, metavar="FRACTION",

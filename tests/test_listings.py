@@ -1,7 +1,12 @@
 """Common Crawl listings (`warc.paths.gz`) as ingest input, and streaming reads of remote crawl files."""
 from __future__ import annotations
 
+import functools
 import gzip
+import http.server
+import io
+import os
+import threading
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -193,3 +198,82 @@ def test_listing_on_s3_ingests_like_local_files(spark, sample_dir, s3_bucket, tm
 
     expected = docs(local)
     assert len(expected) > 50 and docs(remote) == expected
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """A static server that answers Range requests (as data.commoncrawl.org does) and logs them."""
+
+    requests: list[tuple[str, str, str | None]] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def send_head(self):
+        self.requests.append((self.command, self.path, self.headers.get("Range")))
+        path = self.translate_path(self.path)
+        if not os.path.isfile(path):
+            self.send_error(404)
+            return None
+        size = os.path.getsize(path)
+        start, end = 0, size - 1
+        ranged = self.headers.get("Range", "").startswith("bytes=")
+        if ranged:
+            first, _, last = self.headers["Range"][len("bytes="):].partition("-")
+            start, end = int(first or 0), min(int(last) if last else size - 1, size - 1)
+        f = open(path, "rb")  # noqa: SIM115 - closed by copyfile's caller
+        f.seek(start)
+        self.send_response(206 if ranged else 200)
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        if ranged:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        return io.BytesIO(f.read(end - start + 1)) if self.command == "GET" else f
+
+
+@pytest.fixture()
+def http_base(base):
+    """`base` served over HTTP on 127.0.0.1, like https://data.commoncrawl.org/."""
+    handler = functools.partial(_RangeHandler, directory=str(base))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _RangeHandler.requests.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.spark
+def test_listing_over_https_base_reads_ranges_and_ingests_like_local(spark, sample_dir, http_base, base, tmp_path):
+    """`--input-base https://data.commoncrawl.org/` works: files are stat'ed with HEAD and read by ranges."""
+    from crawl2model.core.fs import read_json
+    from crawl2model.jobs.cli import main as cli
+    from crawl2model.pipeline.tables import arrow_dataset
+
+    lines = [p for p in _listed(sample_dir) if "/CC-MAIN-2024-18/" in p]
+    gone = "crawl-data/CC-MAIN-2024-18/segments/x/warc/gone.warc.gz"
+    listing = Path(_write_listing(base / "warc.paths.gz", [*lines, gone]))
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    assert cli(["ingest", "--input", http_base + listing.name, "--input-base", http_base,
+                "--split-size", "64KB", "--output", str(remote)]) == 0
+    assert cli(["ingest", "--input", str(listing), "--input-base", str(base), "--output", str(local)]) == 0
+
+    def docs(path: Path) -> list[tuple[str, str, str]]:
+        t = arrow_dataset(str(path)).to_table(columns=["doc_id", "dump", "text"]).sort_by("doc_id")
+        return list(zip(*(t[c].to_pylist() for c in ("doc_id", "dump", "text"))))
+
+    assert len(docs(local)) > 20 and docs(remote) == docs(local)
+    report = read_json(str(remote / "report.json"))
+    assert report["missing_listed"] == 1 and report["splits"] > len(lines)
+    crawl_gets = [r for r in _RangeHandler.requests if r[0] == "GET" and r[1].startswith("/crawl-data/")]
+    whole = [r for r in crawl_gets if not r[2] and not r[1].endswith("/" + gone)]  # fsspec GETs a 404'd HEAD once
+    assert crawl_gets and not whole  # ranged reads only, never a whole download
+    assert ("HEAD", "/" + gone, None) in _RangeHandler.requests
+
+
+def test_http_is_read_only(tmp_path, capsys):
+    from crawl2model.core.outputs import StageOutput
+
+    with pytest.raises(ConfigError, match="http\\(s\\):// is read-only"):
+        StageOutput("https://example.org/out")
