@@ -19,7 +19,7 @@ from crawl2model.train.export_hf import from_hf, hf_config, hf_state_dict
 from crawl2model.train.generate import generate, next_token
 from crawl2model.train.model import Transformer
 
-CHAT = resource("crawl2model.jobs", "sample", "chat")
+CHAT = resource("crawl2model.jobs", "chat_sample")
 
 
 @pytest.fixture(autouse=True)
