@@ -4,7 +4,7 @@ Spark ships a stage's functions to its workers by pickling them; these
 objects carry only paths and load the model on first call through the
 per-process caches (`load_classifier`, `load_lm`), so a worker pays the load
 once and reuses the model for every batch after. They have the shapes
-`crawl2model.pipeline.filters.models` asks for (a `Labeller`, a `Scorer`)
+`crawl2model.pipeline.filters.models` asks for (a `Labeller`/`RankedLabeller`, a `Scorer`)
 without importing it: quality_models does not depend on the pipeline.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crawl2model.quality_models.classifier import label_probabilities, load_classifier, predict
+from crawl2model.quality_models.classifier import LABEL_PREFIX, label_probabilities, load_classifier, one_line, predict
 from crawl2model.quality_models.featurize import model_text
 from crawl2model.quality_models.kenlm_models import doc_perplexity, load_lm
 
@@ -26,6 +26,13 @@ class Labeller:
 
     def __call__(self, texts: list[str]) -> tuple[list[str], list[float]]:
         return predict(load_classifier(self.path), texts)
+
+    def ranked(self, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+        """Up to `k` (label, probability) per text, most probable first (lid.176's runners-up)."""
+        if not texts:
+            return []
+        labels, probs = load_classifier(self.path).predict([one_line(t) for t in texts], k=k)
+        return [[(lab[len(LABEL_PREFIX):], float(p)) for lab, p in zip(ls, ps)] for ls, ps in zip(labels, probs)]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Two shapes cover every model the pipeline calls:
 
 - a `Labeller` names the top label of each text with its probability
-  (lid.176 for languages, remix's fastText topic classifier for domains);
+  (remix's fastText topic classifier for domains); a `RankedLabeller` also
+  gives the next ones (lid.176, whose runners-up the script check picks from);
 - a `Scorer` gives each document, with its language, one number (the
   quality classifier's P(hq), a KenLM perplexity); NaN means "not measured"
   (no model for the language), which the rules let pass.
@@ -26,6 +27,11 @@ class Labeller(Protocol):
         """(top label, its probability) per text; an unlabelled text gets ("", 0.0)."""
 
 
+class RankedLabeller(Protocol):
+    def ranked(self, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+        """Up to `k` (label, probability) per text, most probable first."""
+
+
 class Scorer(Protocol):
     def __call__(self, texts: list[str], langs: list[str]) -> np.ndarray:
         """One float64 per document; NaN where it is not measured."""
@@ -35,6 +41,6 @@ class Scorer(Protocol):
 class FilterModels:
     """The models behind the filter's model signals (lang/lang_score, quality_score, perplexity)."""
 
-    language: Labeller
+    language: RankedLabeller
     quality: Scorer
     perplexity: Scorer
