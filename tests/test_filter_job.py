@@ -70,13 +70,15 @@ def test_accounting_outputs_and_plots(documents, filtered):
 
 
 def test_reapply_uses_stored_signals_only(filtered, tmp_path):
-    strict = tmp_path / "strict.toml"
-    strict.write_text('[language]\nkeep = ["en"]\n[rules.gopher_min_words]\nmin = 400\n'
-                      '[rules.ccnet_tail]\nenabled = true\n')
+    # The rule set inline, as the [filter.rules] table of a run file (rules.py's docstring).
+    run = tmp_path / "run.toml"
+    run.write_text('[filter]\nreapply = true\n[filter.rules.language]\nkeep = ["en"]\n'
+                   '[filter.rules.rules.gopher_min_words]\nmin = 400\n[filter.rules.rules.ccnet_tail]\nenabled = true\n')
     out = tmp_path / "again"
     # A missing model proves nothing is recomputed.
-    assert cli(["filter", "--reapply", "--input", str(filtered), "--output", str(out), "--rules", str(strict),
+    assert cli(["filter", "--config", str(run), "--input", str(filtered), "--output", str(out),
                 "--quality-model", str(tmp_path / "none.ftz")]) == 0
+    assert read_json(str(out / "config.json"))["filter"]["rules"]["rules"]["gopher_min_words"] == {"min": 400}
     before, after = read_json(str(filtered / "report.json")), read_json(str(out / "report.json"))
     assert after["mode"] == "reapply" and after["docs_in"] == before["docs_in"]
     assert after["docs_out"] < before["docs_out"] and after["per_language"]["zh"]["docs_out"] == 0
