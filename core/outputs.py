@@ -24,13 +24,16 @@ read. Outputs that grow in place (a training run's checkpoints) use
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
 import secrets
 import socket
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +46,7 @@ from crawl2model.core.fs import (
     checksum_sidecar,
     exists,
     filesystem,
+    is_hidden,
     is_local,
     is_read_only,
     list_files,
@@ -103,6 +107,49 @@ def verify(path: str) -> tuple[int, list[str]]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         problems = [m for m in pool.map(check, listed) if m]
     return len(listed), problems
+
+
+def data_files(path: str, suffixes: tuple[str, ...] = (".parquet",)) -> list[str]:
+    """The data files of a table or corpus folder (or `path` itself if it is a file), spelled
+    like `path`, sorted.
+
+    A stage output (the folder itself, or `kept/`, `rejected/`, ... inside it) holds
+    exactly the files its `_SUCCESS` lists: on an object store a folder may also hold
+    what an abandoned attempt left. A folder that a run started and never finished is
+    refused. Any other folder (a user's own dataset) is every file with one of the
+    `suffixes` below it, hidden ones (`.x`, `_x`) aside.
+    """
+    fs, p = filesystem(path)
+    info = fs.get_file_info(p)
+    if info.type == pafs.FileType.NotFound:
+        raise InputError(f"not found: {path}")
+    if info.type == pafs.FileType.File:
+        return [path]
+    root = p.rstrip("/")
+    for owner in (root, posixpath.dirname(root)):
+        if is_unfinished(fs, owner):
+            raise InputError(f"{path} belongs to an unfinished stage output (no {SUCCESS} in {owner}): "
+                             "rerun the stage that writes it")
+    listed = _listed_under(fs, root)
+    if listed is None:
+        listed = [posixpath.relpath(f.path, root) for f in list_files(fs, root)]
+    rels = sorted(r for r in listed if r.endswith(suffixes) and not is_hidden(r))
+    if not rels:
+        raise InputError(f"no {' or '.join(suffixes)} files in {path}")
+    return [f"{path.rstrip('/')}/{r}" for r in rels]
+
+
+def _listed_under(fs: pafs.FileSystem, root: str) -> list[str] | None:
+    """Files under `root` that the `_SUCCESS` of `root` or of its stage folder lists (relative to root)."""
+    for owner in (root, posixpath.dirname(root)):
+        marker = read_success(fs, owner)
+        if marker and "files" in marker:
+            prefix = posixpath.relpath(root, owner)
+            names = [f["path"] if isinstance(f, dict) else f for f in marker["files"]]
+            if prefix == ".":
+                return names
+            return [n[len(prefix) + 1:] for n in names if n.startswith(prefix + "/")]
+    return None
 
 
 def is_unfinished(fs: pafs.FileSystem, path: str) -> bool:
@@ -288,6 +335,19 @@ class StageOutput:
             entries = list(pool.map(entry, data))
             list(pool.map(self.fs.delete_file, sorted(sidecars)))
         return entries
+
+    @contextlib.contextmanager
+    def local_folder(self) -> Iterator[str]:
+        """A local folder whose contents become the output's: the folder being written on a
+        local disk; on an object store a temporary folder, uploaded when the block succeeds.
+        For libraries that write only local files (fastText, KenLM, tokenizers)."""
+        if is_local(self.fs):
+            yield self.tmp_path
+            return
+        with tempfile.TemporaryDirectory(prefix="crawl2model-") as local:
+            yield local
+            pafs.copy_files(local, self.tmp_path, source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=self.fs)
 
     def commit(self, stage: str, fingerprint: str = "", config: dict[str, Any] | None = None,
                inputs: dict[str, str] | None = None) -> None:

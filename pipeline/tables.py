@@ -13,56 +13,19 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 
 from crawl2model.core.errors import InputError
-from crawl2model.core.fs import filesystem, is_hidden, is_local, list_files
-from crawl2model.core.outputs import is_unfinished, read_success
+from crawl2model.core.fs import filesystem, is_local
+from crawl2model.core.outputs import data_files
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
 def parquet_files(path: str) -> list[str]:
-    """The Parquet files of a table, spelled like `path`, sorted.
-
-    A stage output's table (the folder itself, or `kept/`, `rejected/`, ...
-    inside it) is exactly the files its `_SUCCESS` lists: on an object store a
-    folder may also hold what an abandoned attempt left. A folder that a run
-    started and never finished is refused. Any other folder (a user's own
-    Parquet dataset) is every `.parquet` file below it, hidden ones aside.
-    """
-    fs, p = filesystem(path)
-    info = fs.get_file_info(p)
-    if info.type == pafs.FileType.NotFound:
-        raise InputError(f"table not found: {path}")
-    if info.type == pafs.FileType.File:
-        return [path]
-    root = p.rstrip("/")
-    for owner in (root, posixpath.dirname(root)):
-        if is_unfinished(fs, owner):
-            raise InputError(f"{path} belongs to an unfinished stage output (no _SUCCESS in {owner}): "
-                             f"rerun the stage that writes it")
-    listed = _listed_under(fs, root)
-    if listed is None:
-        listed = [posixpath.relpath(f.path, root) for f in list_files(fs, root)]
-    rels = sorted(r for r in listed if r.endswith(".parquet") and not is_hidden(r))
-    if not rels:
-        raise InputError(f"no Parquet data in {path}")
-    return [f"{path.rstrip('/')}/{r}" for r in rels]
-
-
-def _listed_under(fs: pafs.FileSystem, root: str) -> list[str] | None:
-    """Files under `root` that the `_SUCCESS` of `root` or of its stage folder lists (relative to root)."""
-    for owner in (root, posixpath.dirname(root)):
-        marker = read_success(fs, owner)
-        if marker and "files" in marker:
-            prefix = posixpath.relpath(root, owner)
-            names = [f["path"] if isinstance(f, dict) else f for f in marker["files"]]
-            if prefix == ".":
-                return names
-            return [n[len(prefix) + 1:] for n in names if n.startswith(prefix + "/")]
-    return None
+    """The Parquet files of a table, spelled like `path`, sorted: what its stage's `_SUCCESS`
+    lists (an unfinished output is refused), or a user's own Parquet dataset."""
+    return data_files(path, (".parquet",))
 
 
 def read_table(spark: "SparkSession", paths: str | list[str]) -> "DataFrame":

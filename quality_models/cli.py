@@ -15,6 +15,7 @@ table of `--config RUN.toml`, over the defaults in code. The filter's
 from __future__ import annotations
 
 import argparse
+import os
 
 from crawl2model.core.config import add_config_argument, resolve, to_dict
 from crawl2model.core.log import Timer, get_logger
@@ -83,9 +84,9 @@ def _train_classifier(args: argparse.Namespace) -> int:
     log = get_logger(CLASSIFIER_STAGE)
 
     def body(out: StageOutput, timer: Timer) -> dict:
-        with timer.lap("train"):
+        with timer.lap("train"), out.local_folder() as folder:  # fastText writes local files
             card = train_classifier_from_files(
-                out.path("model.ftz" if cfg.quantize else "model.bin"), labelled=cfg.input,
+                os.path.join(folder, "model.ftz" if cfg.quantize else "model.bin"), labelled=cfg.input,
                 positive=cfg.positive, negative=cfg.negative, text_field=cfg.text_field,
                 label_field=cfg.label_field, lang=cfg.lang, heldout=cfg.heldout, **cfg.train_args())
         log.info(f"held-out accuracy {card['heldout_accuracy']} on {card['heldout_examples']} examples")
@@ -105,8 +106,8 @@ def _train_kenlm(args: argparse.Namespace) -> int:
     cfg = resolve(KenlmConfig, KENLM_STAGE, args)
 
     def body(out: StageOutput, timer: Timer) -> dict:
-        with timer.lap("train"):
-            card = train_kenlm(cfg.input, out.path(model_name(cfg.lang)), lang=cfg.lang, order=cfg.order,
+        with timer.lap("train"), out.local_folder() as folder:  # so do lmplz and build_binary
+            card = train_kenlm(cfg.input, os.path.join(folder, model_name(cfg.lang)), lang=cfg.lang, order=cfg.order,
                                prune=cfg.prune, memory=cfg.memory, text_field=cfg.text_field, bin_dir=cfg.bin_dir)
         return {"docs_in": card["documents"] + card["skipped_empty"], "docs_out": card["documents"],
                 "removes_docs": True, "removed_by_reason": {"empty": card["skipped_empty"]},

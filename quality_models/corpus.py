@@ -17,7 +17,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from crawl2model.core.errors import InputError
-from crawl2model.core.fs import filesystem, list_files
+from crawl2model.core.fs import filesystem
+from crawl2model.core.outputs import data_files
 
 
 def _lines(path: str) -> Iterator[str]:
@@ -34,13 +35,10 @@ def _is_parquet(path: str) -> bool:
 
 
 def _parquet(path: str, columns: list[str]) -> pa.Table:
-    """`columns` of every Parquet file under `path` (hidden and `_` files, such as _SUCCESS, left out)."""
+    """`columns` of a Parquet table: a stage output's committed files, or a user's own files."""
     fs, p = filesystem(path)
     folder = fs.get_file_info(p).type == pafs.FileType.Directory
-    files = [f.path for f in list_files(fs, p)
-             if f.base_name.endswith(".parquet") and not f.base_name.startswith((".", "_"))]
-    if not files:
-        raise InputError(f"no Parquet files in {path}")
+    files = [filesystem(f)[1] for f in data_files(path, (".parquet",))]  # what its stage committed
     dataset = ds.dataset(files, filesystem=fs, format="parquet", partitioning="hive" if folder else None,
                          partition_base_dir=p if folder else None)
     missing = [c for c in columns if c not in dataset.schema.names]

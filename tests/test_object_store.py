@@ -142,3 +142,22 @@ def test_tokenizer_trains_from_and_into_s3(runs, s3_bucket):
     tokens = f"{s3_bucket}/tokens"  # and the tokenize job takes the tokenizer from the bucket
     assert cli(["tokenize", "--tokenizer", out, "--input", remote["shards"], "--output", tokens]) == 0
     assert _data(tokens) == _data(local["tokens"])
+
+
+def test_quality_models_train_from_and_into_s3(s3_bucket, tmp_path):
+    """fastText writes local files only: the model is trained aside and uploaded, listed with its checksum."""
+    fs, bucket = filesystem(s3_bucket)
+    names = [a + b for a in "abcdefgh" for b in "klmnopqrst"]
+    pos = "".join(json.dumps({"text": f"The package manager resolves dependencies, section {n}."}) + "\n"
+                  for n in names)
+    with fs.open_output_stream(f"{bucket}/q/pos.jsonl") as f:
+        f.write(pos.encode())
+    with fs.open_output_stream(f"{bucket}/q/neg.txt") as f:
+        f.write("".join(f"Home | Next | Prev | Index {n} | Up\n" for n in names).encode())
+    out = f"{s3_bucket}/q/model"
+    assert cli(["quality-models", "train-classifier", "--positive", f"{s3_bucket}/q/pos.jsonl",
+                "--negative", f"{s3_bucket}/q/neg.txt", "--lang", "en", "--bucket", "20000", "--epoch", "3",
+                "--output", out]) == 0
+    listed = {e["path"] for e in _marker(out)["files"]}
+    assert {"model.bin", "model.card.json", "report.json", "config.json"} <= listed
+    assert cli(["verify", out]) == 0
