@@ -6,9 +6,11 @@
 Each Spark task encodes one partition of documents and writes one shard
 itself (`tokenizer.shards.write_shard`), returning a row of counts and the
 shard's sha256; the driver turns those into manifest.json. The tokenizer
-travels to the workers as the text of tokenizer.json in a broadcast variable.
-Documents without text are counted as removed (`empty_text`), never dropped
-silently.
+travels to the workers in a broadcast variable as an `EncoderSpec`: the text
+of tokenizer.json, plus tokenizer.tiktoken and its regex where the folder has
+them (rustbpe-trained), in which case tasks encode with tiktoken, several
+times faster per core with the same ids (`--encoder` chooses). Documents
+without text are counted as removed (`empty_text`), never dropped silently.
 """
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from crawl2model.core.errors import ConfigError, InputError
 from crawl2model.jobs.stage import SparkStage
@@ -28,6 +30,7 @@ DESCRIPTION = (
     "token shards (input_ids: large_list<uint32> with EOS appended, doc_id, domain), "
     "manifest.json (per shard: documents, tokens, sha256; totals; tokenizer hash) and report.json."
 )
+ENCODERS = ("auto", "tiktoken", "tokenizers")
 
 
 @dataclass
@@ -37,6 +40,8 @@ class TokenizeConfig:
     tokenizer: str = ""
     # Shards to write; default: one per input partition (Spark reads ~128 MB of Parquet per task).
     num_shards: int | None = None
+    # auto: tiktoken when the folder has a matching tokenizer.tiktoken, else tokenizers.
+    encoder: str = "auto"
     overwrite: bool = False
 
     def validate(self) -> None:
@@ -50,6 +55,8 @@ class TokenizeConfig:
         require_folder(self.tokenizer)  # a missing tokenizer fails before Spark starts
         if self.num_shards is not None and self.num_shards <= 0:
             raise ConfigError("tokenize: num_shards must be positive")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"tokenize: encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
 
 
 def run(spark, cfg: TokenizeConfig, out) -> dict:
@@ -58,16 +65,17 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
     import pyarrow.fs as pafs
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
+    from tokenizers import Tokenizer
 
     from crawl2model.core.fs import write_json
     from crawl2model.core.log import get_logger
     from crawl2model.pipeline.tables import read_table
-    from crawl2model.tokenizer import files, shards
+    from crawl2model.tokenizer import encoder, files, shards
     from crawl2model.tokenizer.specials import EOS
 
     log = get_logger("tokenize")
-    tokenizer_json = files.read_tokenizer_json(cfg.tokenizer)
-    tok = shards.get_tokenizer(tokenizer_json)
+    spec = encoder.read_spec(cfg.tokenizer, cfg.encoder)
+    tok = Tokenizer.from_str(spec.tokenizer_json)
     eos_id = tok.token_to_id(EOS)
     if eos_id is None:
         raise ConfigError(f"tokenize: {cfg.tokenizer} has no {EOS} token")
@@ -83,7 +91,8 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
         df = df.repartition(cfg.num_shards, "doc_id").sortWithinPartitions("doc_id")
 
     folder = out.tmp_path if isinstance(out.fs, pafs.LocalFileSystem) else out.tmp_uri
-    shared = spark.sparkContext.broadcast(tokenizer_json)
+    shared = spark.sparkContext.broadcast(spec)
+    log.info(f"encoding with {spec.backend}")
 
     def body(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
@@ -116,6 +125,7 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
         "bytes_per_token_by_language": {name: round(b / max(t, 1), 4) for name, (b, t) in
                                         sorted(per_lang.items(), key=lambda kv: -kv[1][0])},
         "shards": len(listing["shards"]),
+        "encoder": spec.backend,
         "encode_seconds_all_tasks": round(encode_seconds, 3),
         "encode_mb_per_s_per_core": round(nbytes / 1e6 / encode_seconds, 3) if encode_seconds else None,
         "tokenizer_sha256": tokenizer["sha256"],
@@ -130,6 +140,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", metavar="DIR", help="folder from `crawl2model tokenizer train`")
     p.add_argument("--num-shards", type=int, metavar="N",
                    help="write N shards, hashed by doc_id (default: one per input partition)")
+    p.add_argument("--encoder", choices=ENCODERS,
+                   help="auto (default): tiktoken when the folder has a tokenizer.tiktoken that matches "
+                        "tokenizer.json, else tokenizers")
 
 
 STAGE = SparkStage(

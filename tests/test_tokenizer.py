@@ -84,10 +84,10 @@ def _ref_is_cjk(ch: str) -> bool:
 
 
 def _ref_pieces(text: str) -> list[str]:
-    ws = lambda c: c.isspace() and c not in "\r\n\x1c\x1d\x1e\x1f"  # noqa: E731  (Python counts FS..US as space)
+    ws = lambda c: c.isspace() and c not in "\r\n\x1c\x1d\x1e\x1f"
     letter = lambda c: (unicodedata.category(c)[0] == "L" or unicodedata.category(c) in ("Mn", "Mc")) \
-        and not _ref_is_cjk(c) and not unicodedata.name(c, "").startswith("VARIATION SELECTOR")  # noqa: E731
-    punct = lambda c: unicodedata.category(c)[0] in "PS" and (ord(c) < 0x80 or 0x2000 <= ord(c) <= 0x206F  # noqa: E731
+        and not _ref_is_cjk(c) and not unicodedata.name(c, "").startswith("VARIATION SELECTOR")
+    punct = lambda c: unicodedata.category(c)[0] in "PS" and (ord(c) < 0x80 or 0x2000 <= ord(c) <= 0x206F
                                                              or 0x3000 <= ord(c) <= 0x303F or 0xFF00 <= ord(c) <= 0xFFEF)
 
     def run_with_ws(pred):
@@ -191,7 +191,7 @@ def test_alphabet_excludes_exactly_the_invalid_utf8_bytes():
 def _corpus(folder, n_docs=400):
     """A small mixed corpus: English prose, Chinese, Python code, numbers."""
     rng = random.Random(7)
-    words = "the model reads tokens from shards and learns how text is written by people".split()
+    words = ["the", "model", "reads", "tokens", "from", "shards", "and", "learns", "how", "text", "is", "written", "by", "people"]
     zh = ["我们", "训练", "一个", "语言", "模型", "数据", "清洗", "去重", "中文", "文本"]
     code = ["def f(x):\n    return x * 2\n", "for i in range(10):\n\tprint(i)\n", "if a == b:\n    pass\n"]
     docs = []

@@ -10,10 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawl2model.core.fs import read_json
-from crawl2model.tokenizer import files
-from crawl2model.tokenizer.shards import encode_documents, get_tokenizer
+from crawl2model.tokenizer import files, ranks
+from crawl2model.tokenizer.encoder import get_encoder
+from crawl2model.tokenizer.pretokenize import encoding_pattern
+from crawl2model.tokenizer.shards import encode_documents
 from crawl2model.tokenizer.specials import EOS
-from crawl2model.tokenizer.train import add_specials, train_bpe
+from crawl2model.tokenizer.train import add_specials, train_bpe, train_rustbpe
 
 pytestmark = pytest.mark.spark
 
@@ -32,6 +34,16 @@ def tokenizer_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tok")
     tok, n = add_specials(train_bpe([t for t in TEXTS if t] * 20, vocab_size=300))
     files.write_folder(tok, str(folder), n, 384, 4096)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def rustbpe_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tok-rustbpe")
+    tok, ordinary = train_rustbpe([t for t in TEXTS if t] * 20, vocab_size=300)
+    tok, n = add_specials(tok)
+    files.write_folder(tok, str(folder), n, 384, 4096,
+                       tiktoken=(ranks.dumps(ranks.with_specials(ordinary)), encoding_pattern()[0], True))
     return folder
 
 
@@ -105,8 +117,20 @@ def test_hash_sharding_is_deterministic(spark, tokenizer_dir, documents, tmp_pat
     assert manifests[0] == manifests[1] and sum(s["documents"] for s in manifests[0]) == 4
 
 
+def test_tiktoken_and_tokenizers_write_the_same_shards(spark, rustbpe_dir, documents, tmp_path):
+    rows, reports = {}, {}
+    for name in ("tiktoken", "tokenizers"):
+        out = tmp_path / name
+        assert _run(["--tokenizer", str(rustbpe_dir), "--input", str(documents), "--output", str(out),
+                     "--encoder", name]) == 0
+        rows[name], reports[name] = _read_shards(out), read_json(str(out / "report.json"))
+    assert reports["tiktoken"]["encoder"] == "tiktoken" and reports["tokenizers"]["encoder"] == "tokenizers"
+    assert rows["tiktoken"] == rows["tokenizers"] and len(rows["tiktoken"]) == 4
+    assert reports["tiktoken"]["tokens"] == reports["tokenizers"]["tokens"]
+
+
 def test_encode_documents_appends_eos(tokenizer_dir):
-    tok = get_tokenizer((tokenizer_dir / "tokenizer.json").read_text())
+    tok = get_encoder((tokenizer_dir / "tokenizer.json").read_text())
     arr = encode_documents(tok, ["ab", "", "c d"], eos_id=7)
     assert arr.type == pa.large_list(pa.uint32())
     assert [row[-1] for row in arr.to_pylist()] == [7, 7, 7] and arr.to_pylist()[1] == [7]

@@ -51,7 +51,13 @@ def register(subparsers) -> None:
     t.add_argument("--vocab-size", type=int, help="ordinary tokens (default 100000)")
     t.add_argument("--max-bytes", metavar="SIZE", help="text to sample for training (default 2GB)")
     t.add_argument("--seed", type=int, help="sampling seed (default 0)")
-    t.add_argument("--min-frequency", type=int, help="never merge rarer pairs (default 2)")
+    t.add_argument("--trainer", choices=("rustbpe", "hf"),
+                   help="rustbpe (default: compiled, several times faster; also writes tokenizer.tiktoken) "
+                        "or hf (tokenizers' BpeTrainer)")
+    t.add_argument("--pretokenizer", choices=("clean", "deepseek-llm"),
+                   help="clean (default: the project's rules) or deepseek-llm (DeepSeek LLM's published "
+                        "pre-tokenizer, quirks included)")
+    t.add_argument("--min-frequency", type=int, help="hf trainer: never merge rarer pairs (default 2)")
     t.add_argument("--padded-vocab-size", type=int,
                    help="model embedding rows, multiple of 128 (default 102400 when it fits)")
     t.add_argument("--model-max-length", type=int, help="recorded in tokenizer_config.json (default 4096)")

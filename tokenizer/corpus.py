@@ -18,8 +18,8 @@ import os
 import posixpath
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import pyarrow.fs as pafs
 

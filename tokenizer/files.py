@@ -1,10 +1,13 @@
-"""The tokenizer folder: tokenizer.json plus the two files transformers reads.
+"""The tokenizer folder: tokenizer.json plus the two files transformers reads (and tokenizer.tiktoken).
 
 The folder is written by hand rather than by `save_pretrained` so that its
 content does not drift with the installed transformers version, and so that
 transformers loads tokenizer.json unchanged: `tokenizer_class` is the generic
 fast tokenizer, which (unlike `LlamaTokenizerFast`) rebuilds no pre-tokenizer
-of its own.
+of its own. A folder trained with rustbpe also holds `tokenizer.tiktoken` (the
+same BPE as mergeable ranks) and, in tokenizer_config.json, the regex that
+goes with it and whether it cuts exactly like tokenizer.json's pre-tokenizer;
+the tokenize job encodes with tiktoken only then.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 
 from crawl2model.core.errors import InputError
 from crawl2model.core.fs import exists, filesystem, read_json, sha256_file
+from crawl2model.tokenizer.ranks import TIKTOKEN_FILE
 from crawl2model.tokenizer.specials import BOS, EOS, N_SPECIAL
 
 TOKENIZER_JSON = "tokenizer.json"
@@ -23,9 +27,16 @@ SPECIAL_MAP_JSON = "special_tokens_map.json"
 
 
 def write_folder(tokenizer, folder: str, n_ordinary: int, padded_vocab_size: int,
-                 model_max_length: int, extra: dict[str, Any] | None = None) -> None:
-    """Write the three files into `folder` (which must exist)."""
+                 model_max_length: int, extra: dict[str, Any] | None = None,
+                 tiktoken: tuple[str, str, bool] | None = None) -> None:
+    """Write the files into `folder` (which must exist); `tiktoken` is (ranks file text, regex, exact)."""
     tokenizer.save(os.path.join(folder, TOKENIZER_JSON))
+    extra = dict(extra or {})
+    if tiktoken is not None:
+        text, pattern, exact = tiktoken
+        with open(os.path.join(folder, TIKTOKEN_FILE), "w", encoding="ascii") as f:
+            f.write(text)
+        extra["tiktoken"] = {"file": TIKTOKEN_FILE, "pattern": pattern, "matches_tokenizer_json": exact}
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": BOS,
@@ -42,7 +53,7 @@ def write_folder(tokenizer, folder: str, n_ordinary: int, padded_vocab_size: int
         "padded_vocab_size": padded_vocab_size,
         "crawl2model": {"ordinary_tokens": n_ordinary, "special_tokens": N_SPECIAL,
                         "total_tokens": n_ordinary + N_SPECIAL, "bos_id": n_ordinary,
-                        "eos_id": n_ordinary + 1, **(extra or {})},
+                        "eos_id": n_ordinary + 1, **extra},
     }
     _write_json(os.path.join(folder, CONFIG_JSON), config)
     _write_json(os.path.join(folder, SPECIAL_MAP_JSON), {"bos_token": BOS, "eos_token": EOS})
@@ -77,10 +88,18 @@ def require_folder(folder: str) -> None:
 
 
 def read_tokenizer_json(folder: str) -> str:
-    """The text of tokenizer.json of a folder (local path or URI): what the tokenize job broadcasts."""
+    """The text of tokenizer.json of a folder (local path or URI)."""
     require_folder(folder)
+    return read_text(folder, TOKENIZER_JSON)
+
+
+def read_text(folder: str, name: str) -> str | None:
+    """The text of one file of a folder (local path or URI); None if it is not there."""
     fs, base = filesystem(folder)
-    with fs.open_input_stream(posixpath.join(base, TOKENIZER_JSON)) as f:
+    path = posixpath.join(base, name)
+    if not exists(fs, path):
+        return None
+    with fs.open_input_stream(path) as f:
         return f.read().decode("utf-8")
 
 

@@ -1,4 +1,4 @@
-"""DeepSeek-style pre-tokenization, as Hugging Face `tokenizers` components.
+"""DeepSeek-style pre-tokenization: one regex for every engine, and the presets.
 
 The rules (issue 5, part 2) are defined as DeepSeek defines them, as a sequence
 of isolating splits: each rule cuts its matches out of every piece the earlier
@@ -17,22 +17,30 @@ rules left, so a later rule never sees across an earlier boundary. In order:
 
 They are serialized as a `Sequence` of one `Split` (rules 1-6 fused into one
 ordered alternation that yields the same pieces; see `fused_pattern`) and
-`ByteLevel(add_prefix_space=False, use_regex=False)`.
+`ByteLevel(add_prefix_space=False, use_regex=False)`. The same fused regex is
+what the compiled trainer (rustbpe) and encoder (tiktoken) run: both keep only
+the regex's matches, so the pattern ends in an alternative for the text
+between the rules' matches, and no character is ever dropped.
 
 Every character class is written as `\\x{HEX}` escapes generated from code
 points, never as pasted characters: a pasted range endpoint can be silently
-rewritten by Unicode normalization (U+212A KELVIN SIGN becomes "K", which made
-DeepSeek's own letter class swallow most of the BMP). The classes are computed
-from Python's `unicodedata` once, at training time, and serialized into
-tokenizer.json, so the saved tokenizer does not depend on any Unicode version
-at load time.
+rewritten by Unicode normalization. DeepSeek's published letter class has the
+range U+212A-U+212D (KELVIN SIGN to BLACK-LETTER CAPITAL C); a normalized copy
+of the file turns U+212A into ASCII "K", and the range "K-ℭ" (U+004B-U+212D)
+then swallows most of the BMP. The classes are computed from Python's
+`unicodedata` once, at training time, and serialized into tokenizer.json, so
+the saved tokenizer does not depend on any Unicode version at load time.
+
+Presets (`--pretokenizer`): `clean` (the rules above, the default) and
+`deepseek-llm` (DeepSeek LLM's published pipeline, quirks included; see
+`tokenizer.deepseek`).
 """
 from __future__ import annotations
 
 import sys
 import unicodedata
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Callable, Iterable
 
 Ranges = list[tuple[int, int]]
 
@@ -138,26 +146,64 @@ def fused_pattern() -> str:
     cut the gaps between earlier matches, and leftmost-first alternation cuts
     those gaps the same way. Rule 4 is the one that needs care: its `\\z` means
     the end of a gap, i.e. a newline, the end of the text, or the whitespace
-    character that rule 2 or 3 takes as the leading space of its match. The
-    test suite checks the pieces against an independent implementation of the
-    sequential rules.
+    character that rule 2 or 3 takes as the leading space of its match.
+
+    The last alternative matches what is left between the rules' matches (an
+    emoji, a symbol outside the punctuation blocks, spaces before a digit):
+    a `Split` keeps such gaps as pieces by itself, but rustbpe and tiktoken
+    keep only matches. A character starts a gap piece when no rule can match
+    there: it is none of the classes, or it is whitespace whose run does not
+    end at a letter, punctuation, newline or the end. The test suite checks the
+    pieces against an independent implementation of the sequential rules.
     """
     c = {name: char_class(r) for name, r in character_ranges().items()}
     ws, letters, punct = c["whitespace"], c["letters"], c["punct"]
     gap_end = f"(?={ws}(?:{letters}|{punct})|[\\r\\n]|\\z)"
     alternatives = [rx for name, rx in split_patterns() if name != "trailing_whitespace"]
     alternatives.insert(3, f"{ws}+{gap_end}")
+    claimed = "".join(c[name][1:-1] for name in ("whitespace", "letters", "punct", "cjk", "digits"))
+    alternatives.append(f"(?:[^{claimed}\\r\\n]|{ws}(?!{ws}*(?:{letters}|{punct}|[\\r\\n]|\\z)))+")
     return "|".join(alternatives)
 
 
-def build_pre_tokenizer():
-    """The full pre-tokenizer, ready to assign to `Tokenizer.pre_tokenizer`."""
+PRESETS = ("clean", "deepseek-llm")
+
+
+def build_pre_tokenizer(preset: str = "clean"):
+    """The full pre-tokenizer of a preset, ready to assign to `Tokenizer.pre_tokenizer`."""
     from tokenizers import Regex, pre_tokenizers
 
+    if preset == "deepseek-llm":
+        from crawl2model.tokenizer import deepseek
+
+        return deepseek.build_pre_tokenizer()
+    _check_preset(preset)
     return pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(fused_pattern()), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
+
+
+def encoding_pattern(preset: str = "clean") -> tuple[str, bool]:
+    """(one regex whose matches are the pre-tokens, whether it cuts exactly like the saved pre-tokenizer).
+
+    What rustbpe trains on and tiktoken encodes with. For `clean` it is the
+    regex of tokenizer.json itself; for `deepseek-llm` a fused form of the
+    published sequence of splits that agrees on nearly every line but not on
+    all (see `tokenizer.deepseek.fused_pattern`), so text is encoded with
+    tokenizer.json there.
+    """
+    if preset == "deepseek-llm":
+        from crawl2model.tokenizer import deepseek
+
+        return deepseek.fused_pattern(), False
+    _check_preset(preset)
+    return fused_pattern(), True
+
+
+def _check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown pre-tokenizer {preset!r} (choose from {', '.join(PRESETS)})")
 
 
 def pieces(text: str, pre_tokenizer=None) -> list[str]:

@@ -8,18 +8,18 @@ that made them. The tokenize job writes shards with `write_shard` (one per
 Spark task), the trainer reads them with `shard_paths`/`open_shard`, and test
 fixtures write them the same way.
 
-Documents are encoded with `encode_special_tokens`, so a web page that
-contains the literal string "<｜end▁of▁sentence｜>" cannot inject an EOS.
-A tokenizer is built once per process, cached by the hash of its JSON text.
+Documents are encoded by `tokenizer.encoder` (tiktoken where the tokenizer
+folder allows it, `tokenizers` otherwise), special strings as text, so a web
+page that contains the literal string "<｜end▁of▁sentence｜>" cannot inject
+an EOS. An encoder is built once per process, cached by its spec.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
 import time
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,7 @@ import pyarrow.fs as pafs
 
 from crawl2model.core.errors import InputError
 from crawl2model.core.fs import AtomicFile, filesystem, sha256_file
+from crawl2model.tokenizer.encoder import Encoder, EncoderSpec, get_encoder
 
 SHARD_SCHEMA = pa.schema([
     pa.field("input_ids", pa.large_list(pa.uint32()), nullable=False),
@@ -44,37 +45,19 @@ MANIFEST = "manifest.json"
 
 # --- the pure part: Arrow batches of documents -> token arrays ---------------------------
 
-_TOKENIZERS: dict[str, object] = {}
-
-
-def get_tokenizer(tokenizer_json: str):
-    """One `tokenizers.Tokenizer` per process for a given tokenizer.json text."""
-    key = hashlib.sha256(tokenizer_json.encode()).hexdigest()
-    tok = _TOKENIZERS.get(key)
-    if tok is None:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_str(tokenizer_json)
-        tok.encode_special_tokens = True
-        _TOKENIZERS[key] = tok
-    return tok
-
-
-def encode_documents(tok, texts: list[str], eos_id: int) -> pa.LargeListArray:
+def encode_documents(encoder: Encoder, texts: list[str], eos_id: int) -> pa.LargeListArray:
     """`tokens + [EOS]` per text, as one large_list<uint32> array."""
-    encodings = tok.encode_batch_fast(texts, add_special_tokens=False)
     eos = np.array([eos_id], dtype=np.uint32)
     parts: list[np.ndarray] = []
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    for i, enc in enumerate(encodings):
-        ids = np.asarray(enc.ids, dtype=np.uint32)
+    for i, ids in enumerate(encoder.encode_batch(texts)):
         parts += [ids, eos]
         offsets[i + 1] = offsets[i] + len(ids) + 1
     values = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
     return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
-def tokenize_batch(tok, batch: pa.RecordBatch, eos_id: int) -> tuple[pa.RecordBatch, int, dict[str, list[int]]]:
+def tokenize_batch(encoder: Encoder, batch: pa.RecordBatch, eos_id: int) -> tuple[pa.RecordBatch, int, dict[str, list[int]]]:
     """(shard rows, skipped empty documents, [UTF-8 bytes, tokens without EOS] per language).
 
     The language is the batch's `lang` column (the filter's), "?" without one;
@@ -86,7 +69,7 @@ def tokenize_batch(tok, batch: pa.RecordBatch, eos_id: int) -> tuple[pa.RecordBa
     idx = pa.array(keep, type=pa.int64())
     names = batch.schema.names
     domain = batch.column("domain") if "domain" in names else pa.nulls(len(texts), pa.string())
-    ids = encode_documents(tok, kept_texts, eos_id)
+    ids = encode_documents(encoder, kept_texts, eos_id)
     rows = pa.record_batch([
         ids,
         batch.column("doc_id").take(idx).cast(pa.string()),
@@ -110,14 +93,16 @@ def add_counts(into: dict[str, list[int]], more: dict[str, list[int]]) -> dict[s
     return into
 
 
-def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: int,
+def write_shard(batches: Iterable[pa.RecordBatch], tokenizer: EncoderSpec | str, eos_id: int,
                 folder: str, shard_index: int) -> pa.RecordBatch:
     """Encode all `batches` into `folder/part-NNNNN.arrow`; one result row of counts.
+
+    `tokenizer` is an `EncoderSpec` (or the text of tokenizer.json).
 
     Written as an `AtomicFile`, so a retried or speculative task never leaves a
     half-written shard behind."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one core per Spark task
-    tok = get_tokenizer(tokenizer_json)
+    encoder = get_encoder(tokenizer)
     fs, base = filesystem(folder)
     name = f"part-{shard_index:05d}.arrow"
     docs = tokens = skipped = 0
@@ -128,7 +113,7 @@ def write_shard(batches: Iterable[pa.RecordBatch], tokenizer_json: str, eos_id: 
         for batch in batches:
             for start in range(0, batch.num_rows, ENCODE_BATCH):
                 t0 = time.perf_counter()
-                rows, n_skipped, batch_langs = tokenize_batch(tok, batch.slice(start, ENCODE_BATCH), eos_id)
+                rows, n_skipped, batch_langs = tokenize_batch(encoder, batch.slice(start, ENCODE_BATCH), eos_id)
                 seconds += time.perf_counter() - t0
                 skipped += n_skipped
                 if rows.num_rows == 0:
