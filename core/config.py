@@ -27,7 +27,7 @@ DEFAULT_SEED = 0
 # `[filter.rules]` and the like are keys of their stage's table (TOML nesting).
 RUN_TABLES = (
     "ingest", "dedup", "filter", "remix", "tokenizer", "tokenize", "model", "train",
-    "quality-classifier", "quality-kenlm", "plan-isoflop",
+    "quality-classifier", "quality-kenlm", "plan-isoflop", "sft", "dpo",
 )
 
 
