@@ -34,8 +34,35 @@ OVERRIDES = {"data": str, "val_data": str, "max_steps": int, "total_tokens": par
              "batch_size": int, "micro_batch_size": int, "engine": str, "dtype": str, "attention": str,
              "seed": int, "log_every": int, "eval_every": int, "save_every": int, "eval_windows": int,
              "num_workers": int, "activation_checkpointing": bool, "fused": bool}
+# [sft] and [dpo] take the same flags (less total_tokens) and these; their modules name config and task.
+FINETUNE_OVERRIDES = {"sft": {"init": str, "epochs": float, "tokenizer": str},
+                      "dpo": {"init": str, "epochs": float, "tokenizer": str, "beta": float}}
 # What a launched child must not do again: its parent holds the output's claim.
 CHILD_ENV = "CRAWL2MODEL_TRAIN_CHILD"
+
+
+def _overrides(command: str) -> dict:
+    if command == "train":
+        return OVERRIDES
+    return {**{k: v for k, v in OVERRIDES.items() if k != "total_tokens"}, **FINETUNE_OVERRIDES[command]}
+
+
+def _finetune_config(args: argparse.Namespace):
+    """(model, [sft]/[dpo] config): the table of the run file (or none), flags over it; the model's
+    shape and, unless given, the tokenizer from `init`."""
+    import importlib
+
+    from crawl2model.train import pretrained
+    from crawl2model.train.finetune import load_config
+
+    module = importlib.import_module(f"crawl2model.train.{args.command}")
+    changes = {name: getattr(args, name) for name in _overrides(args.command) if getattr(args, name) is not None}
+    cfg = load_config(module.CONFIG, args.config, module.PRESETS, changes)
+    source = pretrained.load(cfg.init, weights=False)
+    tokenizer = cfg.tokenizer or source.tokenizer
+    if tokenizer is None:
+        raise ConfigError(f"no tokenizer is known for {cfg.init}: set {args.command}.tokenizer")
+    return source.cfg, dataclasses.replace(cfg, tokenizer=str(tokenizer))
 
 
 def _config(args: argparse.Namespace):
@@ -69,9 +96,9 @@ def _config(args: argparse.Namespace):
 
 def _child_argv(args: argparse.Namespace, output: str) -> list[str]:
     """The same training command for each launched process, without the launch flags."""
-    argv = ["train", *(["--config", args.config] if args.config else []),
-            *(["--preset", args.preset] if args.preset else []), "--output", output]
-    for name, kind in OVERRIDES.items():
+    argv = [args.command, *(["--config", args.config] if args.config else []),
+            *(["--preset", args.preset] if getattr(args, "preset", None) else []), "--output", output]
+    for name, kind in _overrides(args.command).items():
         value = getattr(args, name)
         if value is None:
             continue
@@ -99,28 +126,35 @@ def _launch(args: argparse.Namespace, output: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train under the stage protocol; the process the user started owns the output.
+    """Train (pretraining, SFT or DPO: `args.command`) under the stage protocol; the process the
+    user started owns the output.
 
-    It fingerprints the resolved [model] and [train] tables and the shards,
-    skips a finished run with the same ones, claims the folder (in place:
-    checkpoints accumulate there) and writes config.json, report.json and
-    _SUCCESS at the end. `--resume` may continue a finished run with other
+    It fingerprints the resolved tables and the inputs (shards or JSONL, and the
+    starting model), skips a finished run with the same ones, claims the folder
+    (in place: checkpoints accumulate there) and writes config.json, report.json
+    and _SUCCESS at the end. `--resume` may continue a finished run with other
     settings (continual training); `--overwrite` starts afresh.
     """
     from crawl2model.core.config import to_dict
     from crawl2model.core.stage import run_stage
 
-    model, train = _config(args)
-    output = args.output or train.output_dir or str(Path("runs") / (Path(args.config).stem if args.config else args.preset))
+    command = args.command
+    model, train = _config(args) if command == "train" else _finetune_config(args)
+    name = Path(args.config).stem if args.config else getattr(args, "preset", None) or command
+    output = args.output or train.output_dir or str(Path("runs") / name)
     if args.hostfile and args.launcher != "deepspeed":
         raise ConfigError("--hostfile needs --launcher deepspeed")
     under_launcher = "RANK" in os.environ
     launch = not under_launcher and ((args.nproc_per_node or 1) > 1 or args.launcher == "deepspeed")
     if os.environ.get(CHILD_ENV) or (under_launcher and os.environ.get("RANK") != "0"):
-        _train_here(model, train, output, args.resume)
+        _train_here(command, model, train, output, args.resume)
         return 0
 
     def body(out, timer) -> dict:
+        if command != "train":
+            from crawl2model.train.finetune import write_tokenizer
+
+            write_tokenizer(train, Path(output))
         if launch:
             rc = _launch(args, output)
             if rc:
@@ -128,11 +162,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             from crawl2model.core.fs import read_json
 
             return read_json(str(Path(output) / "report.json"))
-        return _train_here(model, train, output, args.resume)
+        return _train_here(command, model, train, output, args.resume)
 
-    config = {"model": to_dict(model), "train": to_dict(train)}
-    inputs = [p for p in (train.data, train.val_data) if p]
-    run_stage("train", config, body, output=output, inputs=inputs, overwrite=bool(args.overwrite),
+    config = {"model": to_dict(model), command: to_dict(train)}
+    inputs = [p for p in (train.data, train.val_data, getattr(train, "init", None)) if p]
+    run_stage(command, config, body, output=output, inputs=inputs, overwrite=bool(args.overwrite),
               in_place=True, extend=bool(args.resume), config_file=config)
     return 0
 
@@ -141,10 +175,16 @@ class TrainingFailed(RuntimeError):
     """Launched ranks exited with an error; their own output says why."""
 
 
-def _train_here(model, train, output: str, resume: str | None) -> dict:
-    from crawl2model.train import trainer
+def _train_here(command: str, model, train, output: str, resume: str | None) -> dict:
+    import importlib
 
-    return trainer.run(model, train, output, resume=resume)
+    from crawl2model.train import pretrained, trainer
+
+    task = None
+    if command != "train":
+        module = importlib.import_module(f"crawl2model.train.{command}")
+        task = module.TASK(train, pretrained.load(train.init), Path(output))
+    return trainer.run(model, train, output, resume=resume, task=task)
 
 
 def cmd_export_hf(args: argparse.Namespace) -> int:
@@ -200,34 +240,50 @@ def _flag_type(kind):
     return count
 
 
+def _add_run_arguments(p: argparse.ArgumentParser, command: str) -> None:
+    """The flags train, sft and dpo share: output, resume, launch, and one per overridable key."""
+    table = f"[{command}]"
+    p.add_argument("--output", metavar="DIR", help=f"run folder (default: {table} output_dir, else runs/<config name>)")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="start the run folder afresh even if it holds a finished or unfinished run")
+    p.add_argument("--resume", nargs="?", const="latest", metavar="CKPT",
+                   help="continue from OUTPUT's latest checkpoint, or from CKPT (a step-* folder, e.g. of a "
+                        "shorter run: continual training)")
+    for name, kind in _overrides(command).items():
+        if name == "data":
+            continue
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"override {table} {name}")
+        else:
+            extra = f" ({COUNT_HELP})" if kind is parse_count else ""
+            p.add_argument(flag, type=_flag_type(kind), metavar=name.upper(), help=f"override {table} {name}{extra}")
+    p.add_argument("--nproc-per-node", type=int, metavar="N", help="processes (GPUs) per node; >1 starts torchrun")
+    p.add_argument("--launcher", choices=("torchrun", "deepspeed"), default="torchrun",
+                   help="launcher for several processes (deepspeed: multi-node with --hostfile)")
+    p.add_argument("--hostfile", metavar="FILE", help="DeepSpeed hostfile (see infra/deepspeed/hostfile.example)")
+    p.set_defaults(func=cmd_train)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="pretrain the model on token shards (DeepSpeed ZeRO-1 or torch DDP)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="RUN.toml", help="run file with [model] and [train] tables")
     p.add_argument("--preset", help="instead of --config: a model preset (tiny, small, 1b, ...), its vocab_size "
                                     "taken from the shards' tokenizer; [train] defaults plus the flags")
-    p.add_argument("--output", metavar="DIR", help="run folder (default: [train] output_dir, else runs/<config name>)")
-    p.add_argument("--overwrite", action="store_true", default=None,
-                   help="start the run folder afresh even if it holds a finished or unfinished run")
-    p.add_argument("--resume", nargs="?", const="latest", metavar="CKPT",
-                   help="continue from OUTPUT's latest checkpoint, or from CKPT (a step-* folder, e.g. of a "
-                        "shorter run: continual training)")
     p.add_argument("--input", "--data", dest="data", metavar="TOKENS",
                    help="token shard folder from `crawl2model tokenize` (overrides [train] data)")
-    for name, kind in OVERRIDES.items():
-        if name == "data":
-            continue
-        flag = "--" + name.replace("_", "-")
-        if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"override [train] {name}")
-        else:
-            extra = f" ({COUNT_HELP})" if kind is parse_count else ""
-            p.add_argument(flag, type=_flag_type(kind), metavar=name.upper(), help=f"override [train] {name}{extra}")
-    p.add_argument("--nproc-per-node", type=int, metavar="N", help="processes (GPUs) per node; >1 starts torchrun")
-    p.add_argument("--launcher", choices=("torchrun", "deepspeed"), default="torchrun",
-                   help="launcher for several processes (deepspeed: multi-node with --hostfile)")
-    p.add_argument("--hostfile", metavar="FILE", help="DeepSpeed hostfile (see infra/deepspeed/hostfile.example)")
-    p.set_defaults(func=cmd_train)
+    _add_run_arguments(p, "train")
+
+    for command, what in (("sft", "supervised fine-tuning on conversations (assistant tokens only)"),
+                          ("dpo", "direct preference optimisation on chosen/rejected pairs")):
+        p = subparsers.add_parser(command, help=f"{what}, from a checkpoint or HF folder",
+                                  description=f"{what[0].upper()}{what[1:]} (train/{command}.py says how), from "
+                                              f"[{command}] init: a checkpoint or Hugging Face folder; the same "
+                                              f"engines, checkpoints, resume and metrics as train.")
+        p.add_argument("--config", metavar="RUN.toml", help=f"run file with a [{command}] table")
+        p.add_argument("--input", "--data", dest="data", metavar="JSONL", help=f"examples (overrides [{command}] data)")
+        _add_run_arguments(p, command)
 
     p = subparsers.add_parser("export-hf", help="export a checkpoint as a Hugging Face Llama folder",
                               description="Write config.json, model.safetensors and the tokenizer files that "

@@ -22,12 +22,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from crawl2model.core.config import DEFAULT_SEED, check_keys, load_run_file
 from crawl2model.core.errors import ConfigError
 from crawl2model.scaling.runfile import run_file
 from crawl2model.scaling.shapes import ModelConfig, get_preset
+
+SCHEDULES = ("multi-step", "cosine")
 
 
 @dataclass
@@ -49,6 +51,7 @@ class TrainConfig:
     warmup_steps: int = 2000
     lr_decay_points: tuple[float, ...] = (0.8, 0.9)
     lr_decay_factors: tuple[float, ...] = (0.316, 0.1)
+    lr_schedule: str = "multi-step"  # the paper's pretraining schedule; "cosine": warm-up then cosine to 0
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
@@ -74,44 +77,50 @@ class TrainConfig:
     keep_checkpoints: int = 2  # older step-* folders are deleted after a new one is complete
     peak_tflops: float | None = None  # accelerator peak for MFU; default: known GPUs' bf16 dense peak
 
+    TABLE: ClassVar[str] = "train"  # the run file's table, named in error messages
+
+    def check_length(self) -> None:
+        if (self.total_tokens is None) == (self.max_steps is None):
+            raise ConfigError(f"{self.TABLE}: give exactly one of total_tokens and max_steps")
+
     def validate(self) -> None:
         """Raise ConfigError on values no trainer could run with."""
-        if (self.total_tokens is None) == (self.max_steps is None):
-            raise ConfigError("train: give exactly one of total_tokens and max_steps")
+        t = self.TABLE
+        self.check_length()
         for name in ("total_tokens", "max_steps", "batch_size", "micro_batch_size", "seq_len"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{t}.{name} must be a positive integer, got {value!r}")
         if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"train.lr must be > 0, got {self.lr!r}")
+            raise ConfigError(f"{t}.lr must be > 0, got {self.lr!r}")
         if self.warmup_steps < 0:
-            raise ConfigError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+            raise ConfigError(f"{t}.warmup_steps must be >= 0, got {self.warmup_steps}")
         if len(self.lr_decay_points) != len(self.lr_decay_factors):
-            raise ConfigError("train.lr_decay_points and lr_decay_factors must have the same length")
+            raise ConfigError(f"{t}.lr_decay_points and lr_decay_factors must have the same length")
         if list(self.lr_decay_points) != sorted(self.lr_decay_points) or any(
             not 0 < p < 1 for p in self.lr_decay_points
         ):
-            raise ConfigError(f"train.lr_decay_points must be increasing fractions in (0, 1), got {self.lr_decay_points}")
+            raise ConfigError(f"{t}.lr_decay_points must be increasing fractions in (0, 1), got {self.lr_decay_points}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ConfigError("train.beta1 and beta2 must be in [0, 1)")
+            raise ConfigError(f"{t}.beta1 and beta2 must be in [0, 1)")
         if self.grad_clip < 0 or self.weight_decay < 0:
-            raise ConfigError("train.grad_clip and weight_decay must be >= 0")
+            raise ConfigError(f"{t}.grad_clip and weight_decay must be >= 0")
         choices = {"engine": ("deepspeed", "torch"), "dtype": ("auto", "bf16", "fp32"),
-                   "attention": ("auto", "flash", "sdpa", "reference")}
+                   "attention": ("auto", "flash", "sdpa", "reference"), "lr_schedule": SCHEDULES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise ConfigError(f"{t}.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         for name in ("log_every", "eval_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
+                raise ConfigError(f"{t}.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.eval_windows < 0 or self.num_workers < 0:
-            raise ConfigError("train.eval_windows and num_workers must be >= 0")
+            raise ConfigError(f"{t}.eval_windows and num_workers must be >= 0")
         for name in ("activation_checkpointing", "fused"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
+                raise ConfigError(f"{t}.{name} must be true or false, got {getattr(self, name)!r}")
         if self.micro_batch_size and self.batch_size and self.batch_size % self.micro_batch_size:
             raise ConfigError(
-                f"train.batch_size ({self.batch_size}) must be a multiple of micro_batch_size ({self.micro_batch_size})"
+                f"{t}.batch_size ({self.batch_size}) must be a multiple of micro_batch_size ({self.micro_batch_size})"
             )
 
 

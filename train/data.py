@@ -82,25 +82,33 @@ class TokenStream:
         return out
 
 
+class EpochOrder:
+    """Global sample number -> item: every one of `n` items once per epoch, in a permutation seeded
+    by (seed, epoch); in order when `seed` is None."""
+
+    def __init__(self, n: int, seed: int | None) -> None:
+        self.n, self.seed = n, seed
+        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
+
+    def __call__(self, sample: int) -> int:
+        if self.seed is None:
+            return sample % self.n
+        epoch, position = divmod(sample, self.n)
+        if epoch != self._epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._epoch = epoch
+        return int(self._perm[position])
+
+
 class Windows(Dataset):
     """Window i of seq_len + 1 tokens; indexed by *global sample number* when `shuffle_seed` is set."""
 
     def __init__(self, stream: TokenStream, seq_len: int, shuffle_seed: int | None = None) -> None:
-        self.stream, self.seq_len, self.seed = stream, seq_len, shuffle_seed
+        self.stream, self.seq_len = stream, seq_len
         self.n_windows = (len(stream) - 1) // seq_len
         if self.n_windows < 1:
             raise ConfigError(f"{stream.folder}: {len(stream)} tokens do not fill one window of {seq_len + 1}")
-        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
-
-    def window(self, sample: int) -> int:
-        """Which window the global sample number `sample` is (a per-epoch permutation)."""
-        if self.seed is None:
-            return sample % self.n_windows
-        epoch, position = divmod(sample, self.n_windows)
-        if epoch != self._epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_windows)
-            self._epoch = epoch
-        return int(self._perm[position])
+        self.window = EpochOrder(self.n_windows, shuffle_seed)  # which window a global sample number is
 
     def __len__(self) -> int:
         return self.n_windows

@@ -9,6 +9,9 @@
 Both expose the same four calls (`step`, `set_lr`, `save`, `load`) so the
 training loop never branches on the engine. The learning rate is set by the
 loop before every step (multi-step schedule), never by an engine scheduler.
+What a micro-batch's loss is comes from an `Objective`: next-token prediction
+on token windows for pretraining (`lm_objective`), assistant tokens for SFT,
+the DPO loss for preference pairs.
 """
 from __future__ import annotations
 
@@ -19,8 +22,10 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -31,6 +36,27 @@ from crawl2model.train.optim import adamw
 
 DEFAULT_DEEPSPEED_CONFIG = resource("crawl2model.infra", "deepspeed", "zero1.json")
 ENGINES = ("deepspeed", "torch")
+
+# (the model's forward, a micro-batch on the device) -> {"loss": scalar to minimise, other metrics to log}.
+# The forward is the engine's wrapper (DDP, DeepSpeed), so gradients are reduced across ranks.
+Objective = Callable[[Callable[..., torch.Tensor], Any], dict[str, torch.Tensor]]
+
+
+def lm_objective(forward: Callable[..., torch.Tensor], windows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Pretraining: predict every next token of windows (B, seq_len + 1)."""
+    return {"loss": forward(windows[:, :-1], windows[:, 1:])}
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A micro-batch (a tensor or a dict of them) on the device."""
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True)
+
+
+def _mean_metrics(sums: dict[str, float], n: int, device: torch.device) -> dict[str, float]:
+    """Per-micro-batch sums -> means over micro-batches and ranks."""
+    return {k: mean_over_ranks(v / n, device) for k, v in sums.items()}
 
 
 @dataclass
@@ -99,9 +125,10 @@ def mean_over_ranks(value: float, device: torch.device) -> float:
 
 
 class TorchEngine:
-    def __init__(self, model: torch.nn.Module, train: TrainConfig, env: Dist, dtype: torch.dtype) -> None:
+    def __init__(self, model: torch.nn.Module, train: TrainConfig, env: Dist, dtype: torch.dtype,
+                 objective: Objective = lm_objective) -> None:
         self.module = model.to(env.device)
-        self.env, self.dtype, self.grad_clip = env, dtype, train.grad_clip
+        self.env, self.dtype, self.grad_clip, self.objective = env, dtype, train.grad_clip, objective
         self.wrapped = (torch.nn.parallel.DistributedDataParallel(self.module) if env.world_size > 1
                         else self.module)
         self.optimizer = adamw(self.module, train)
@@ -110,22 +137,24 @@ class TorchEngine:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def step(self, micro_batches: list[torch.Tensor]) -> tuple[float, float]:
-        """One optimizer step over this rank's micro-batches: (mean loss over all ranks, grad norm before clipping)."""
-        total = 0.0
+    def step(self, micro_batches: list[Any]) -> tuple[dict[str, float], float]:
+        """One optimizer step over this rank's micro-batches: (the objective's metrics, "loss" among
+        them, averaged over micro-batches and ranks; the grad norm before clipping)."""
+        sums: dict[str, float] = {}
         for i, batch in enumerate(micro_batches):
-            batch = batch.to(self.env.device, non_blocking=True)
+            batch = to_device(batch, self.env.device)
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last or self.wrapped is self.module else self.wrapped.no_sync()
             autocast = torch.autocast(self.env.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
             with sync, autocast:
-                loss = self.wrapped(batch[:, :-1], batch[:, 1:]) / len(micro_batches)
-            loss.backward()
-            total += loss.item()
+                metrics = self.objective(self.wrapped, batch)
+            (metrics["loss"] / len(micro_batches)).backward()
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
         norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip or float("inf"))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return mean_over_ranks(total, self.env.device), float(norm)
+        return _mean_metrics(sums, len(micro_batches), self.env.device), float(norm)
 
     def save(self, folder: Path) -> None:
         if self.env.rank == 0:
@@ -172,12 +201,12 @@ class DeepSpeedEngine:
     TAG = "deepspeed"
 
     def __init__(self, model: torch.nn.Module, train: TrainConfig, env: Dist, dtype: torch.dtype,
-                 micro_batch: int, reshard_dir: Path | None = None) -> None:
+                 micro_batch: int, reshard_dir: Path | None = None, objective: Objective = lm_objective) -> None:
         import deepspeed
 
         from crawl2model.train.optim import param_groups
 
-        self.env, self.reshard_dir = env, reshard_dir
+        self.env, self.reshard_dir, self.objective = env, reshard_dir, objective
         config = deepspeed_config(train, micro_batch, env.world_size, dtype, load_universal=reshard_dir is not None)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=model.to(env.device), model_parameters=param_groups(model, train.weight_decay), config=config)
@@ -187,15 +216,15 @@ class DeepSpeedEngine:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def step(self, micro_batches: list[torch.Tensor]) -> tuple[float, float]:
-        total = 0.0
+    def step(self, micro_batches: list[Any]) -> tuple[dict[str, float], float]:
+        sums: dict[str, float] = {}
         for batch in micro_batches:
-            batch = batch.to(self.env.device, non_blocking=True)
-            loss = self.engine(batch[:, :-1], batch[:, 1:])
-            self.engine.backward(loss)  # scaled by 1/accumulation steps inside
+            metrics = self.objective(self.engine, to_device(batch, self.env.device))
+            self.engine.backward(metrics["loss"])  # scaled by 1/accumulation steps inside
             self.engine.step()  # the optimizer (and ZeRO's clipping) runs at the accumulation boundary
-            total += loss.item() / len(micro_batches)
-        return mean_over_ranks(total, self.env.device), float(self.engine.get_global_grad_norm())
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+        return _mean_metrics(sums, len(micro_batches), self.env.device), float(self.engine.get_global_grad_norm())
 
     def save(self, folder: Path) -> None:
         self.engine.save_checkpoint(str(folder), tag=self.TAG, save_latest=False)
@@ -237,10 +266,10 @@ def to_universal(source: Path, target: Path) -> None:
 
 
 def build_engine(model: torch.nn.Module, train: TrainConfig, env: Dist, micro_batch: int,
-                 reshard_dir: Path | None = None):
+                 reshard_dir: Path | None = None, objective: Objective = lm_objective):
     """The configured engine; `reshard_dir` (DeepSpeed only) makes its `load` accept a checkpoint
     written by a different number of ranks."""
     dtype = resolve_dtype(train.dtype, env.device)
     if train.engine == "deepspeed":
-        return DeepSpeedEngine(model, train, env, dtype, micro_batch, reshard_dir)
-    return TorchEngine(model, train, env, dtype)
+        return DeepSpeedEngine(model, train, env, dtype, micro_batch, reshard_dir, objective)
+    return TorchEngine(model, train, env, dtype, objective)

@@ -86,14 +86,17 @@ def model_config_from_hf(config: dict, where: str) -> ModelConfig:
     return cfg
 
 
-def from_hf(folder: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    """(shape, weights in our names) of a Hugging Face Llama folder (one or several .safetensors files)."""
+def from_hf(folder: str | Path, weights: bool = True) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """(shape, weights in our names) of a Hugging Face Llama folder (one or several .safetensors files);
+    `weights=False`: the shape only."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     cfg = model_config_from_hf(config, str(folder / "config.json"))
     files = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        return cfg, {}
     if not files:
         raise InputError(f"{folder}: no .safetensors weights (a pickled pytorch_model.bin is not read)")
     hf = {k: v for f in files for k, v in load_file(str(f)).items()}

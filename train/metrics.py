@@ -63,8 +63,10 @@ class MetricsLogger:
                 self._writer.close()
 
 
-def progress_line(step: int, total: int, values: dict[str, Any]) -> str:
+def progress_line(step: int, total: int, values: dict[str, Any], extra: tuple[str, ...] = ()) -> str:
+    """One log line; `extra` names more of `values` to show (DPO's reward accuracy and margin)."""
     mfu = values.get("mfu")
-    return (f"step {step}/{total} | loss {values['loss']:.4f} | lr {values['lr']:.3e} | "
-            f"gnorm {values['grad_norm']:.3f} | {values['tokens_per_s'] / 1e3:.1f}k tok/s | "
+    return (f"step {step}/{total} | loss {values['loss']:.4f} | "
+            + "".join(f"{k} {values[k]:.4f} | " for k in extra)
+            + f"lr {values['lr']:.3e} | gnorm {values['grad_norm']:.3f} | {values['tokens_per_s'] / 1e3:.1f}k tok/s | "
             f"MFU {'n/a' if mfu is None else f'{100 * mfu:.1f}%'} | {values['step_s']:.3f} s/step")

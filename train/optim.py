@@ -1,4 +1,4 @@
-"""AdamW parameter groups and the paper's multi-step learning-rate schedule.
+"""AdamW parameter groups, the paper's multi-step learning-rate schedule, and cosine for fine-tuning.
 
 Multi-step rather than cosine (paper section 2.3): the rate warms up linearly to
 its peak, stays there, and drops to x0.316 once 80% of the training tokens have
@@ -46,7 +46,27 @@ class MultiStepSchedule:
         return factor
 
 
-def schedule_for(train: TrainConfig, total_steps: int) -> MultiStepSchedule:
+@dataclass
+class CosineSchedule:
+    """Linear warm-up as in `MultiStepSchedule`, then cosine from the peak to 0 at the last step:
+    the paper's DPO schedule ("warm-up then cosine"). No stage boundary to continue from."""
+
+    warmup_steps: int
+    total_steps: int
+
+    def boundaries(self) -> list[int]:
+        return []
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        span = max(1, self.total_steps - self.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - self.warmup_steps) / span)))
+
+
+def schedule_for(train: TrainConfig, total_steps: int) -> MultiStepSchedule | CosineSchedule:
+    if train.lr_schedule == "cosine":
+        return CosineSchedule(train.warmup_steps, total_steps)
     return MultiStepSchedule(train.warmup_steps, total_steps, tuple(train.lr_decay_points),
                              tuple(train.lr_decay_factors))
 

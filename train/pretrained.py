@@ -35,19 +35,24 @@ class Pretrained:
         return model
 
 
-def checkpoint_folder(path: str | Path) -> Path:
+def find_checkpoint(path: Path) -> Path | None:
     """A step-* folder as given, or the latest checkpoint of a checkpoints folder or run folder."""
-    path = Path(path)
     if (path / checkpoint.TRAINER_JSON).is_file():
         return path
-    latest = checkpoint.latest(path) or checkpoint.latest(path / "checkpoints")
+    return checkpoint.latest(path) or checkpoint.latest(path / "checkpoints")
+
+
+def checkpoint_folder(path: str | Path) -> Path:
+    """`find_checkpoint`, or an error saying what was expected."""
+    latest = find_checkpoint(Path(path))
     if latest is None:
         raise InputError(f"no checkpoint at {path} (give a step-* folder, a checkpoints folder, a run folder or "
                          f"a Hugging Face folder)")
     return latest
 
 
-def load(path: str | Path) -> Pretrained:
+def load(path: str | Path, weights: bool = True) -> Pretrained:
+    """The model at `path`; `weights=False` reads only its shape and tokenizer (weights stay {})."""
     from safetensors.torch import load_file
 
     from crawl2model.train.export_hf import from_hf, run_tokenizer
@@ -55,10 +60,11 @@ def load(path: str | Path) -> Pretrained:
     path = Path(path)
     if not path.exists():
         raise InputError(f"model not found: {path}")
-    if (path / "config.json").is_file() and not (path / checkpoint.TRAINER_JSON).is_file():
-        cfg, weights = from_hf(path)
-        return Pretrained(cfg, weights, path if (path / "tokenizer.json").is_file() else None, path)
+    folder = find_checkpoint(path)
+    if folder is None and (path / "config.json").is_file():
+        cfg, tensors = from_hf(path, weights)
+        return Pretrained(cfg, tensors, path if (path / "tokenizer.json").is_file() else None, path)
     folder = checkpoint_folder(path)
     state = checkpoint.read_state(folder)
-    weights = load_file(str(folder / checkpoint.MODEL_FILE))
-    return Pretrained(ModelConfig(**state["model"]), weights, run_tokenizer(state), folder)
+    tensors = load_file(str(folder / checkpoint.MODEL_FILE)) if weights else {}
+    return Pretrained(ModelConfig(**state["model"]), tensors, run_tokenizer(state), folder)

@@ -4,11 +4,16 @@ Everything a run needs is resolved up front, in this order: the laws fill a
 missing lr or batch size (`train.scaling.resolve_hparams`), the batch is split
 into micro-batches per rank, the run length becomes a step count, and the
 resolved run file is written next to the output. Then, per optimizer step: set
-the lr from the multi-step schedule, feed this rank's micro-batches to the
-engine, log; evaluate and checkpoint on their intervals and at the end.
+the lr from the schedule, feed this rank's micro-batches to the engine, log;
+evaluate and checkpoint on their intervals and at the end.
 
 A checkpoint is also written, and never pruned, at the first LR decay: the end
 of the first stage, from which a longer run can continue (paper section 2.3).
+
+What the run learns from is a `Task`: `Pretraining` (token shards, next-token
+loss, validation loss and bits-per-byte) here, SFT (`train.sft`) and DPO
+(`train.dpo`) elsewhere. The loop, engines, checkpoints, resume and metrics are
+the same for all of them.
 """
 from __future__ import annotations
 
@@ -16,8 +21,9 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -30,7 +36,15 @@ from crawl2model.tokenizer.shards import shard_paths
 from crawl2model.train import checkpoint
 from crawl2model.train.config import TrainConfig, dump_run_config
 from crawl2model.train.data import train_loader
-from crawl2model.train.engine import build_engine, init_distributed, resolve_dtype
+from crawl2model.train.engine import (
+    Dist,
+    Objective,
+    build_engine,
+    init_distributed,
+    lm_objective,
+    mean_over_ranks,
+    resolve_dtype,
+)
 from crawl2model.train.evaluate import evaluate, token_byte_lengths
 from crawl2model.train.metrics import MetricsLogger, peak_flops, progress_line
 from crawl2model.train.model import Transformer, train_flops_per_token
@@ -49,8 +63,10 @@ class Plan:
     total_steps: int
 
 
-def plan(model: ModelConfig, train: TrainConfig, world_size: int) -> tuple[TrainConfig, Plan]:
-    """Resolve lr/batch from the laws when missing, and the batch split and step count; ConfigError if impossible."""
+def plan(model: ModelConfig, train: TrainConfig, world_size: int,
+         steps: int | None = None) -> tuple[TrainConfig, Plan]:
+    """Resolve lr/batch from the laws when missing, and the batch split and step count (`steps`, else
+    max_steps or total_tokens); ConfigError if impossible."""
     if train.lr is None or train.batch_size is None:
         train = resolve_hparams(model, train)
     seq_len = train.seq_len or model.seq_len
@@ -62,7 +78,7 @@ def plan(model: ModelConfig, train: TrainConfig, world_size: int) -> tuple[Train
     micro = train.micro_batch_size or batch // world_size
     if batch % (micro * world_size):
         raise ConfigError(f"train.batch_size {batch} must be a multiple of micro_batch_size {micro} x {world_size} ranks")
-    steps = train.max_steps or math.ceil(train.total_tokens / (batch * seq_len))
+    steps = steps or train.max_steps or math.ceil(train.total_tokens / (batch * seq_len))
     return dataclasses.replace(train, seq_len=seq_len), Plan(seq_len, micro, batch // (micro * world_size), steps)
 
 
@@ -85,6 +101,85 @@ def _check_data(model: ModelConfig, train: TrainConfig) -> str | None:
     return path if path and (Path(path) / "tokenizer.json").is_file() else None
 
 
+# How the log line names held-out metrics ("step 100: val loss 3.2101, 1.0432 bits/byte").
+HELD_OUT_LABELS = {"val_loss": "val loss {:.4f}", "val_bpb": "{:.4f} bits/byte"}
+
+
+class Task(Protocol):
+    """What a run learns from and how its loss is made; everything else is the loop's."""
+
+    stage: str  # the report's stage name
+    objective: Objective
+    progress_keys: tuple[str, ...]  # metrics of the objective shown in the progress line
+
+    def prepare(self, model: ModelConfig, train: TrainConfig, world_size: int) -> tuple[TrainConfig, Plan]:
+        """Check the data, resolve the run's shape (before any engine exists)."""
+
+    def init_weights(self, model: torch.nn.Module) -> None:
+        """Set the starting weights of a fresh run (pretraining keeps the random init)."""
+
+    def start(self, model: torch.nn.Module, out: Path, env: Dist, dtype: torch.dtype) -> None:
+        """Work before the first step, with the starting weights (DPO's reference log-probs)."""
+
+    def loader(self, train: TrainConfig, shape: Plan, consumed: int, rank: int, world_size: int) -> Iterator:
+        """Endless micro-batches of this rank, after `consumed` samples of the whole run."""
+
+    def tokens(self, batch: Any) -> int:
+        """Input tokens in a micro-batch (for tokens/s and MFU)."""
+
+    def evaluate(self, module: torch.nn.Module, train: TrainConfig, shape: Plan, device: torch.device,
+                 dtype: torch.dtype) -> dict[str, float]:
+        """Held-out metrics ({} without held-out data)."""
+
+    def report(self) -> dict[str, Any]:
+        """The stage's own report keys (documents in and out, ...)."""
+
+    def run_file(self, model: ModelConfig, train: TrainConfig) -> str:
+        """The resolved run file written as OUTPUT/run.toml."""
+
+
+class Pretraining:
+    """Next-token prediction on token shards; validation loss and bits-per-byte on held-out shards."""
+
+    stage = "train"
+    objective = staticmethod(lm_objective)
+    progress_keys = ()
+
+    def __init__(self) -> None:
+        self.byte_lengths: torch.Tensor | None = None
+
+    def prepare(self, model: ModelConfig, train: TrainConfig, world_size: int) -> tuple[TrainConfig, Plan]:
+        tokenizer_dir = _check_data(model, train)
+        self.byte_lengths = token_byte_lengths(tokenizer_dir, model.vocab_size) if tokenizer_dir else None
+        return plan(model, train, world_size)
+
+    def init_weights(self, model: torch.nn.Module) -> None:
+        pass
+
+    def start(self, model: torch.nn.Module, out: Path, env: Dist, dtype: torch.dtype) -> None:
+        pass
+
+    def loader(self, train: TrainConfig, shape: Plan, consumed: int, rank: int, world_size: int) -> Iterator:
+        return iter(train_loader(train.data, shape.seq_len, train.batch_size, shape.micro_batch, seed=train.seed,
+                                 consumed=consumed, rank=rank, world_size=world_size, num_workers=train.num_workers))
+
+    def tokens(self, batch: torch.Tensor) -> int:
+        return batch[:, :-1].numel()
+
+    def evaluate(self, module: torch.nn.Module, train: TrainConfig, shape: Plan, device: torch.device,
+                 dtype: torch.dtype) -> dict[str, float]:
+        if not train.val_data:
+            return {}
+        return evaluate(module, train.val_data, shape.seq_len, train.eval_windows, shape.micro_batch,
+                        self.byte_lengths, device, dtype)
+
+    def report(self) -> dict[str, Any]:
+        return {}
+
+    def run_file(self, model: ModelConfig, train: TrainConfig) -> str:
+        return dump_run_config(model, train, "resolved run config (crawl2model train)")
+
+
 def _resume_folder(resume: str, checkpoints: Path) -> Path | None:
     if resume != "latest":
         return Path(resume)
@@ -92,17 +187,17 @@ def _resume_folder(resume: str, checkpoints: Path) -> Path | None:
 
 
 def run(model_cfg: ModelConfig, train_cfg: TrainConfig, output_dir: str | Path,
-        resume: str | None = None) -> dict[str, Any]:
+        resume: str | None = None, task: Task | None = None) -> dict[str, Any]:
     """Train; returns the report that is also written to OUTPUT/report.json (rank 0), as every stage does.
 
     `resume`: "latest" continues from OUTPUT/checkpoints if there is one (a fresh
     start otherwise); a path continues from that checkpoint, possibly of another
-    run with a longer schedule (continual training)."""
+    run with a longer schedule (continual training). `task` defaults to pretraining."""
     out = Path(output_dir)
-    tokenizer_dir = _check_data(model_cfg, train_cfg)
+    task = task or Pretraining()
     env = init_distributed(train_cfg.engine)
     try:
-        return _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env)
+        return _train(model_cfg, train_cfg, out, resume, task, env)
     finally:
         if env.owns_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -119,12 +214,13 @@ def _check_resumable(folder: Path, saved: dict[str, Any], model_cfg: ModelConfig
                           f"{train_cfg.batch_size}); the data cursor would not line up")
 
 
-def _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env) -> dict[str, Any]:
-    train_cfg, shape = plan(model_cfg, train_cfg, env.world_size)
+def _train(model_cfg: ModelConfig, train_cfg: TrainConfig, out: Path, resume: str | None, task: Task,
+           env: Dist) -> dict[str, Any]:
+    train_cfg, shape = task.prepare(model_cfg, train_cfg, env.world_size)
     rank, checkpoints = env.rank, out / "checkpoints"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "run.toml").write_text(dump_run_config(model_cfg, train_cfg, "resolved run config (crawl2model train)"))
+        (out / "run.toml").write_text(task.run_file(model_cfg, train_cfg))
     schedule = schedule_for(train_cfg, shape.total_steps)
     first_stage_end = schedule.boundaries()[0] if schedule.boundaries() else None
     dtype = resolve_dtype(train_cfg.dtype, env.device)
@@ -141,65 +237,68 @@ def _train(model_cfg, train_cfg, out, resume, tokenizer_dir, env) -> dict[str, A
     torch.manual_seed(train_cfg.seed)  # identical initial weights on every rank
     model = Transformer(model_cfg, attention=train_cfg.attention, recompute=train_cfg.activation_checkpointing,
                         fused=train_cfg.fused)
-    engine = build_engine(model, train_cfg, env, shape.micro_batch, reshard_dir=out / ".reshard" if reshard else None)
+    task.init_weights(model)
+    task.start(model.to(env.device), out, env, dtype)
+    engine = build_engine(model, train_cfg, env, shape.micro_batch, reshard_dir=out / ".reshard" if reshard else None,
+                          objective=task.objective)
 
-    step = 0
+    step, tokens = 0, 0
     if saved is not None:
         if reshard:
             _log(rank, f"re-partitioning {folder}'s ZeRO-1 optimizer shards: {saved['world_size']} -> "
                        f"{env.world_size} ranks (DeepSpeed universal checkpoint)")
         checkpoint.load(folder, saved, engine, rank, env.world_size)
-        step = saved["step"]
+        step, tokens = saved["step"], saved["tokens"]
         _log(rank, f"resumed from {folder} at step {step} ({saved['world_size']} -> {env.world_size} ranks)")
         if saved["total_steps"] != shape.total_steps:
             stage = "inside" if first_stage_end is None or step <= first_stage_end else "PAST"
             _log(rank, f"continual training: schedule {saved['total_steps']} -> {shape.total_steps} steps; "
                        f"step {step} is {stage} the new run's first LR stage")
 
-    loader = train_loader(train_cfg.data, shape.seq_len, train_cfg.batch_size, shape.micro_batch,
-                          seed=train_cfg.seed, consumed=step * train_cfg.batch_size, rank=rank,
-                          world_size=env.world_size, num_workers=train_cfg.num_workers)
-    byte_lengths = token_byte_lengths(tokenizer_dir, model_cfg.vocab_size) if tokenizer_dir else None
+    batches = task.loader(train_cfg, shape, step * train_cfg.batch_size, rank, env.world_size)
     metrics = MetricsLogger(out, enabled=rank == 0)
     _log(rank, f"training {model_cfg.n_params() / 1e6:.2f}M params ({train_cfg.engine}, {env.world_size} ranks, "
                f"{env.device.type}, {dtype}): {shape.total_steps} steps of {train_cfg.batch_size} x {shape.seq_len} "
                f"tokens ({shape.accumulation} x {shape.micro_batch} per rank), peak lr {train_cfg.lr:.3g}")
 
     def state_at(s: int) -> dict[str, Any]:
-        return {"step": s, "samples": s * train_cfg.batch_size, "tokens": s * batch_tokens,
+        return {"step": s, "samples": s * train_cfg.batch_size, "tokens": tokens,
                 "total_steps": shape.total_steps, "world_size": env.world_size, "engine": train_cfg.engine,
                 "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
 
-    batches = iter(loader)
     started = time.perf_counter()
     summary: dict[str, Any] = {}
-    window_start, window_steps = time.perf_counter(), 0
+    window_start, window_steps, window_tokens = time.perf_counter(), 0, 0
     while step < shape.total_steps:
         lr = train_cfg.lr * schedule(step)
         engine.set_lr(lr)
-        loss, grad_norm = engine.step([next(batches) for _ in range(shape.accumulation)])
-        step += 1
-        window_steps += 1
-        record = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": step * batch_tokens}
+        micro_batches = [next(batches) for _ in range(shape.accumulation)]
+        values, grad_norm = engine.step(micro_batches)
+        step_tokens = round(mean_over_ranks(sum(map(task.tokens, micro_batches)), env.device) * env.world_size)
+        step, tokens, window_steps, window_tokens = step + 1, tokens + step_tokens, window_steps + 1, \
+            window_tokens + step_tokens
+        record = {**values, "lr": lr, "grad_norm": grad_norm, "tokens": tokens}
         if step % train_cfg.log_every == 0 or step == shape.total_steps:
             elapsed = time.perf_counter() - window_start
-            tps = window_steps * batch_tokens / elapsed
+            tps = window_tokens / elapsed
             record.update(tokens_per_s=tps, step_s=elapsed / window_steps,
                           mfu=tps * flops_token / (env.world_size * peak) if peak else None)
-            _log(rank, progress_line(step, shape.total_steps, record))
-            window_start, window_steps = time.perf_counter(), 0
-        if train_cfg.val_data and (step % train_cfg.eval_every == 0 or step == shape.total_steps):
-            record.update(evaluate(engine.module, train_cfg.val_data, shape.seq_len, train_cfg.eval_windows,
-                                   shape.micro_batch, byte_lengths, env.device, dtype))
-            _log(rank, f"step {step}: val loss {record['val_loss']:.4f}"
-                       + (f", {record['val_bpb']:.4f} bits/byte" if "val_bpb" in record else ""))
+            _log(rank, progress_line(step, shape.total_steps, record, task.progress_keys))
+            window_start, window_steps, window_tokens = time.perf_counter(), 0, 0
+        if step % train_cfg.eval_every == 0 or step == shape.total_steps:
+            held_out = task.evaluate(engine.module, train_cfg, shape, env.device, dtype)
+            if held_out:
+                record.update(held_out)
+                _log(rank, f"step {step}: " + ", ".join(HELD_OUT_LABELS.get(k, k + " {:.4f}").format(v)
+                                                         for k, v in held_out.items() if isinstance(v, float)))
         metrics.log(step, record)
         summary.update(record)
         if step % train_cfg.save_every == 0 or step == shape.total_steps or step == first_stage_end:
             checkpoint.save(checkpoints, step, engine, state_at(step), rank, train_cfg.keep_checkpoints,
                             keep_forever=step == first_stage_end)
     metrics.close()
-    summary.update(stage="train", steps=shape.total_steps, seq_len=shape.seq_len, batch_size=train_cfg.batch_size,
+    summary.update(task.report())
+    summary.update(stage=task.stage, steps=shape.total_steps, seq_len=shape.seq_len, batch_size=train_cfg.batch_size,
                    batch_tokens=batch_tokens, peak_lr=train_cfg.lr, flops_per_token=flops_token,
                    world_size=env.world_size, engine=train_cfg.engine,
                    seconds=round(time.perf_counter() - started, 3))
