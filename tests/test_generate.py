@@ -30,22 +30,27 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory) -> Path:
-    """A 400-token BPE of the bundled chat sample, with the DeepSeek chat template."""
+def chat_tokenizer(folder: Path, template: str | None = chat.DEEPSEEK_TEMPLATE) -> Path:
+    """A 400-token BPE of the bundled chat sample in `folder` (with `template` as its chat_template)."""
     texts = [m["content"] for c in chat.read_conversations(CHAT / "sft.jsonl") for m in c]
     tok, n_ordinary = add_specials(train_bpe(texts, 400 - N_SPECIAL))
-    base = tmp_path_factory.mktemp("tok")
-    files.write_folder(tok, str(base), n_ordinary, tok.get_vocab_size(), 256)
-    return chat.write_tokenizer_folder(base, tmp_path_factory.mktemp("chat_tok"), chat.DEEPSEEK_TEMPLATE)
+    folder.mkdir(parents=True, exist_ok=True)
+    files.write_folder(tok, str(folder), n_ordinary, tok.get_vocab_size(), 256)
+    return chat.write_tokenizer_folder(folder, folder, template) if template else folder
 
 
-def _hf_folder(model: Transformer, tokenizer_dir: Path, folder: Path) -> Path:
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    return chat_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+def hf_folder(model: Transformer, tokenizer_dir: Path, folder: Path) -> Path:
+    """`model` as a Hugging Face Llama folder with the tokenizer's files (what export-hf writes)."""
     from safetensors.torch import save_file
 
     from crawl2model.train.checkpoint import model_weights
 
-    folder.mkdir()
+    folder.mkdir(parents=True)
     save_file(hf_state_dict(model_weights(model), model.cfg), str(folder / "model.safetensors"))
     eos = chat.load_chat_tokenizer(tokenizer_dir).eos_id
     (folder / "config.json").write_text(json.dumps(hf_config(model.cfg, torch.float32, eos - 1, eos)))
@@ -75,7 +80,7 @@ def test_greedy_generation_equals_transformers_generate(tokenizer_dir, tmp_path)
                       init_std=0.05)  # wider than the 0.006 init: clear argmaxes, no near-ties
     torch.manual_seed(0)
     model = Transformer(cfg)
-    hf_dir = _hf_folder(model, tokenizer_dir, tmp_path / "hf")
+    hf_dir = hf_folder(model, tokenizer_dir, tmp_path / "hf")
     loaded_cfg, weights = from_hf(hf_dir)
     assert loaded_cfg == cfg and all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
     hf = transformers.LlamaForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
@@ -100,7 +105,7 @@ def test_generate_command_prints_an_answer(tokenizer_dir, tmp_path, capsys):
 
     cfg = ModelConfig(n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, ffn_dim=64, vocab_size=512, seq_len=64)
     torch.manual_seed(0)
-    hf_dir = _hf_folder(Transformer(dataclasses.replace(cfg)), tokenizer_dir, tmp_path / "hf")
+    hf_dir = hf_folder(Transformer(dataclasses.replace(cfg)), tokenizer_dir, tmp_path / "hf")
     capsys.readouterr()
     assert main(["generate", "--model", str(hf_dir), "--prompt", "What is Debian?", "--max-new-tokens", "5",
                  "--temperature", "0.8", "--top-p", "0.9"]) == 0

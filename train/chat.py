@@ -127,11 +127,12 @@ def load_chat_tokenizer(folder: str | Path, template: str | None = None) -> Chat
 
 def write_tokenizer_folder(source: str | Path, target: str | Path, template: str) -> Path:
     """Copy a tokenizer folder with `template` as its tokenizer_config.json `chat_template`
-    (what transformers' apply_chat_template reads); the source folder is not changed."""
+    (what transformers' apply_chat_template reads); the source folder is not changed unless
+    it is the target."""
     source, target = Path(source), Path(target)
     target.mkdir(parents=True, exist_ok=True)
     for name in TOKENIZER_FILES:
-        if (source / name).is_file():
+        if (source / name).is_file() and source.resolve() != target.resolve():
             shutil.copy2(source / name, target / name)
     config_path = target / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))

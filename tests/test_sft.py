@@ -1,0 +1,116 @@
+"""SFT: only the assistant's tokens carry loss (masked positions get zero gradient), and `crawl2model sft`
+end to end on the bundled chat sample: the stage protocol, the loss going down, exact resume, generate."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_generate import CHAT, chat_tokenizer, hf_folder
+
+from crawl2model.jobs.cli import main
+from crawl2model.scaling.shapes import ModelConfig
+from crawl2model.train.chat import DEEPSEEK_TEMPLATE, load_chat_tokenizer, read_conversations
+from crawl2model.train.finetune import encode, pad
+from crawl2model.train.model import IGNORE, Transformer
+
+CFG = ModelConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, ffn_dim=128, vocab_size=512, seq_len=128)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A randomly initialised tiny model as a Hugging Face folder, with a tokenizer without chat template."""
+    folder = tmp_path_factory.mktemp("base")
+    tokenizer = chat_tokenizer(folder / "tok", template=None)
+    torch.manual_seed(0)
+    return hf_folder(Transformer(CFG), tokenizer, folder / "hf")
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_masked_positions_get_zero_gradient(base, fused):
+    tok = load_chat_tokenizer(base)
+    batch = pad([encode(tok, c, 129) for c in read_conversations(CHAT / "sft.jsonl")[-4:]], tok.eos_id)
+    targets = batch["labels"][:, 1:]
+    assert (targets != IGNORE).sum() < targets.numel() / 2  # prompts and padding are most of it
+    torch.manual_seed(0)
+    model = Transformer(CFG, fused=fused)
+    hidden = []
+    model.norm.register_forward_hook(lambda module, args, out: hidden.append(out) or out.retain_grad())
+    model(batch["input_ids"][:, :-1], targets).backward()
+    grad = hidden[0].grad.abs().sum(-1)  # d loss / d (final hidden state) per position
+    assert (grad[targets == IGNORE] == 0).all() and (grad[targets != IGNORE] > 0).all()
+
+
+def _run_file(folder: Path, init: Path, **extra) -> Path:
+    table = {"init": str(init), "data": str(CHAT / "sft.jsonl"), "val_data": str(CHAT / "sft.jsonl"), "epochs": 3,
+             "lr": 3e-3, "batch_size": 8, "warmup_steps": 2, "engine": "torch", "log_every": 4, "eval_every": 8,
+             "save_every": 4, "num_workers": 0, **extra}
+    path = folder / "sft.toml"
+    path.write_text("[sft]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
+    return path
+
+
+def _losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def test_sft_command_trains_resumes_and_generates(base, tmp_path, capsys):
+    import transformers
+
+    run_file, out = _run_file(tmp_path, base), tmp_path / "sft"
+    assert main(["sft", "--config", str(run_file), "--output", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["stage"] == "sft" and report["docs_in"] == report["docs_out"] == 42
+    assert report["steps"] == 16  # ceil(3 epochs x 42 / 8)
+    losses = _losses(out)
+    assert sum(losses[s] for s in range(13, 17)) / 4 < sum(losses[s] for s in range(1, 5)) / 4 - 0.5
+    assert report["val_loss"] < losses[1]
+    tokenizer = out / "tokenizer"
+    assert json.loads((tokenizer / "tokenizer_config.json").read_text())["chat_template"] == DEEPSEEK_TEMPLATE
+    assert transformers.AutoTokenizer.from_pretrained(tokenizer).apply_chat_template(
+        read_conversations(CHAT / "sft.jsonl")[0], tokenize=False).startswith(load_chat_tokenizer(tokenizer).bos_token)
+
+    # The protocol: the same run is skipped; one from a checkpoint continues the same trajectory.
+    assert main(["sft", "--config", str(run_file), "--output", str(out)]) == 0
+    resumed = tmp_path / "resumed"
+    assert main(["sft", "--config", str(run_file), "--output", str(resumed),
+                 "--resume", str(out / "checkpoints" / "step-00000012")]) == 0
+    want, got = _losses(out), _losses(resumed)
+    assert sorted(got) == [13, 14, 15, 16] and all(got[s] == pytest.approx(want[s], abs=1e-6) for s in got)
+
+    capsys.readouterr()
+    assert main(["generate", "--model", str(out), "--prompt", "What is Debian?", "--max-new-tokens", "8"]) == 0
+    assert capsys.readouterr().out.endswith("\n")  # a 16-step model's answer may well be blank
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": "missing.jsonl"}, "input not found or empty: missing.jsonl"),
+    ({"learning_rate": 1.0}, "unknown key 'learning_rate'"),
+    ({"total_tokens": 1000}, "epochs"),
+])
+def test_sft_usage_errors_are_one_line(base, tmp_path, capsys, change, message):
+    capsys.readouterr()
+    assert main(["sft", "--config", str(_run_file(tmp_path, base, **change)), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_a_bad_line_is_named(tmp_path):
+    from crawl2model.core.errors import InputError
+
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:1: no assistant message"):
+        read_conversations(data)
+    data.write_text('{"messages": [{"role": "robot", "content": "hi"}]}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:1: each message needs a role"):
+        read_conversations(data)
