@@ -1,23 +1,30 @@
-"""Our byte-level BPE vs SentencePiece BPE at the same vocabulary on the same text.
+"""Our tokenizer (rustbpe trainer, tiktoken encoder) vs Hugging Face `tokenizers` and SentencePiece, same text.
 
-    python bench/build_text_corpus.py --out bench/data/text   # once: ~250 MB from Debian packages
-    nice -n 10 python bench/tokenizer.py --corpus bench/data/text --sizes 25MB,200MB
+    python bench/build_text_corpus.py --out bench/data/text   # once: ~230 MB from Debian packages
+    nice -n 10 python bench/tokenizer.py --corpus bench/data/text --sizes 200MB
 
 For each size, one training file is sampled (seeded) from the corpus's train
-part and given to both trainers, each in its own process so that wall time
-and peak RSS (`wait4`) are its own. SentencePiece runs with a time limit: its
-BPE trainer is far slower at 100k pieces, and a size where it does not finish
-is reported as such. Held-out bytes/token is measured line by line for both
-(SentencePiece cannot encode a newline), on the corpus's held-out English,
-Chinese and code. Encoding speed is single-core for both, plus the real
-tokenize job in Spark local mode (`encode_mb_per_s_per_core` of its report).
-Prints a table and writes bench/out/tokenizer.json.
+part and given to the three trainers, each in its own process so that wall
+time and peak RSS (`wait4`) are its own: `crawl2model tokenizer train` with
+`--trainer rustbpe` (ours) and `--trainer hf` (the same pre-tokenizer regex and
+output, trained by `tokenizers`' BpeTrainer), and SentencePiece BPE.
+SentencePiece runs with a time limit. Held-out bytes/token is measured line by
+line for all three (SentencePiece cannot encode a newline) on the corpus's
+held-out English, Chinese and code, and on its number-heavy lines (>= 30%
+digits). Encoding speed, per CPU-second on one thread, on the held-out
+documents with the same tokenizer.json: tiktoken from our tokenizer.tiktoken
+vs `tokenizers` (ids checked equal), plus the real tokenize job in Spark
+local mode (`encode_mb_per_s_per_core` of its report). `--repeat-gb N` also
+times ours on the largest training file repeated to N GB (the streaming and
+counting part at that size; the merge phase sees the unique pieces of the
+original text). Prints a table and writes bench/out/tokenizer.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +36,9 @@ from crawl2model.core.sizes import parse_size
 ROOT = Path(__file__).resolve().parent.parent
 
 
-LANGS = ("en", "zh", "code")
+LANGS = ("en", "zh", "code", "digits")
+TOOLS = ("ours", "hf", "sentencepiece")
+DIGIT_SHARE = 0.3
 
 
 def run_measured(cmd: list[str], timeout: float, log: Path) -> dict:
@@ -62,15 +71,18 @@ def make_training_file(corpus: Path, size: int, seed: int, path: Path) -> int:
         return path.stat().st_size
     files = tc.discover([str(corpus / "train")])
     with open(path, "w", encoding="utf-8") as f:
-        for doc in tc.sample(files, size, seed, progress=tc.log):
-            f.write(doc)
+        f.writelines(tc.sample(files, size, seed))
     return path.stat().st_size
 
 
-def train_ours(text: Path, vocab: int, out: Path, timeout: float) -> dict:
+def train_cli(trainer: str, text: Path, vocab: int, out: Path, timeout: float) -> dict:
+    """`crawl2model tokenizer train` with one trainer, in its own process."""
     cmd = [sys.executable, "-m", "crawl2model", "tokenizer", "train", "--input", str(text), "--output", str(out),
-           "--vocab-size", str(vocab), "--max-bytes", "1000GB", "--overwrite"]
-    return run_measured(cmd, timeout, out.with_suffix(".log"))
+           "--vocab-size", str(vocab), "--max-bytes", "1000GB", "--overwrite", "--trainer", trainer]
+    measured = run_measured(cmd, timeout, out.with_suffix(".log"))
+    if measured["finished"]:
+        measured["ordinary_tokens"] = json.loads((out / "report.json").read_text())["ordinary_tokens"]
+    return measured
 
 
 SPM_TRAIN = """
@@ -88,41 +100,58 @@ def train_spm(text: Path, vocab: int, prefix: Path, timeout: float) -> dict:
     return run_measured(cmd, timeout, prefix.with_suffix(".log"))
 
 
-def heldout_lines(corpus: Path, lang: str) -> list[str]:
-    text = (corpus / "heldout" / f"{lang}.txt").read_text(encoding="utf-8")
-    return [line for line in text.split("\n") if line]
+def heldout_lines(corpus: Path) -> dict[str, list[str]]:
+    """Held-out lines per language; "digits" are the English and code lines that are >= 30% digits."""
+    out: dict[str, list[str]] = {}
+    for lang in ("en", "zh", "code"):
+        text = (corpus / "heldout" / f"{lang}.txt").read_text(encoding="utf-8")
+        out[lang] = [line for line in text.split("\n") if line]
+    out["digits"] = [line for lang in ("en", "code") for line in out[lang]
+                     if len(re.findall(r"\d", line)) >= DIGIT_SHARE * len(line) and len(line) >= 8]
+    return out
 
 
-def compression_and_speed(encode, lines: list[str]) -> tuple[float, float]:
-    """(bytes/token, MB/s on one core) over the lines, encoded in batches of 256."""
+def bytes_per_token(encode, lines: list[str]) -> float:
     nbytes = sum(len(line.encode()) for line in lines)
-    t0 = time.perf_counter()
-    tokens = 0
-    for i in range(0, len(lines), 256):
-        tokens += sum(len(ids) for ids in encode(lines[i:i + 256]))
-    seconds = time.perf_counter() - t0
-    return nbytes / max(tokens, 1), nbytes / 1e6 / seconds
+    tokens = sum(sum(len(ids) for ids in encode(lines[i:i + 256])) for i in range(0, len(lines), 256))
+    return nbytes / max(tokens, 1)
 
 
-def evaluate(corpus: Path, ours_dir: Path | None, spm_model: Path | None) -> dict:
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    result: dict[str, dict] = {}
-    encoders = {}
-    if ours_dir is not None:
-        from crawl2model.tokenizer import files
+def compression(lines: dict[str, list[str]], dirs: dict[str, Path | None], spm_model: Path | None) -> dict:
+    """Held-out bytes/token per tool and language."""
+    from crawl2model.tokenizer import encoder
 
-        tok = files.load(str(ours_dir))
-        encoders["ours"] = lambda batch: [e.ids for e in tok.encode_batch_fast(batch, add_special_tokens=False)]
+    encoders = {name: encoder.TokenizersEncoder((d / "tokenizer.json").read_text()).encode_batch
+                for name, d in dirs.items() if d is not None}
     if spm_model is not None:
         import sentencepiece as spm
 
         sp = spm.SentencePieceProcessor(model_file=str(spm_model))
         encoders["sentencepiece"] = lambda batch: sp.encode(batch, num_threads=1)
-    for lang in LANGS:
-        lines = heldout_lines(corpus, lang)
-        for name, enc in encoders.items():
-            bpt, speed = compression_and_speed(enc, lines)
-            result.setdefault(name, {})[lang] = {"bytes_per_token": round(bpt, 3), "encode_mb_s_1core": round(speed, 2)}
+    return {name: {lang: round(bytes_per_token(enc, lines[lang]), 3) for lang in LANGS}
+            for name, enc in encoders.items()}
+
+
+def encode_speed(corpus: Path, ours_dir: Path) -> dict:
+    """MB per CPU-second, one thread, held-out documents: tiktoken vs tokenizers on the same tokenizer folder."""
+    import numpy as np
+
+    from crawl2model.tokenizer import encoder
+
+    docs = [d for lang in ("en", "zh", "code")
+            for d in (corpus / "heldout" / f"{lang}.txt").read_text(encoding="utf-8").split("\n\n") if d.strip()]
+    mb = sum(len(d.encode()) for d in docs) / 1e6
+    spec = encoder.read_spec(str(ours_dir))
+    result, ids = {"mb": round(mb, 2)}, {}
+    for name, enc in (("tiktoken", encoder.get_encoder(spec)),
+                      ("tokenizers", encoder.TokenizersEncoder(spec.tokenizer_json))):
+        best = float("inf")
+        for _ in range(3):  # best of three: the machine is shared
+            t0 = time.process_time()
+            ids[name] = [a for i in range(0, len(docs), 256) for a in enc.encode_batch(docs[i:i + 256])]
+            best = min(best, time.process_time() - t0)
+        result[name] = round(mb / best, 2)
+    result["ids_identical"] = all(np.array_equal(a, b) for a, b in zip(ids["tiktoken"], ids["tokenizers"]))
     return result
 
 
@@ -132,7 +161,7 @@ def tokenize_job_speed(corpus: Path, ours_dir: Path, work: Path) -> dict:
     import pyarrow.parquet as pq
 
     docs = []
-    for lang in LANGS:
+    for lang in ("en", "zh", "code"):
         text = (corpus / "heldout" / f"{lang}.txt").read_text(encoding="utf-8")
         docs += [(lang, d) for d in text.split("\n\n") if d.strip()]
     table_dir = work / "heldout-docs"
@@ -141,59 +170,67 @@ def tokenize_job_speed(corpus: Path, ours_dir: Path, work: Path) -> dict:
                              "domain": [lang for lang, _ in docs]}), table_dir / "part-0.parquet",
                    row_group_size=2000)
     out = work / "heldout-tokens"
-    cmd = [sys.executable, str(ROOT / "jobs" / "tokenize.py"), "--tokenizer", str(ours_dir), "--input",
+    cmd = [sys.executable, "-m", "crawl2model", "tokenize", "--tokenizer", str(ours_dir), "--input",
            str(table_dir), "--output", str(out), "--overwrite", "--master", "local[2]"]
     measured = run_measured(cmd, 1800, work / "tokenize-job.log")
     report = json.loads((out / "report.json").read_text()) if measured["finished"] else {}
     return {"documents": report.get("docs_out"), "mb": round(report.get("bytes", 0) / 1e6, 2),
-            "encode_mb_per_s_per_core": report.get("encode_mb_per_s_per_core"),
+            "encoder": report.get("encoder"), "encode_mb_per_s_per_core": report.get("encode_mb_per_s_per_core"),
             "job_seconds": measured["seconds"]}
+
+
+def repeated_file(text: Path, gb: float, path: Path) -> int:
+    """`text` concatenated until it holds `gb` GB."""
+    if not path.exists():
+        data = text.read_bytes()
+        with open(path, "wb") as f:
+            f.writelines(data for _ in range(-(-int(gb * 1e9) // len(data))))
+    return path.stat().st_size
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default="bench/data/text")
     ap.add_argument("--work", default="bench/data/tok")
-    ap.add_argument("--sizes", default="25MB,200MB", help="training text sizes, comma-separated")
+    ap.add_argument("--sizes", default="200MB", help="training text sizes, comma-separated")
     ap.add_argument("--vocab-size", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--spm-timeout", type=float, default=1200, help="seconds before SentencePiece is stopped")
+    ap.add_argument("--repeat-gb", type=float, default=0, help="also time ours on the largest file repeated to N GB")
+    ap.add_argument("--skip-job", action="store_true", help="skip the Spark tokenize job")
     ap.add_argument("--json", default="bench/out/tokenizer.json")
     args = ap.parse_args()
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread for the encode measurements in this process
     corpus, work = Path(args.corpus), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    lines = heldout_lines(corpus)
     rows = []
-    spm_gave_up = ""
-    previous: tuple[int, float] | None = None  # (bytes, seconds) of SentencePiece's last finished run
     for size_text in args.sizes.split(","):
-        size = parse_size(size_text)
         text = work / f"train-{size_text}.txt"
-        actual = make_training_file(corpus, size, args.seed, text)
-        ours_dir = work / f"ours-{size_text}"
-        ours = train_ours(text, args.vocab_size, ours_dir, 4 * 3600)
-        row = {"size": size_text, "train_mb": round(actual / 1e6, 1), "ours": ours}
-        # Its training time grows at least linearly with the text: skip sizes it cannot finish.
-        if previous and previous[1] * actual / previous[0] > args.spm_timeout:
-            spm_gave_up = spm_gave_up or (f"{previous[1]:.0f} s at {previous[0] / 1e6:.0f} MB extrapolates "
-                                          f"past the {args.spm_timeout:.0f} s limit")
-        if spm_gave_up:
-            row["sentencepiece"] = {"finished": False, "skipped": spm_gave_up}
-        else:
-            prefix = work / f"spm-{size_text}"
-            row["sentencepiece"] = train_spm(text, args.vocab_size, prefix, args.spm_timeout)
-            if row["sentencepiece"]["finished"]:
-                previous = (actual, row["sentencepiece"]["seconds"])
-            else:
-                spm_gave_up = f"did not finish in {args.spm_timeout:.0f} s at {size_text}"
-        spm_model = work / f"spm-{size_text}.model" if row["sentencepiece"].get("finished") else None
-        row["heldout"] = evaluate(corpus, ours_dir if ours["finished"] else None, spm_model)
-        if ours["finished"]:
-            row["ours"]["ordinary_tokens"] = json.loads((ours_dir / "report.json").read_text())["ordinary_tokens"]
+        actual = make_training_file(corpus, parse_size(size_text), args.seed, text)
+        row = {"size": size_text, "train_mb": round(actual / 1e6, 1)}
+        dirs = {name: work / f"{name}-{size_text}" for name in ("ours", "hf")}
+        row["ours"] = train_cli("rustbpe", text, args.vocab_size, dirs["ours"], 4 * 3600)
+        row["hf"] = train_cli("hf", text, args.vocab_size, dirs["hf"], 4 * 3600)
+        prefix = work / f"spm-{size_text}"
+        row["sentencepiece"] = train_spm(text, args.vocab_size, prefix, args.spm_timeout)
+        row["heldout"] = compression(lines, {k: (d if row[k]["finished"] else None) for k, d in dirs.items()},
+                                     prefix.with_suffix(".model") if row["sentencepiece"]["finished"] else None)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    largest = next(r for r in reversed(rows) if r["ours"]["finished"])
-    job = tokenize_job_speed(corpus, work / f"ours-{largest['size']}", work)
-    result = {"vocab_size": args.vocab_size, "cores": os.cpu_count(), "runs": rows, "tokenize_job": job}
+    largest = rows[-1]
+    ours_dir = work / f"ours-{largest['size']}"
+    result = {"vocab_size": args.vocab_size, "cores": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
+              "heldout_lines": {lang: len(v) for lang, v in lines.items()}, "runs": rows,
+              "encode": encode_speed(corpus, ours_dir)}
+    if not args.skip_job:
+        result["tokenize_job"] = tokenize_job_speed(corpus, ours_dir, work)
+    if args.repeat_gb:
+        big = work / f"train-{args.repeat_gb:g}GB-repeated.txt"
+        nbytes = repeated_file(work / f"train-{largest['size']}.txt", args.repeat_gb, big)
+        result["repeated"] = {"gb": round(nbytes / 1e9, 2),
+                              "ours": train_cli("rustbpe", big, args.vocab_size, work / "ours-repeated", 3600)}
+        big.unlink()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(format_table(result))
@@ -201,25 +238,33 @@ def main() -> int:
 
 
 def format_table(result: dict) -> str:
-    lines = [f"vocab {result['vocab_size']:,}; {result['cores']} cores (shared)",
+    lines = [f"vocab {result['vocab_size']:,}; {result['cores']} cores (shared, load {result['load_avg_1m']:.1f}); "
+             f"held-out lines " + ", ".join(f"{k} {v:,}" for k, v in result["heldout_lines"].items()),
              f"{'size':>7} {'tool':<14} {'train s':>8} {'peak RSS MB':>11} "
-             + " ".join(f"{'B/tok ' + lang:>10}" for lang in LANGS)
-             + " " + " ".join(f"{'MB/s ' + lang:>9}" for lang in LANGS)]
+             + " ".join(f"{'B/tok ' + lang:>12}" for lang in LANGS)]
     for r in result["runs"]:
-        for tool in ("ours", "sentencepiece"):
-            m = r[tool]
-            h = r["heldout"].get(tool, {})
-            if m.get("finished"):
-                train = f"{m['seconds']:>8.1f}"
-            else:  # stopped at the time limit, or not tried after a smaller size timed out
-                train = f"{'>' + str(int(m['seconds'])):>8}" if "seconds" in m else f"{'skipped':>8}"
-            rss = f"{m['peak_rss_mb']:>11.0f}" if "peak_rss_mb" in m else f"{'':>11}"
-            bpt = " ".join(f"{h[lang]['bytes_per_token']:>10.3f}" if lang in h else f"{'-':>10}" for lang in LANGS)
-            mbs = " ".join(f"{h[lang]['encode_mb_s_1core']:>9.2f}" if lang in h else f"{'-':>9}" for lang in LANGS)
-            lines.append(f"{r['size']:>7} {tool:<14} {train} {rss} {bpt} {mbs}")
-    j = result["tokenize_job"]
-    lines.append(f"tokenize job (Spark local[2]) on held-out: {j['documents']} docs, {j['mb']} MB, "
-                 f"{j['encode_mb_per_s_per_core']} MB/s per core, {j['job_seconds']} s wall")
+        for tool in TOOLS:
+            m, h = r[tool], r["heldout"].get(tool, {})
+            train = f"{m['seconds']:>8.1f}" if m["finished"] else f"{'>' + str(int(m['seconds'])):>8}"
+            bpt = " ".join(f"{h[lang]:>12.3f}" if lang in h else f"{'-':>12}" for lang in LANGS)
+            lines.append(f"{r['size']:>7} {tool:<14} {train} {m['peak_rss_mb']:>11.0f} {bpt}")
+        ours = r["ours"]
+        for peer in ("hf", "sentencepiece"):
+            if ours["finished"] and r[peer]["finished"]:
+                lines.append(f"{'':>7} ours vs {peer}: train {r[peer]['seconds'] / ours['seconds']:.2f}x faster, "
+                             f"peak RSS {ours['peak_rss_mb'] / r[peer]['peak_rss_mb']:.2f}x")
+    e = result["encode"]
+    lines.append(f"encode, 1 thread, {e['mb']} MB held-out, same tokenizer.json: tiktoken {e['tiktoken']} MB/s, "
+                 f"tokenizers {e['tokenizers']} MB/s per CPU-second ({e['tiktoken'] / e['tokenizers']:.2f}x); "
+                 f"ids identical: {e['ids_identical']}")
+    if "tokenize_job" in result:
+        j = result["tokenize_job"]
+        lines.append(f"tokenize job (Spark local[2], {j['encoder']}) on held-out: {j['documents']} docs, {j['mb']} MB, "
+                     f"{j['encode_mb_per_s_per_core']} MB/s per core, {j['job_seconds']} s wall")
+    if "repeated" in result:
+        rep = result["repeated"]
+        lines.append(f"ours on {rep['gb']} GB (the {result['runs'][-1]['size']} file repeated): "
+                     f"{rep['ours']['seconds']} s, peak RSS {rep['ours']['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
 
