@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from crawl2model.pipeline.filters.models import FilterModels
 
 DESCRIPTION = (
-    "Compute every quality signal once (lid.176 language and score, Gopher/C4/FineWeb heuristics, "
+    "Replace PII (e-mail, public IP addresses, phone numbers) by placeholders, compute every quality signal "
+    "once (URL blocklist and banned words, lid.176 language and score, Gopher/C4/FineWeb heuristics, "
     "fastText quality_score, KenLM perplexity) as columns, then apply a rule set. Writes kept/, "
     "rejected/ (with the first failed rule, its value and threshold), report.json (pass rates per rule "
     "and per language) and histograms with the thresholds. --reapply applies a new rule set to a "
@@ -43,6 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kenlm-dir", nargs="+", metavar="DIR",
                    help="folders of kenlm_<lang>.binary models, such as `quality-models train-kenlm` outputs "
                         "(default: shipped)")
+    p.add_argument("--blocklists", metavar="SOURCE",
+                   help='URL blocklist and banned words: "datatrove" (the UT1 lists in the installed datatrove '
+                        'wheel; the default when installed), a UT1 archive or folder, or "none"')
+    p.add_argument("--blocklist-categories", nargs="+", metavar="CAT",
+                   help="UT1 categories that block (default: adult phishing malware)")
+    p.add_argument("--pii", nargs="*", metavar="KIND",
+                   help="PII replaced by placeholders: any of email ip phone (default all; none: --pii)")
     p.add_argument("--output-partitions", type=int, help="files per dump in kept/ and rejected/ (default 4)")
 
 

@@ -20,6 +20,8 @@ from crawl2model.pipeline.tables import arrow_dataset
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT / "tests" / "data" / "filter" / "eval.jsonl.gz"
+BLOCKED_HOST = "blocked.example"
+CONTACT = "Questions go to Jane Doe, jane@mail.example.org, or +44 20 7946 0958."
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +30,13 @@ def documents(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("filter-in") / "documents"
     with gzip.open(EVAL, "rt", encoding="utf-8") as f:
         pages = [json.loads(line) for line in f]
+    clean_en = [p for p in pages if p["kind"] == "clean" and p["lang"] == "en"]
     for k, dump in enumerate(["CC-MAIN-2024-10", "CC-MAIN-2024-18"]):
         part = pages[k::8]  # an eighth of the pages, half in each dump: every kind and language, fast
         urls = [f"https://docs.example/{p['path']}" for p in part]
+        # Good prose at a blocklisted host (BLOCKLIST below), and with an address and a phone number in it.
+        part = part + [clean_en[k], {**clean_en[2 + k], "text": clean_en[2 + k]["text"] + f"\n{CONTACT}"}]
+        urls = urls + [f"https://www.{BLOCKED_HOST}/page{k}", f"https://docs.example/contact{k}"]
         table = pa.table({"doc_id": [make_doc_id(u) for u in urls], "dump": [dump] * len(part), "url": urls,
                           "host": ["docs.example"] * len(part), "warc_date": ["2024-03-01T00:00:00Z"] * len(part),
                           "content_type": ["text/html"] * len(part), "text": [p["text"] for p in part],
@@ -42,9 +48,31 @@ def documents(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def filtered(spark, documents, tmp_path_factory) -> Path:
+    """The filter with a user's UT1-style blocklist folder (adult and gambling; only adult chosen)."""
+    lists = tmp_path_factory.mktemp("ut1")
+    for category, host in (("adult", BLOCKED_HOST), ("gambling", "docs.example")):
+        (lists / category).mkdir()
+        (lists / category / "domains").write_text(f"{host}\n")
     out = tmp_path_factory.mktemp("filter") / "filtered"
-    assert cli(["filter", "--input", str(documents), "--output", str(out)]) == 0
+    assert cli(["filter", "--input", str(documents), "--output", str(out), "--blocklists", str(lists),
+                "--blocklist-categories", "adult"]) == 0
     return out
+
+
+def test_blocklist_rejections_and_pii_redaction(filtered):
+    report = read_json(str(filtered / "report.json"))
+    rejected = arrow_dataset(str(filtered / "rejected")).to_table().to_pydict()
+    blocked = [i for i, u in enumerate(rejected["url"]) if BLOCKED_HOST in u]
+    assert len(blocked) == 2 and report["removed_by_reason"]["url_blocklist"] == 2
+    assert {rejected["filter_rule"][i] for i in blocked} == {"url_blocklist"}
+    assert {rejected["blocklist_match"][i] for i in blocked} == {f"domain:adult:{BLOCKED_HOST}"}
+    assert report["blocklists"]["domains"] == 1 and report["blocklists"]["categories"] == ["adult"]
+    assert report["pii"]["emails"] >= 2 and report["pii"]["phones"] >= 2 and report["pii"]["documents"] >= 2
+    both = arrow_dataset(str(filtered / "kept")).to_table().to_pylist() + arrow_dataset(
+        str(filtered / "rejected")).to_table().to_pylist()
+    contact = [r for r in both if r["url"].startswith("https://docs.example/contact")]
+    assert len(contact) == 2 and all("<EMAIL>" in r["text"] and "jane@mail.example.org" not in r["text"]
+                                     and r["pii_emails"] >= 1 and r["pii_phones"] >= 1 for r in contact)
 
 
 def test_accounting_outputs_and_plots(documents, filtered):

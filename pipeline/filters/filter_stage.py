@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from crawl2model.core.errors import ConfigError
 from crawl2model.core.log import Timer, get_logger
-from crawl2model.pipeline.filters import heuristics, rules
+from crawl2model.pipeline.filters import blocklist, heuristics, pii, rules
+from crawl2model.pipeline.filters.blocklist import Blocklists
 from crawl2model.pipeline.filters.langid import identify
 from crawl2model.pipeline.filters.models import FilterModels
 
@@ -31,10 +32,15 @@ if TYPE_CHECKING:
 
 log = get_logger("filter")
 
+BLOCKLIST_FIELDS = [*(pa.field(s, pa.float64()) for s in blocklist.SIGNALS),
+                    pa.field(blocklist.MATCH_COLUMN, pa.string())]
 SIGNAL_FIELDS = [pa.field("lang", pa.string()), pa.field("lang_score", pa.float64()),
                  *(pa.field(s, pa.float64()) for s in heuristics.SIGNALS),
-                 pa.field("quality_score", pa.float64()), pa.field("perplexity", pa.float64())]
+                 pa.field("quality_score", pa.float64()), pa.field("perplexity", pa.float64()),
+                 *BLOCKLIST_FIELDS, *pii.FIELDS]
 SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
+# Columns a filter output written before they existed lacks; --reapply reads them as unmeasured.
+LATER_FIELDS = BLOCKLIST_FIELDS + pii.FIELDS
 # Histograms in the report folder: (signal, log scale).
 PLOTTED = (("lang_score", False), ("n_words", True), ("mean_word_len", False), ("alpha_word_frac", False),
            ("dup_line_char_frac", False), ("top_2gram_frac", False), ("line_punct_frac", False),
@@ -56,6 +62,14 @@ class FilterConfig:
     # Folders of KenLM models named kenlm_<lang>.binary (or .arpa), such as `quality-models train-kenlm`
     # outputs; None: the shipped models. Languages without a model get no perplexity.
     kenlm_dir: str | list[str] | None = None
+    # URL blocklist and banned words (pipeline/filters/blocklist.py): "datatrove" (the UT1 lists and word
+    # lists in the installed datatrove wheel), a UT1 archive or folder, or "none"; None: datatrove's
+    # when it is installed, else none (with a warning).
+    blocklists: str | None = None
+    # UT1 categories whose domains and URLs block (flat lists, such as datatrove's, are used whole).
+    blocklist_categories: list[str] = field(default_factory=lambda: list(blocklist.DEFAULT_CATEGORIES))
+    # PII replaced by placeholders before any signal (pipeline/filters/pii.py): any of email, ip, phone.
+    pii: list[str] = field(default_factory=lambda: list(pii.KINDS))
     # Files per dump in kept/ and rejected/.
     output_partitions: int = 4
     # Documents drawn for the histograms.
@@ -69,24 +83,58 @@ class FilterConfig:
             raise ConfigError("filter: --input and --output are required")
         if self.output_partitions < 1:
             raise ConfigError("filter: output_partitions must be >= 1")
+        if isinstance(self.pii, str):
+            self.pii = [self.pii]
+        unknown = sorted(set(self.pii) - set(pii.KINDS))
+        if unknown:
+            raise ConfigError(f"filter: pii: unknown kinds {unknown} (known: {', '.join(pii.KINDS)})")
+        if isinstance(self.blocklist_categories, str):
+            self.blocklist_categories = [self.blocklist_categories]
         if not self.reapply:  # what the paths hold is checked where the models are built
             kenlm = [self.kenlm_dir] if isinstance(self.kenlm_dir, str) else self.kenlm_dir or []
             for key, path in [("quality_model", self.quality_model), *(("kenlm_dir", d) for d in kenlm)]:
                 if path is not None and not os.path.exists(path):
                     raise ConfigError(f"filter: {key} not found: {path}")
         self.ruleset()  # a bad rule set fails before Spark starts
+        if not self.reapply:
+            self.blocklist_spec()
 
     def ruleset(self) -> rules.RuleSet:
         return rules.load_ruleset(self.rules)
 
+    def blocklist_spec(self) -> Blocklists | None:
+        """The lists to match, or None when switched off (or left to datatrove, which is not installed)."""
+        if self.blocklists in ("none", ""):
+            return None
+        categories = tuple(self.blocklist_categories)
+        if self.blocklists is None:
+            try:
+                blocklist.datatrove_assets()
+            except ConfigError as e:
+                log.warning(f"no URL blocklist or banned words: {e}")
+                return None
+            return Blocklists(blocklist.DATATROVE, categories)
+        spec = Blocklists(self.blocklists, categories)
+        spec.path()  # a missing source fails before Spark starts
+        return spec
+
 
 # --- per-batch work (pure, runs in mapInArrow) -------------------------------------------
 
-def signal_batch(batch: pa.RecordBatch, models: FilterModels,
-                 timings: dict[str, float] | None = None) -> pa.RecordBatch:
-    """Documents -> documents + SIGNAL_COLUMNS (`timings` collects seconds per signal family)."""
-    texts = batch.column("text").to_pylist()
+def signal_batch(batch: pa.RecordBatch, models: FilterModels, timings: dict[str, float] | None = None,
+                 blocklists: Blocklists | None = None, redact: tuple[str, ...] = ()) -> pa.RecordBatch:
+    """Documents -> documents (PII of the `redact` kinds replaced) + SIGNAL_COLUMNS (`timings` collects
+    seconds per signal family; without `blocklists` their signals are NaN: unmeasured, passing)."""
     timer = Timer()
+    texts, pii_counts = pii.redact_texts(batch.column("text").to_pylist(), tuple(redact))
+    timer.mark("pii")
+    n = len(texts)
+    if blocklists is not None:
+        urls = batch.column("url").to_pylist() if "url" in batch.schema.names else [None] * n
+        blocked, matches = blocklist.signals(texts, urls, blocklists)
+    else:
+        blocked, matches = {s: np.full(n, np.nan) for s in blocklist.SIGNALS}, [None] * n
+    timer.mark("blocklist")
     langs, lang_scores = identify(texts, models.language)
     timer.mark("lid")
     heur = heuristics.signals_table(texts, langs)
@@ -99,8 +147,9 @@ def signal_batch(batch: pa.RecordBatch, models: FilterModels,
         for name, sec in timer.laps.items():
             timings[name] = timings.get(name, 0.0) + sec
     keep = [c for c in batch.schema.names if c not in SIGNAL_COLUMNS]
-    arrays = [batch.column(c) for c in keep] + [pa.array(langs, pa.string()), pa.array(lang_scores),
-                                                *heur.values(), pa.array(quality), pa.array(ppl)]
+    arrays = [pa.array(texts, batch.schema.field("text").type) if c == "text" else batch.column(c) for c in keep]
+    arrays += [pa.array(langs, pa.string()), pa.array(lang_scores), *heur.values(), pa.array(quality), pa.array(ppl),
+               *(pa.array(blocked[s]) for s in blocklist.SIGNALS), pa.array(matches, pa.string()), *pii_counts]
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([batch.schema.field(c) for c in keep] + SIGNAL_FIELDS))
 
 
@@ -116,9 +165,12 @@ def _with_fields(df: "DataFrame", fields: list[pa.Field]):
     return StructType(kept + list(from_arrow_schema(pa.schema(fields)).fields))
 
 
-def _signals(docs: "DataFrame", models: FilterModels) -> "DataFrame":
+def _signals(docs: "DataFrame", models: FilterModels, cfg: FilterConfig,
+             lists: Blocklists | None) -> "DataFrame":
     log.info(f"models: {models}")
-    return docs.mapInArrow(lambda it: (signal_batch(b, models) for b in it), _with_fields(docs, SIGNAL_FIELDS))
+    redact = tuple(cfg.pii)
+    return docs.mapInArrow(lambda it: (signal_batch(b, models, blocklists=lists, redact=redact) for b in it),
+                           _with_fields(docs, SIGNAL_FIELDS))
 
 
 def _previous_output(spark: "SparkSession", paths: list[str]) -> "DataFrame":
@@ -129,7 +181,15 @@ def _previous_output(spark: "SparkSession", paths: list[str]) -> "DataFrame":
     if missing:
         raise ConfigError(f"filter --reapply: {', '.join(paths)} is not a filter output "
                           f"(no {', '.join(missing)} columns)")
-    return both.drop(*[c for c in rules.DECISION_COLUMNS if c in both.columns])
+    from pyspark.sql import functions as F
+
+    both = both.drop(*[c for c in rules.DECISION_COLUMNS if c in both.columns])
+    for f in LATER_FIELDS:
+        if f.name not in both.columns:
+            spark_type = {pa.float64(): "double", pa.string(): "string", pa.int32(): "int"}[f.type]
+            value = F.lit(float("nan")) if f.type == pa.float64() else F.lit(None)
+            both = both.withColumn(f.name, value.cast(spark_type))
+    return both
 
 
 def _quantiles(signals: "DataFrame") -> dict[str, list[float]]:
@@ -171,7 +231,12 @@ def _report_counts(decided: "DataFrame", rs: rules.RuleSet) -> dict:
         entry["pass_rate"] = round(entry["docs_out"] / entry["docs_in"], 4)
         entry["rule_pass_rate"] = {n: round(1 - lang_fails.get(lang, {}).get(n, 0) / entry["docs_in"], 4)
                                    for n in names}
+    pii_totals = decided.agg(*(F.sum(c).alias(c) for c in pii.COUNT_COLUMNS.values()),
+                             F.sum(F.when(sum(F.col(c) for c in pii.COUNT_COLUMNS.values()) > 0, 1)
+                                   .otherwise(0)).alias("documents")).collect()[0]
     return {
+        # PII replaced by placeholders (kept and rejected documents alike)
+        "pii": {c.removeprefix("pii_"): int(pii_totals[c] or 0) for c in [*pii.COUNT_COLUMNS.values(), "documents"]},
         # removed_by_reason: the first rule each rejected document failed
         "docs_in": docs_in, "docs_out": kept,
         "removed_by_reason": {n: c for n, c in first_by_rule.items() if c},
@@ -233,12 +298,16 @@ def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: Fi
 
     timer = Timer()
     rs = cfg.ruleset()
+    lists = None
     if cfg.reapply:
         signals = _previous_output(spark, cfg.input)
     elif models is None:
         raise ValueError("filter: computing signals needs the models (FilterModels)")
     else:
-        signals = _signals(read_table(spark, cfg.input), models)
+        lists = cfg.blocklist_spec()
+        if lists is not None:
+            log.info(f"blocklists: {lists.describe()}")
+        signals = _signals(read_table(spark, cfg.input), models, cfg, lists)
     signals = signals.persist(StorageLevel.MEMORY_AND_DISK)
     quantiles = _quantiles(signals)
     timer.mark("signals")
@@ -268,6 +337,7 @@ def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: Fi
     signals.unpersist()
     decided.unpersist()
     report.update({"mode": "reapply" if cfg.reapply else "compute", "ruleset": rs.to_dict(),
+                   "blocklists": None if cfg.reapply or lists is None else lists.describe(),
                    "perplexity_quantiles": {lang: {"p30": q[29], "p60": q[59]} for lang, q in quantiles.items()},
                    "timings": timer.report(),
                    "docs_per_second": round(report["docs_in"] / max(timer.laps["signals"] + timer.laps["rules"],
