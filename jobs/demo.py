@@ -3,6 +3,9 @@
 Each stage runs through the same CLI a user would type, in one process (so one
 SparkSession), into one run folder; the summary at the end reads the stages'
 report.json files, and `crawl2model report` turns them into runs/demo/report.html.
+After pretraining, a few SFT and DPO steps on the bundled chat sample
+(jobs/chat_sample: conversations and preference pairs written for the project)
+and `crawl2model generate` answering one question.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from crawl2model.core.resources import resource
 log = get_logger("demo")
 
 SAMPLE_DIR = resource("crawl2model.jobs", "sample")
+CHAT_DIR = resource("crawl2model.jobs", "chat_sample")
+QUESTION = "How do I install a package on Debian?"
 
 
 def steps(sample: str, run_dir: Path) -> list[tuple[str, list[str], Path]]:
@@ -37,6 +42,13 @@ def steps(sample: str, run_dir: Path) -> list[tuple[str, list[str], Path]]:
         ("train", ["train", "--preset", "tiny", "--input", str(tokens), "--max-steps", "20",
                    "--warmup-steps", "2", "--seq-len", "128", "--batch-size", "8", "--engine", "torch",
                    "--output", str(run_dir / "train")], run_dir / "train"),
+        # Fine-tuning the 20-step model: a chat format learnt, not knowledge.
+        ("sft", ["sft", "--init", str(run_dir / "train"), "--data", str(CHAT_DIR / "sft.jsonl"), "--epochs", "4",
+                 "--lr", "3e-3", "--batch-size", "8", "--warmup-steps", "2", "--engine", "torch",
+                 "--output", str(run_dir / "sft")], run_dir / "sft"),
+        ("dpo", ["dpo", "--init", str(run_dir / "sft"), "--data", str(CHAT_DIR / "dpo.jsonl"), "--epochs", "2",
+                 "--lr", "1e-3", "--batch-size", "8", "--warmup-steps", "1", "--engine", "torch",
+                 "--output", str(run_dir / "dpo")], run_dir / "dpo"),
     ]
 
 
@@ -72,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
             log.error(f"stage {stage} failed (exit {rc})")
             return rc
         lines.append(f"{stage:10s} {out}\n           {summary(read_json(str(out / 'report.json')))}")
+    log.info("== generate ==")
+    print(f"\nQ: {QUESTION}\nA: ", end="", flush=True)
+    rc = cli_main(["generate", "--model", str(run_dir / "dpo"), "--prompt", QUESTION, "--max-new-tokens", "40"])
+    if rc:
+        return rc
     rc = cli_main(["report", str(run_dir)])
     print(f"\ncrawl2model demo: run folder {run_dir}")
     print("\n".join(lines))

@@ -55,8 +55,8 @@ def test_deepspeed_zero1_really_clips(monkeypatch, tmp_path):
     from crawl2model.train.checkpoint import check_deepspeed_files
     from crawl2model.train.engine import DeepSpeedEngine, init_distributed
 
-    for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                           MASTER_PORT=str(_free_port())).items():
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(_free_port())}.items():
         monkeypatch.setenv(key, value)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -121,8 +121,15 @@ def load_chat_tokenizer(folder: str | Path, template: str | None = None) -> Chat
     folder = Path(folder)
     config = _tokenizer_config(folder)
     template = template or config.get("chat_template") or DEEPSEEK_TEMPLATE
-    return ChatTokenizer(Tokenizer.from_file(str(folder / "tokenizer.json")), template,
-                         config.get("bos_token") or "", config["eos_token"])
+
+    def token(key: str) -> str:  # a string, or transformers' serialised AddedToken {"content": ...}
+        value = config.get(key) or ""
+        return value.get("content", "") if isinstance(value, dict) else value
+
+    if not token("eos_token"):
+        raise InputError(f"{folder / 'tokenizer_config.json'}: no eos_token (generation and the template need one)")
+    return ChatTokenizer(Tokenizer.from_file(str(folder / "tokenizer.json")), template, token("bos_token"),
+                         token("eos_token"))
 
 
 def write_tokenizer_folder(source: str | Path, target: str | Path, template: str) -> Path:

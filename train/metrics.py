@@ -39,7 +39,7 @@ class MetricsLogger:
         if not enabled:
             return
         folder.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(folder / "metrics.jsonl", "a", buffering=1)
+        self._jsonl = open(folder / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115 (closed by close())
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
