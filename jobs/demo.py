@@ -52,6 +52,11 @@ def steps(sample: str, run_dir: Path) -> list[tuple[str, list[str], Path]]:
     ]
 
 
+def generate_argv(run_dir: Path) -> list[str]:
+    """The demo's last command: the fine-tuned model answers QUESTION."""
+    return ["generate", "--model", str(run_dir / "dpo"), "--prompt", QUESTION, "--max-new-tokens", "40"]
+
+
 def summary(report: dict) -> str:
     """One line from the common report keys, the same for every stage."""
     parts = []
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"{stage:10s} {out}\n           {summary(read_json(str(out / 'report.json')))}")
     log.info("== generate ==")
     print(f"\nQ: {QUESTION}\nA: ", end="", flush=True)
-    rc = cli_main(["generate", "--model", str(run_dir / "dpo"), "--prompt", QUESTION, "--max-new-tokens", "40"])
+    rc = cli_main(generate_argv(run_dir))
     if rc:
         return rc
     rc = cli_main(["report", str(run_dir)])

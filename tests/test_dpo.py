@@ -110,3 +110,19 @@ def test_dpo_raises_the_margin_and_the_chosen_likelihood(base, tmp_path):
                  "--resume", str(out / "checkpoints" / "step-00000006")]) == 0
     got = _metrics(resumed)
     assert all(got[s]["loss"] == pytest.approx(m[s]["loss"], abs=1e-6) for s in range(7, 13))
+
+
+def test_the_demos_fine_tuning_steps(base, tmp_path, capsys):
+    """`crawl2model demo` after pretraining: its sft, dpo and generate commands, from a base model in
+    the place of the demo's 20-step one."""
+    import shutil
+
+    from crawl2model.jobs import demo
+
+    run_dir = tmp_path / "demo"
+    shutil.copytree(base, run_dir / "train")
+    for stage, argv, out in demo.steps("unused", run_dir):
+        if stage in ("sft", "dpo"):
+            assert main(argv) == 0 and json.loads((out / "report.json").read_text())["stage"] == stage
+    capsys.readouterr()
+    assert main(demo.generate_argv(run_dir)) == 0 and capsys.readouterr().out.endswith("\n")
