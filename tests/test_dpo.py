@@ -126,3 +126,23 @@ def test_the_demos_fine_tuning_steps(base, tmp_path, capsys):
             assert main(argv) == 0 and json.loads((out / "report.json").read_text())["stage"] == stage
     capsys.readouterr()
     assert main(demo.generate_argv(run_dir)) == 0 and capsys.readouterr().out.endswith("\n")
+
+
+@pytest.mark.slow
+def test_deepspeed_zero1_on_two_ranks_follows_the_torch_engine(base, tmp_path, monkeypatch):
+    """The reference log-probs are computed in shares and summed over ranks; the DPO losses of two
+    ZeRO-1 ranks are those of one torch process."""
+    pytest.importorskip("deepspeed")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    pairs = CHAT / "dpo.jsonl"
+    table = {"init": str(base), "data": str(pairs), "max_steps": 4, "lr": 1e-3, "batch_size": 8, "warmup_steps": 1,
+             "log_every": 1, "num_workers": 0}
+    losses = {}
+    for engine, nproc in (("torch", 1), ("deepspeed", 2)):
+        run_file = tmp_path / f"{engine}.toml"
+        run_file.write_text("[dpo]\n" + "".join(f"{k} = {json.dumps(v)}\n"
+                                                for k, v in {**table, "engine": engine}.items()))
+        out = tmp_path / engine
+        assert main(["dpo", "--config", str(run_file), "--output", str(out), "--nproc-per-node", str(nproc)]) == 0
+        losses[engine] = [r["loss"] for r in _metrics(out).values()]
+    assert losses["deepspeed"] == pytest.approx(losses["torch"], abs=1e-5)
