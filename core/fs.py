@@ -21,6 +21,8 @@ from crawl2model.core.errors import InputError
 SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3"}
 CHECKSUM_SUFFIX = ".sha256"
 HTTP_SCHEMES = ("http://", "https://")
+GCS_SCHEMES = ("gs://", "gcs://")
+GCS_EMULATOR_ENV = "CLOUD_STORAGE_EMULATOR_ENDPOINT"
 
 
 def normalize_uri(path: str) -> str:
@@ -33,18 +35,34 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path inside it) for a local path or a URI (s3://, s3a://, gs://, hdfs://, https://).
 
     S3 endpoint, region and credentials come from the standard AWS environment
-    variables and config files (AWS_ENDPOINT_URL, AWS_PROFILE, ...), as the AWS SDK reads them.
+    variables and config files (AWS_ENDPOINT_URL, AWS_PROFILE, ...), as the AWS SDK reads them;
+    GCS's from Google's (GOOGLE_APPLICATION_CREDENTIALS, GOOGLE_CLOUD_PROJECT, and
+    CLOUD_STORAGE_EMULATOR_ENDPOINT for an emulator or a private endpoint).
     """
     if path.startswith("file://"):
         path = path[len("file://"):]
     elif path.startswith(HTTP_SCHEMES):
         return http_filesystem(), path  # fsspec's HTTP paths are the URLs themselves
+    elif path.startswith(GCS_SCHEMES) and os.environ.get(GCS_EMULATOR_ENV):
+        return gcs_emulator(os.environ[GCS_EMULATOR_ENV]), path.split("://", 1)[1]
     elif "://" in path:
         try:
             return pafs.FileSystem.from_uri(normalize_uri(path))
         except (ValueError, OSError) as e:  # pyarrow raises ArrowInvalid (a ValueError) for unknown schemes
             raise InputError(f"cannot open {path}: {e}") from None
     return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+@functools.cache
+def gcs_emulator(endpoint: str) -> pafs.FileSystem:
+    """GCS at `CLOUD_STORAGE_EMULATOR_ENDPOINT` (the Google SDKs' variable), without credentials.
+
+    pyarrow's GCS client does not read that variable itself: it would look for
+    credentials on the metadata server and hang where there is none.
+    """
+    scheme, sep, host = endpoint.partition("://")
+    return pafs.GcsFileSystem(anonymous=True, endpoint_override=host if sep else scheme,
+                              scheme=scheme if sep else "http", project_id=os.environ.get("GOOGLE_CLOUD_PROJECT"))
 
 
 @functools.cache

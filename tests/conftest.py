@@ -55,6 +55,34 @@ S3_ENDPOINT = f"http://127.0.0.1:{_free_port()}"
 S3_ENV = {"AWS_ENDPOINT_URL": S3_ENDPOINT, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 os.environ.update(S3_ENV)
+# The same for GCS: gs:// paths go to an emulator (gcp-storage-emulator) on 127.0.0.1.
+GCS_ENDPOINT = f"http://127.0.0.1:{_free_port()}"
+os.environ.update({"CLOUD_STORAGE_EMULATOR_ENDPOINT": GCS_ENDPOINT, "GOOGLE_CLOUD_PROJECT": "crawl2model-tests"})
+
+
+def _serve(argv: list[str], url: str, name: str):
+    """Start a test server, wait until `url` answers (any HTTP status), yield, stop it."""
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"{name} did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture(scope="session")
@@ -64,29 +92,27 @@ def s3_server():
     The AWS environment variables (set above) point every pyarrow S3 filesystem at it,
     in this process and in Spark's workers; the server is stopped afterwards.
     """
-    import subprocess
     import sys
-    import time
-    import urllib.request
 
     if importlib.util.find_spec("moto") is None:
         pytest.skip("moto[server] is not installed")
     port = S3_ENDPOINT.rsplit(":", 1)[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", port],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(S3_ENDPOINT, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("moto server did not start")
-        yield S3_ENDPOINT
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    yield from _serve([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", port], S3_ENDPOINT, "moto")
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """A GCS emulator (gcp-storage-emulator, in memory) on 127.0.0.1 for the whole test session."""
+    import sys
+
+    if importlib.util.find_spec("gcp_storage_emulator") is None:
+        pytest.skip("gcp-storage-emulator is not installed")
+    port = GCS_ENDPOINT.rsplit(":", 1)[1]
+    argv = [sys.executable, "-c", "from gcp_storage_emulator.__main__ import main; main()",
+            "start", "--host", "127.0.0.1", "--port", port, "--in-memory"]
+    yield from _serve(argv, GCS_ENDPOINT, "gcp-storage-emulator")
+
+
 @pytest.fixture()
 def s3_bucket(s3_server, request) -> str:
     """A fresh bucket per test: `s3://<name>`."""
