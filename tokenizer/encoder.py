@@ -106,8 +106,10 @@ class TiktokenEncoder(Encoder):
                                           special_tokens=self.specials)
 
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
-        encode = self.encoding.encode_ordinary
-        return [np.asarray(encode(text), dtype=np.uint32) for text in texts]
+        # encode_to_numpy with no special allowed or disallowed is encode_ordinary, but hands
+        # the ids over as one buffer instead of a list of Python ints.
+        encode, none = self.encoding.encode_to_numpy, frozenset()
+        return [encode(text, allowed_special=none, disallowed_special=()) for text in texts]
 
     def token_to_id(self, token: str) -> int | None:
         return self.specials.get(token)

@@ -49,12 +49,10 @@ MANIFEST = "manifest.json"
 def encode_documents(encoder: Encoder, texts: list[str], eos_id: int) -> pa.LargeListArray:
     """`tokens + [EOS]` per text, as one large_list<uint32> array."""
     eos = np.array([eos_id], dtype=np.uint32)
-    parts: list[np.ndarray] = []
+    encoded = encoder.encode_batch(texts)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    for i, ids in enumerate(encoder.encode_batch(texts)):
-        parts += [ids, eos]
-        offsets[i + 1] = offsets[i] + len(ids) + 1
-    values = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+    np.cumsum([len(ids) + 1 for ids in encoded], out=offsets[1:])
+    values = np.concatenate([part for ids in encoded for part in (ids, eos)]) if texts else np.zeros(0, np.uint32)
     return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
