@@ -79,6 +79,12 @@ def test_sft_command_trains_resumes_and_generates(base, tmp_path, capsys):
     assert transformers.AutoTokenizer.from_pretrained(tokenizer).apply_chat_template(
         read_conversations(CHAT / "sft.jsonl")[0], tokenize=False).startswith(load_chat_tokenizer(tokenizer).bos_token)
 
+    from crawl2model.train.finetune import load_config
+    from crawl2model.train.sft import PRESETS, SFTConfig
+
+    resolved = load_config(SFTConfig, out / "run.toml", PRESETS, {})  # the resolved run file reads back
+    assert (resolved.epochs, resolved.tokenizer, resolved.init) == (3, str(tokenizer), str(base))
+
     # The protocol: the same run is skipped; one from a checkpoint continues the same trajectory.
     assert main(["sft", "--config", str(run_file), "--output", str(out)]) == 0
     resumed = tmp_path / "resumed"
@@ -114,3 +120,22 @@ def test_a_bad_line_is_named(tmp_path):
     data.write_text('{"messages": [{"role": "robot", "content": "hi"}]}\n')
     with pytest.raises(InputError, match=r"bad.jsonl:1: each message needs a role"):
         read_conversations(data)
+
+
+def test_presets_are_the_papers(tmp_path):
+    from crawl2model.core.errors import ConfigError
+    from crawl2model.train.dpo import DPOConfig
+    from crawl2model.train.dpo import PRESETS as DPO_PRESETS
+    from crawl2model.train.finetune import load_config
+    from crawl2model.train.sft import PRESETS, SFTConfig
+
+    path = tmp_path / "run.toml"
+    path.write_text('[sft]\npreset = "deepseek-67b"\ninit = "m"\ndata = "d.jsonl"\n'
+                    '[dpo]\npreset = "deepseek"\ninit = "m"\ndata = "p.jsonl"\n')
+    sft = load_config(SFTConfig, path, PRESETS, {})
+    assert (sft.epochs, sft.lr) == (2.0, 5e-6)
+    dpo = load_config(DPOConfig, path, DPO_PRESETS, {"beta": 0.2})
+    assert (dpo.lr, dpo.batch_size, dpo.epochs, dpo.lr_schedule, dpo.beta) == (5e-6, 512, 1.0, "cosine", 0.2)
+    path.write_text('[sft]\npreset = "deepseek-8b"\ninit = "m"\ndata = "d.jsonl"\n')
+    with pytest.raises(ConfigError, match="unknown preset 'deepseek-8b'"):
+        load_config(SFTConfig, path, PRESETS, {})

@@ -23,7 +23,8 @@ of tensors and plain values, and every `.pt` we read goes through
 `weights_only=False` (its checkpoint engine and `ds_to_universal`), which we
 cannot change; before it does, `check_deepspeed_files` reads the list of
 Python objects each of its files would build (without building them) and
-refuses any outside the few DeepSpeed and torch classes its checkpoints hold.
+refuses any outside the few DeepSpeed classes its checkpoints hold (also the
+universal checkpoint its converter writes when the number of ranks changes).
 """
 from __future__ import annotations
 

@@ -1,14 +1,17 @@
-"""`crawl2model train`, `export-hf` and `generate`.
+"""`crawl2model train`, `sft`, `dpo`, `export-hf` and `generate`.
 
     crawl2model train --config run.toml                          one process (CPU or one GPU)
     crawl2model train --config run.toml --nproc-per-node 8       re-launched under torchrun
     crawl2model train --config run.toml --launcher deepspeed --hostfile hosts   multi-node via DeepSpeed
     crawl2model train --config run.toml --resume                 continue from OUTPUT/checkpoints/latest
     crawl2model train --preset tiny --input TOKENS --max-steps 20 --warmup-steps 2   no run file
+    crawl2model sft --config run.toml                            [sft] init = a checkpoint or HF folder
+    crawl2model dpo --config run.toml --nproc-per-node 8         [dpo] init = the SFT run
     crawl2model export-hf --checkpoint OUT/checkpoints/step-00001000 --output hf/
     crawl2model generate --model hf/ --prompt "What is Debian?"  print an answer (greedy, KV cache)
 
-Flags override the run file's [train] table. Under a launcher (RANK set in the
+Flags override the run file's [train] ([sft], [dpo]) table; sft and dpo take
+their model's shape (and tokenizer) from `init`. Under a launcher (RANK set in the
 environment) the command trains directly; otherwise, asked for several
 processes, it starts the launcher with the same arguments and waits for it.
 torch and DeepSpeed are imported only when a command runs.

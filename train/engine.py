@@ -240,6 +240,7 @@ class DeepSpeedEngine:
             if dist.is_initialized():
                 dist.barrier()
             source = self.reshard_dir
+            check_deepspeed_files(source / self.TAG)  # what DeepSpeed's converter wrote from them
         path, _ = self.engine.load_checkpoint(str(source), tag=self.TAG, load_lr_scheduler_states=False)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint in {source}/{self.TAG}")
