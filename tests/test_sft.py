@@ -124,8 +124,8 @@ def test_a_bad_line_is_named(tmp_path):
 
 def test_presets_are_the_papers(tmp_path):
     from crawl2model.core.errors import ConfigError
-    from crawl2model.train.dpo import DPOConfig
     from crawl2model.train.dpo import PRESETS as DPO_PRESETS
+    from crawl2model.train.dpo import DPOConfig
     from crawl2model.train.finetune import load_config
     from crawl2model.train.sft import PRESETS, SFTConfig
 
