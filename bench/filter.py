@@ -1,15 +1,28 @@
-"""Filter benchmark (issue 4, "Must show"): docs/s/core with all signals, and the cost per signal.
+"""Filter benchmark (issues 4 and 16): ours vs datatrove 0.10.1's heuristic stack, docs/s per core, same run.
 
 Documents are real pages from Debian documentation packages (javadoc, LibreOffice
 help in 8 languages, the Debian Handbook in 26, Python and PostgreSQL manuals),
 turned into text by the ingest extractor and cached as Parquet under
-bench/data/filter/. The signals run exactly as the Spark job runs them
-(`filter_stage.signal_batch` on Arrow batches of 512), in this one process;
-"per core" is this process's CPU time, since the machine is shared (wall time
-is in the JSON too, with the load average).
+bench/data/filter/. On the same documents, in this one process:
 
-    nice -n 10 python bench/filter.py              # 20,000 documents
-    nice -n 10 python bench/filter.py --docs 2000  # quick
+- datatrove: GopherRepetitionFilter, GopherQualityFilter, C4QualityFilter and
+  FineWebQualityFilter (defaults, English word tokenizer: spaCy), each run on
+  every document, so that all four verdicts exist for each as all our signals
+  do (a datatrove pipeline stops at the first filter that drops a document:
+  its cost per document is lower when much is dropped early);
+- ours, the same heuristics: `heuristics.signals_table` (Gopher quality and
+  repetition, C4, FineWeb: every signal as a number) with the languages LID
+  gave, as the job calls it;
+- ours, everything the job computes per document (`filter_stage.signal_batch`
+  on Arrow batches of 512: PII redaction, URL blocklist and banned words,
+  LID, heuristics, fastText quality, KenLM perplexity), with the cost per signal.
+
+"Per core" is this process's CPU time, since the machine is shared (wall time
+is in the JSON too, with the load average). `--job N` also times the filter
+job end to end (`crawl2model filter`, a fresh process: Spark's start, model
+loading, the rules, writing, plots) on N documents.
+
+    nice -n 10 python bench/filter.py --docs 3000 --job 400
 """
 from __future__ import annotations
 
@@ -18,15 +31,19 @@ import glob
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawl2model.corpora.debian import fetch
+from crawl2model.core.text import words
+from crawl2model.corpora.debian import DEFAULT_CACHE, fetch
 from crawl2model.jobs.filter import filter_models
+from crawl2model.pipeline.filters import heuristics
 from crawl2model.pipeline.filters.filter_stage import FilterConfig, signal_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,45 +90,138 @@ def corpus(n: int, cache: str, out: Path) -> pa.Table:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--docs", type=int, default=20_000)
-    ap.add_argument("--cache", default=str(ROOT / "build" / "quality-models"), help="unpacked Debian packages")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "filter.json"))
-    args = ap.parse_args(argv)
+def datatrove_stack():
+    """datatrove 0.10.1's heuristic filters with their defaults (None if datatrove is not installed)."""
+    try:
+        from datatrove.data import Document
+        from datatrove.pipeline.filters import (
+            C4QualityFilter,
+            FineWebQualityFilter,
+            GopherQualityFilter,
+            GopherRepetitionFilter,
+        )
+    except ImportError as e:
+        print(f"datatrove not available ({e}): pip install 'crawl2model[bench]'")
+        return None
+    return Document, [GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(), FineWebQualityFilter()]
 
-    table = corpus(args.docs, args.cache, ROOT / "bench" / "data" / "filter")
-    models = filter_models(FilterConfig(input="-", output="-"))
-    signal_batch(table.slice(0, 8).to_batches()[0], models)  # load models and jieba once
+
+def run_datatrove(texts: list[str], stack) -> tuple[float, dict[str, int]]:
+    """CPU seconds for all four filters on every document, and how many each filter drops."""
+    document, filters = stack
+    docs = [document(text=t, id=str(i)) for i, t in enumerate(texts)]
+    for f in filters:  # load the tokenizer once, outside the timing
+        f.filter(document(text="Warm up the word tokenizer with one sentence.", id="w"))
+    dropped = {type(f).__name__: 0 for f in filters}
+    c = time.process_time()
+    for d in docs:
+        for f in filters:
+            verdict = f.filter(d)
+            if verdict is not True and not (isinstance(verdict, tuple) and verdict[0]):
+                dropped[type(f).__name__] += 1
+    return time.process_time() - c, dropped
+
+
+def run_ours(table: pa.Table, models, cfg: FilterConfig) -> dict:
+    lists, redact = cfg.blocklist_spec(), tuple(cfg.pii)
+    signal_batch(table.slice(0, 8).to_batches()[0], models, blocklists=lists, redact=redact)  # load once
+    words("预热", "zh")  # and jieba's dictionary
     cpu: dict[str, float] = {}
-    langs: dict[str, int] = {}
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    langs: list[str] = []
+    cpu0 = time.process_time()
     for batch in table.to_batches(max_chunksize=BATCH):
         laps: dict[str, float] = {}
         c = time.process_time()
-        out = signal_batch(batch, models, timings=laps)
+        out = signal_batch(batch, models, timings=laps, blocklists=lists, redact=redact)
         # wall laps scaled to this batch's CPU time: the split per signal, in CPU seconds
         scale = (time.process_time() - c) / max(sum(laps.values()), 1e-9)
         for k, v in laps.items():
             cpu[k] = cpu.get(k, 0.0) + v * scale
-        for lang in out.column("lang").to_pylist():
-            langs[lang] = langs.get(lang, 0) + 1
-    wall, total_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    n = table.num_rows
+        langs += out.column("lang").to_pylist()
+    total = time.process_time() - cpu0
+    texts = table.column("text").to_pylist()
+    c = time.process_time()
+    for i in range(0, len(texts), BATCH):
+        heuristics.signals_table(texts[i:i + BATCH], langs[i:i + BATCH])
+    return {"all_cpu": total, "heuristics_cpu": time.process_time() - c, "per_signal": cpu, "langs": langs}
+
+
+def run_job(table: pa.Table, n: int) -> dict:
+    """`crawl2model filter` end to end on n documents (a document table in two dumps), wall seconds."""
+    from crawl2model.core.fs import read_json
+    from crawl2model.pipeline.schema import DOC_SCHEMA, make_doc_id
+
+    texts = table.column("text").to_pylist()[:n]
+    work = Path(tempfile.mkdtemp(prefix="filter-bench-"))
+    urls = [f"https://docs.example/page{i}.html" for i in range(len(texts))]
+    for k, dump in enumerate(("CC-MAIN-2024-10", "CC-MAIN-2024-18")):
+        idx = list(range(k, len(texts), 2))
+        part = pa.table({"doc_id": [make_doc_id(urls[i]) for i in idx], "dump": [dump] * len(idx),
+                         "url": [urls[i] for i in idx], "host": ["docs.example"] * len(idx),
+                         "warc_date": ["2024-03-01T00:00:00Z"] * len(idx), "content_type": ["text/html"] * len(idx),
+                         "text": [texts[i] for i in idx], "n_chars": [len(texts[i]) for i in idx]}, schema=DOC_SCHEMA)
+        (work / "docs" / f"dump={dump}").mkdir(parents=True)
+        pq.write_table(part.drop(["dump"]), work / "docs" / f"dump={dump}" / "part-0.parquet")
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "crawl2model", "filter", "--input", str(work / "docs"),
+                           "--output", str(work / "out")], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-2000:])
+    report = read_json(str(work / "out" / "report.json"))
+    return {"documents": report["docs_in"], "wall_seconds": round(wall, 2), "stage_seconds": report["seconds"],
+            "timings": report["timings"], "docs_out": report["docs_out"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=3000)
+    ap.add_argument("--job", type=int, default=400, help="documents for the end-to-end job timing (0: skip)")
+    ap.add_argument("--cache", default=str(ROOT / DEFAULT_CACHE), help="unpacked Debian packages")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "filter.json"))
+    args = ap.parse_args(argv)
+
+    table = corpus(args.docs, args.cache, ROOT / "bench" / "data" / "filter")
+    texts = table.column("text").to_pylist()
+    n, chars = table.num_rows, sum(map(len, texts))
+    cfg = FilterConfig(input="-", output="-")
+    ours = run_ours(table, filter_models(cfg), cfg)
+    stack = datatrove_stack()
+    dt_cpu, dt_dropped = run_datatrove(texts, stack) if stack else (None, {})
+    rate = {"ours_heuristics": n / ours["heuristics_cpu"], "ours_all_signals": n / ours["all_cpu"]}
+    if dt_cpu:
+        rate["datatrove_heuristics"] = n / dt_cpu
+    langs: dict[str, int] = {}
+    for lang in ours["langs"]:
+        langs[lang] = langs.get(lang, 0) + 1
     result = {
-        "documents": n, "chars": sum(len(t) for t in table.column("text").to_pylist()),
-        "cpu_seconds": round(total_cpu, 2), "wall_seconds": round(wall, 2),
-        "docs_per_second_per_core": round(n / total_cpu, 1),
-        "per_signal": {k: {"cpu_seconds": round(v, 2), "share": round(v / total_cpu, 3),
-                           "docs_per_second": round(n / v, 1)} for k, v in cpu.items()},
+        "documents": n, "chars": chars, "docs_per_second_per_core": {k: round(v, 1) for k, v in rate.items()},
+        "cpu_seconds": {"ours_heuristics": round(ours["heuristics_cpu"], 2), "ours_all_signals": round(ours["all_cpu"], 2),
+                        "datatrove_heuristics": round(dt_cpu, 2) if dt_cpu else None},
+        "ratio_vs_datatrove": ({"ours_heuristics": round(rate["ours_heuristics"] / rate["datatrove_heuristics"], 2),
+                                "ours_all_signals": round(rate["ours_all_signals"] / rate["datatrove_heuristics"], 2)}
+                               if dt_cpu else None),
+        "datatrove_dropped": dt_dropped,
+        "per_signal": {k: {"cpu_seconds": round(v, 2), "share": round(v / ours["all_cpu"], 3),
+                           "docs_per_second": round(n / v, 1)} for k, v in ours["per_signal"].items()},
         "languages": dict(sorted(langs.items(), key=lambda kv: -kv[1])[:12]),
         "load_average_1min": os.getloadavg()[0],
     }
-    print(f"{n} documents, {result['chars'] / n:.0f} chars on average: "
-          f"{result['docs_per_second_per_core']} docs/s/core (all signals), {total_cpu:.1f} s CPU, {wall:.1f} s wall")
-    print(f"{'signal':<12}{'CPU s':>9}{'share':>8}{'docs/s':>10}")
+    print(f"{n} documents, {chars / n:.0f} chars on average (this process's CPU time)")
+    print(f"{'':<34}{'CPU s':>8}{'docs/s/core':>13}{'vs datatrove':>14}")
+    base = rate.get("datatrove_heuristics")
+    for k, label in (("datatrove_heuristics", "datatrove 0.10.1 heuristic stack"),
+                     ("ours_heuristics", "ours, the same heuristics"), ("ours_all_signals", "ours, every signal")):
+        if k in rate:
+            print(f"{label:<34}{n / rate[k]:>8.1f}{rate[k]:>13.1f}{(rate[k] / base if base else float('nan')):>13.2f}x")
+    print(f"\n{'our signal':<12}{'CPU s':>9}{'share':>8}{'docs/s':>10}")
     for k, v in result["per_signal"].items():
         print(f"{k:<12}{v['cpu_seconds']:>9}{v['share']:>8.1%}{v['docs_per_second']:>10}")
+    if args.job:
+        result["job"] = run_job(table, args.job)
+        j = result["job"]
+        print(f"\ncrawl2model filter end to end, {j['documents']} documents: {j['wall_seconds']} s wall "
+              f"(stage {j['stage_seconds']} s: {j['timings']})")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

@@ -9,7 +9,7 @@ CJK, where one character carries about as much as a word elsewhere.
 """
 from __future__ import annotations
 
-from collections import Counter
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,8 @@ ELLIPSES = ("...", "…")
 # FineWeb's line-ending punctuation, with the CJK full-width forms.
 END_PUNCT = (".", "!", "?", '"', "'", "”", "’", "。", "！", "？", "」", "』", "…", ":", ";", "：", "；", ")", "）")
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+_LETTER = re.compile(r"[^\W\d_]")
+_ALNUM = re.compile(r"[^\W_]")
 TOP_NGRAMS = (2, 3, 4)
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 
@@ -56,7 +58,7 @@ SIGNALS: tuple[str, ...] = (
 
 def has_letter(word: str) -> bool:
     """Gopher's 'word with an alphabetic character' (CJK characters count: str.isalpha is True for them)."""
-    return any(c.isalpha() for c in word)
+    return word.isalpha() or _LETTER.search(word) is not None
 
 
 def _duplicates(items: list[str]) -> tuple[int, int]:
@@ -72,28 +74,49 @@ def _duplicates(items: list[str]) -> tuple[int, int]:
     return n, chars
 
 
-def _top_ngram_frac(ws: list[str], n: int, total_chars: int) -> float:
-    """Characters of the most frequent n-gram times its count, over all word characters."""
-    if len(ws) < n or not total_chars:
+_P = np.uint64(0x100000001B3)  # FNV prime: n-gram keys as a polynomial of word ids, wrapping in 64 bits
+
+
+def _ngrams(ids: np.ndarray, lens: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(key, characters) of each n-gram of the word ids: a tuple of n words as one 64-bit number, so
+    that counting and "seen before" work on integers (collisions at 2^-64 change no signal)."""
+    m = len(ids) - n + 1
+    keys = np.zeros(m, np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(n):
+            keys = keys * _P + ids[j:j + m]
+    csum = np.concatenate(([0], np.cumsum(lens)))
+    return keys, csum[n:] - csum[:m]
+
+
+def _top_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int) -> float:
+    """Characters of the most frequent n-gram times its count, over all word characters (ties: the first)."""
+    if len(ids) < n or not total_chars:
         return 0.0
-    counts = Counter(zip(*(ws[i:] for i in range(n))))
-    gram, count = counts.most_common(1)[0]
-    return sum(map(len, gram)) * count / total_chars if count > 1 else 0.0
+    keys, chars = _ngrams(ids, lens, n)
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    top = counts.max()
+    if top < 2:
+        return 0.0
+    return float(chars[first[counts == top].min()]) * int(top) / total_chars
 
 
-def _dup_ngram_frac(ws: list[str], n: int, total_chars: int) -> float:
+def _dup_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int) -> float:
     """Characters in n-grams already seen (non-overlapping once counted), over all word characters."""
-    if len(ws) < n or not total_chars:
+    if len(ids) < n or not total_chars:
         return 0.0
-    seen: set[tuple[str, ...]] = set()
+    keys, chars = _ngrams(ids, lens, n)
+    keys_l, chars_l = keys.tolist(), chars.tolist()
+    if len(set(keys_l)) == len(keys_l):
+        return 0.0
+    seen: set[int] = set()
     i = repeated = 0
-    while i <= len(ws) - n:
-        gram = tuple(ws[i:i + n])
-        if gram in seen:
-            repeated += sum(map(len, gram))
+    while i < len(keys_l):
+        if keys_l[i] in seen:
+            repeated += chars_l[i]
             i += n
         else:
-            seen.add(gram)
+            seen.add(keys_l[i])
             i += 1
     return repeated / total_chars
 
@@ -108,8 +131,11 @@ def doc_signals(text: str, lang: str) -> list[float]:
     n_words = len(ws)
     n_lines = max(len(lines), 1)
     lower = [w.lower() for w in ws]
-    content = [w for w in lower if any(c.isalnum() for c in w)]  # repetition ignores punctuation tokens
+    content = [w for w in lower if w.isalnum() or _ALNUM.search(w)]  # repetition ignores punctuation tokens
     content_chars = sum(map(len, content))
+    vocab: dict[str, int] = {}
+    ids = np.array([vocab.setdefault(w, len(vocab) + 1) for w in content], dtype=np.uint64)
+    lens = np.array([len(w) for w in content], dtype=np.int64)
     stop = STOP_WORDS.get(lang, frozenset())
     n_symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
     short_chars = SHORT_LINE_CHARS.get(lang, DEFAULT_SHORT_LINE_CHARS)
@@ -133,8 +159,8 @@ def doc_signals(text: str, lang: str) -> list[float]:
         dup_paras / max(len(paras), 1),
         dup_line_chars / text_chars,
         dup_para_chars / text_chars,
-        *(_top_ngram_frac(content, n, content_chars) for n in TOP_NGRAMS),
-        *(_dup_ngram_frac(content, n, content_chars) for n in DUP_NGRAMS),
+        *(_top_ngram_frac(ids, lens, n, content_chars) for n in TOP_NGRAMS),
+        *(_dup_ngram_frac(ids, lens, n, content_chars) for n in DUP_NGRAMS),
         sum("javascript" in ln.lower() for ln in lines) / n_lines,
         sum(any(p in ln.lower() for p in POLICY) for ln in lines) / n_lines,
         float("lorem ipsum" in low_text),
