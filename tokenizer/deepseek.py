@@ -77,17 +77,6 @@ def split_patterns() -> list[str]:
     return ["[\\r\\n]", f"\\s?{char_class(LETTERS)}+", f"\\s?{char_class(PUNCT)}+", "\\s+$", f"{char_class(CJK)}+"]
 
 
-def pre_tokenizer_json() -> dict:
-    """The pre-tokenizer as it appears in DeepSeek LLM's tokenizer.json (with escaped classes)."""
-    splits = [{"type": "Split", "pattern": {"Regex": rx}, "behavior": "Isolated", "invert": False}
-              for rx in split_patterns()]
-    return {"type": "Sequence", "pretokenizers": [
-        *splits,
-        {"type": "Digits", "individual_digits": True},
-        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
-    ]}
-
-
 def build_pre_tokenizer():
     """The published sequence as `tokenizers` components."""
     from tokenizers import Regex, pre_tokenizers

@@ -70,9 +70,6 @@ class Encoder:
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
         raise NotImplementedError
 
-    def token_to_id(self, token: str) -> int | None:
-        raise NotImplementedError
-
 
 class TokenizersEncoder(Encoder):
     backend = "tokenizers"
@@ -87,9 +84,6 @@ class TokenizersEncoder(Encoder):
         return [np.asarray(e.ids, dtype=np.uint32)
                 for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
 
-    def token_to_id(self, token: str) -> int | None:
-        return self.tokenizer.token_to_id(token)
-
 
 class TiktokenEncoder(Encoder):
     backend = "tiktoken"
@@ -101,18 +95,14 @@ class TiktokenEncoder(Encoder):
 
         mergeable = ranks.loads(ranks_text)
         n = ranks.n_ordinary(mergeable)
-        self.specials = {BOS: n, EOS: n + 1}
         self.encoding = tiktoken.Encoding("crawl2model", pat_str=pattern, mergeable_ranks=mergeable,
-                                          special_tokens=self.specials)
+                                          special_tokens={BOS: n, EOS: n + 1})
 
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
         # encode_to_numpy with no special allowed or disallowed is encode_ordinary, but hands
         # the ids over as one buffer instead of a list of Python ints.
         encode, none = self.encoding.encode_to_numpy, frozenset()
         return [encode(text, allowed_special=none, disallowed_special=()) for text in texts]
-
-    def token_to_id(self, token: str) -> int | None:
-        return self.specials.get(token)
 
 
 _ENCODERS: dict[str, Encoder] = {}
