@@ -90,8 +90,9 @@ def test_dpo_raises_the_margin_and_the_chosen_likelihood(base, tmp_path):
     questions = [c[0]["content"] for c in read_conversations(CHAT / "sft.jsonl")][:16]
     pairs.write_text("".join(json.dumps({"prompt": q, "chosen": "Gladly: see the manual.", "rejected": "No."}) + "\n"
                              for q in questions))
-    table = {"init": str(base), "data": str(pairs), "epochs": 6, "lr": 3e-3, "batch_size": 8, "warmup_steps": 1,
-             "beta": 0.1, "engine": "torch", "log_every": 4, "save_every": 6, "num_workers": 0}
+    table = {"init": str(base), "data": str(pairs), "val_data": str(pairs), "epochs": 6, "lr": 3e-3, "batch_size": 8,
+             "warmup_steps": 1, "beta": 0.1, "engine": "torch", "log_every": 4, "save_every": 6, "eval_every": 6,
+             "num_workers": 0}
     run_file = tmp_path / "dpo.toml"
     run_file.write_text("[dpo]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
     out = tmp_path / "dpo"
@@ -102,6 +103,7 @@ def test_dpo_raises_the_margin_and_the_chosen_likelihood(base, tmp_path):
     assert m[12]["reward_margin"] > m[4]["reward_margin"] > m[2]["reward_margin"] > 0.1
     assert m[12]["reward_accuracy"] == 1.0 and m[12]["loss"] < m[1]["loss"] - 0.3
     assert m[12]["reward_chosen"] > 0  # the chosen answer became more likely than under the reference
+    assert m[12]["val_reward_accuracy"] == 1.0 and m[12]["val_reward_margin"] > m[6]["val_reward_margin"] > 0
     report = json.loads((out / "report.json").read_text())
     assert report["stage"] == "dpo" and report["docs_out"] == 16
 

@@ -18,7 +18,8 @@ under no_grad, before the first step (with the starting weights, also when a
 run resumes) and travel with the pairs; no second model is held. Logged per
 step: the implicit rewards β·(log π - log π_ref) of chosen and rejected
 answers, their margin, and the reward accuracy (the share of pairs whose
-chosen reward is higher). The paper's preset: lr 5e-6, batch 512, one epoch,
+chosen reward is higher); with `val_data`, the loss, accuracy and margin of
+held-out pairs at each evaluation. The paper's preset: lr 5e-6, batch 512, one epoch,
 warm-up then cosine; it does not state β, so β is TRL's and the DPO paper's
 0.1.
 """
@@ -56,8 +57,7 @@ class DPOConfig(FinetuneConfig):
         super().validate()
         if not self.beta > 0:
             raise ConfigError(f"dpo.beta must be > 0, got {self.beta!r}")
-        if self.val_data:
-            raise ConfigError("dpo.val_data: held-out preference pairs are not evaluated yet; leave it out")
+
 
 
 CONFIG = DPOConfig
@@ -86,42 +86,53 @@ class DPOTask(FinetuneTask):
     def read(self, max_tokens: int) -> None:
         pairs = read_preferences(self.cfg.data)
         self.docs_in = len(pairs)
-        self.pairs = []
+        self.pairs = self._encode(pairs, max_tokens)
+        if len(self.pairs) < self.docs_in:
+            self.removed = {"longer_than_context": self.docs_in - len(self.pairs)}
+        self.val = self._encode(read_preferences(self.cfg.val_data), max_tokens) if self.cfg.val_data else []
+        self.reference, self.val_reference = torch.zeros(len(self.pairs), 2), torch.zeros(len(self.val), 2)
+
+    def _encode(self, pairs: list, max_tokens: int) -> list:
+        """[(chosen ids, labels), (rejected ids, labels)] of each pair whose two sequences fit."""
+        out = []
         for prompt, chosen, rejected in pairs:
             both = [encode(self.tok, [*prompt, {"role": "assistant", "content": answer}], max_tokens, last_only=True)
                     for answer in (chosen, rejected)]
             if None not in both:
-                self.pairs.append(both)
-        if len(self.pairs) < self.docs_in:
-            self.removed = {"longer_than_context": self.docs_in - len(self.pairs)}
-        self.reference = torch.zeros(len(self.pairs), 2)
+                out.append(both)
+        return out
 
     def n_examples(self) -> int:
         return len(self.pairs)
 
-    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+    def collate(self, indices: list[int], held_out: bool = False) -> dict[str, torch.Tensor]:
         """The chosen answers of the pairs, then their rejected answers; with the reference log-probs."""
-        batch = pad([self.pairs[i][0] for i in indices] + [self.pairs[i][1] for i in indices], self.tok.eos_id)
-        batch["reference"] = self.reference[indices].T.flatten()
+        pairs, reference = (self.val, self.val_reference) if held_out else (self.pairs, self.reference)
+        batch = pad([pairs[i][0] for i in indices] + [pairs[i][1] for i in indices], self.tok.eos_id)
+        batch["reference"] = reference[indices].T.flatten()
         return batch
+
+    def _batches(self, n: int, held_out: bool, micro_batch: int, device: torch.device) -> Iterator:
+        """(indices, batch on the device) of this rank's share of n pairs; ranks take turns by micro-batch."""
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        for first in range(rank * micro_batch, n, world * micro_batch):
+            indices = list(range(first, min(first + micro_batch, n)))
+            yield indices, {k: v.to(device) for k, v in self.collate(indices, held_out).items()}
 
     @torch.no_grad()
     def start(self, model: torch.nn.Module, out: Path, env: Dist, dtype: torch.dtype) -> None:
-        """The reference log-probs of every pair: this rank's share, then summed over ranks."""
+        """The reference log-probs of every pair (and held-out pair): this rank's share, summed over ranks."""
         started = model.training
         model.eval()
-        step = max(1, self._micro_batch)
-        for first in range(env.rank * step, len(self.pairs), env.world_size * step):
-            indices = list(range(first, min(first + step, len(self.pairs))))
-            batch = {k: v.to(env.device) for k, v in self.collate(indices).items() if k != "reference"}
-            with torch.autocast(env.device.type, dtype=dtype, enabled=dtype != torch.float32):
-                logps = sequence_logps(model, batch).float().cpu()
-            self.reference[indices] = logps.view(2, -1).T
+        for held_out, reference in ((False, self.reference), (True, self.val_reference)):
+            for indices, batch in self._batches(len(reference), held_out, self._micro_batch, env.device):
+                with torch.autocast(env.device.type, dtype=dtype, enabled=dtype != torch.float32):
+                    reference[indices] = sequence_logps(model, batch).float().cpu().view(2, -1).T
+            if env.world_size > 1:
+                summed = reference.to(env.device)
+                dist.all_reduce(summed)
+                reference.copy_(summed.cpu())
         model.train(started)
-        if env.world_size > 1:
-            reference = self.reference.to(env.device)
-            dist.all_reduce(reference)
-            self.reference = reference.cpu()
 
     def prepare(self, model, train: TrainConfig, world_size: int) -> tuple[TrainConfig, Plan]:
         train, shape = super().prepare(model, train, world_size)
@@ -136,9 +147,26 @@ class DPOTask(FinetuneTask):
     def loader(self, train: TrainConfig, shape: Plan, consumed: int, rank: int, world_size: int) -> Iterator:
         return loader(len(self.pairs), self.collate, train, shape, consumed, rank, world_size)
 
+    @torch.no_grad()
     def evaluate(self, module: torch.nn.Module, train: TrainConfig, shape: Plan, device: torch.device,
                  dtype: torch.dtype) -> dict[str, Any]:
-        return {}
+        """DPO loss, reward accuracy and margin on the held-out pairs (all ranks together)."""
+        if not self.val:
+            return {}
+        keys = ("loss", "reward_accuracy", "reward_margin")
+        sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=device)  # per-pair sums, pairs
+        was_training = module.training
+        module.eval()
+        for indices, batch in self._batches(len(self.val), True, shape.micro_batch, device):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                policy = sequence_logps(module, batch).float()
+            metrics = dpo_loss(*policy.chunk(2), *batch["reference"].chunk(2), self.cfg.beta)
+            sums += torch.tensor([metrics[k].item() * len(indices) for k in keys] + [len(indices)],
+                                 dtype=torch.float64, device=device)
+        module.train(was_training)
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(sums)
+        return {f"val_{k}": (sums[i] / sums[-1]).item() for i, k in enumerate(keys)}
 
 
 TASK = DPOTask
