@@ -139,3 +139,14 @@ def test_presets_are_the_papers(tmp_path):
     path.write_text('[sft]\npreset = "deepseek-8b"\ninit = "m"\ndata = "d.jsonl"\n')
     with pytest.raises(ConfigError, match="unknown preset 'deepseek-8b'"):
         load_config(SFTConfig, path, PRESETS, {})
+
+
+def test_the_loss_is_the_mean_over_a_steps_assistant_tokens_however_the_batch_is_split(base, tmp_path):
+    """Gradient accumulation over micro-batches of different lengths: the same losses as one micro-batch."""
+    losses = []
+    for micro in (8, 2):
+        out = tmp_path / f"micro{micro}"
+        assert main(["sft", "--config", str(_run_file(tmp_path, base)), "--output", str(out), "--max-steps", "4",
+                     "--micro-batch-size", str(micro), "--log-every", "1"]) == 0
+        losses.append(list(_losses(out).values()))
+    assert losses[1] == pytest.approx(losses[0], abs=1e-5)

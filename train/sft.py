@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from crawl2model.train.chat import read_conversations
 from crawl2model.train.config import TrainConfig
+from crawl2model.train.engine import mean_over_ranks
 from crawl2model.train.finetune import FinetuneConfig, FinetuneTask, encode, loader, pad
 from crawl2model.train.model import IGNORE
 from crawl2model.train.trainer import Plan
@@ -40,8 +41,22 @@ class SFTConfig(FinetuneConfig):
 
 
 def sft_objective(forward: Callable[..., torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Mean next-token loss over the targets the assistant said (the rest are IGNORE)."""
-    return {"loss": forward(batch["input_ids"][:, :-1], batch["labels"][:, 1:])}
+    """Mean next-token loss over the targets the assistant said (the rest are IGNORE), weighted so
+    that the step's loss is the mean over all of its assistant tokens (`weigh`)."""
+    return {"loss": forward(batch["input_ids"][:, :-1], batch["labels"][:, 1:]) * batch["weight"]}
+
+
+def weigh(step: list[dict[str, torch.Tensor]], world_size: int) -> None:
+    """Give each micro-batch of an optimizer step the weight that turns the engines' average of
+    micro-batch means (over micro-batches and ranks) into the mean over the step's assistant tokens.
+
+    Conversations differ in length, so micro-batches (and ranks) hold different numbers of
+    learnt tokens; unweighted, a token's say would depend on how the batch was split."""
+    counts = [int((b["labels"][:, 1:] != IGNORE).sum()) for b in step]
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    total = mean_over_ranks(float(sum(counts)), device) * world_size
+    for batch, count in zip(step, counts):
+        batch["weight"] = torch.tensor(count * len(step) * world_size / total)
 
 
 CONFIG = SFTConfig
@@ -69,7 +84,11 @@ class SFTTask(FinetuneTask):
         return pad([self.examples[i] for i in indices], self.tok.eos_id)
 
     def loader(self, train: TrainConfig, shape: Plan, consumed: int, rank: int, world_size: int) -> Iterator:
-        return loader(len(self.examples), self.collate, train, shape, consumed, rank, world_size)
+        batches = loader(len(self.examples), self.collate, train, shape, consumed, rank, world_size)
+        while True:  # the trainer takes `accumulation` micro-batches per step: weigh them together
+            step = [next(batches) for _ in range(shape.accumulation)]
+            weigh(step, world_size)
+            yield from step
 
     @torch.no_grad()
     def evaluate(self, module: torch.nn.Module, train: TrainConfig, shape: Plan, device: torch.device,
