@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 EXTRAS ?= all
 STAMP   = $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: setup demo test test-fast bench sample clean
+.PHONY: setup demo test test-fast bench sample dist clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ test: setup
 
 test-fast: setup
 	CRAWL2MODEL_SPARK_UI=0 $(BIN)/python -m pytest -q -m "not spark and not slow"
+
+# The wheel and the packed environment a cluster's executors run (scripts/pack_env.py).
+dist: setup
+	$(BIN)/python scripts/pack_env.py
 
 sample: setup
 	$(BIN)/python scripts/build_sample.py

@@ -155,6 +155,18 @@ def list_files(fs: pafs.FileSystem, root: str) -> list[pafs.FileInfo]:
     return sorted((f for f in found if f.type == pafs.FileType.File), key=lambda f: f.path)
 
 
+def total_size(paths: list[str]) -> int:
+    """Bytes under `paths` (folders, files, URIs); what cannot be listed counts 0 (its reader reports it)."""
+    total = 0
+    for path in paths:
+        try:
+            fs, p = filesystem(path)
+            total += sum(f.size or 0 for f in list_files(fs, p))
+        except (OSError, ValueError, InputError):
+            continue
+    return total
+
+
 def is_hidden(relative: str) -> bool:
     """A path (relative to a folder) that readers skip: any part starting with "." or "_"
     (temporary folders, claims, markers, `_skipped/` side outputs)."""

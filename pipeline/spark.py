@@ -67,12 +67,20 @@ def parse_conf_pairs(pairs: Iterable[str] | None) -> dict[str, str]:
 
 
 def get_spark(app_name: str = "crawl2model", master: str | None = None,
-              profile: str | None = None, conf: dict[str, str] | None = None) -> "SparkSession":
-    """Return the active session, or build one with the project's settings."""
+              profile: str | None = None, conf: dict[str, str] | None = None,
+              ship: str | None = None, input_bytes: int = 0) -> "SparkSession":
+    """Return the active session, or build one with the project's settings.
+
+    Conf layers, later wins: BASE_CONF < what fits the cluster and the input
+    (`pipeline.cluster`) < the profile < `conf`. `ship` is a packed environment
+    (`make dist`) the executors unpack and run instead of a Python of their host.
+    """
     # Workers must run this interpreter so they find the installed packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
+
+    from crawl2model.pipeline.cluster import fitted_conf
 
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -87,14 +95,20 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
     if not sys.stderr.isatty():
         settings["spark.ui.showConsoleProgress"] = "false"  # progress bars garble logs
     under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    stated: dict[str, str] = {}
     if profile:
-        settings.update(read_profile(profile))
+        stated.update(read_profile(profile))
     elif not master and not under_spark_submit:
         # Embedded local mode: the local profile's small shuffle sizes, not the
         # cluster default of 200 partitions per shuffle.
-        settings.update(read_profile("local"))
-    settings.update(conf or {})
-    master = master or settings.pop("spark.master", None)
+        stated.update(read_profile("local"))
+    stated.update(conf or {})
+    master = master or stated.pop("spark.master", None)
+    settings.update(fitted_conf(master, stated, input_bytes))
+    settings.update(stated)
+    if ship:
+        settings.update(ship_conf(ship, settings.get("spark.archives")))
+        os.environ["PYSPARK_PYTHON"] = SHIPPED_PYTHON  # what PySpark tells executors to run
 
     builder = SparkSession.builder.appName(app_name)
     if master:
@@ -106,6 +120,16 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
     return spark
 
 
+SHIPPED_PYTHON = "./env/bin/python"  # inside the executor's working folder, where spark.archives unpacks
+
+
+def ship_conf(archive: str, archives: str | None = None) -> dict[str, str]:
+    """Conf that ships a packed environment to every executor and runs its Python there."""
+    entry = f"{archive if '://' in archive else os.path.abspath(archive)}#env"
+    return {"spark.archives": f"{archives},{entry}" if archives else entry,
+            "spark.pyspark.python": SHIPPED_PYTHON}
+
+
 def add_spark_arguments(parser) -> None:
     g = parser.add_argument_group("Spark")
     g.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
@@ -113,6 +137,9 @@ def add_spark_arguments(parser) -> None:
                    help="conf profile from infra/spark/ (local, standalone, yarn, k8s) or a file")
     g.add_argument("--spark-conf", metavar="KEY=VALUE", action="append",
                    help="extra Spark conf, repeatable")
+    g.add_argument("--ship", metavar="ARCHIVE",
+                   help="packed environment for the executors (`make dist` builds dist/crawl2model-env.tar.gz): "
+                        "unpacked by each executor, whose Python runs from it; nothing is installed on the hosts")
 
 
 def use_checkpoint_dir(spark: "SparkSession", out) -> str:
@@ -137,13 +164,25 @@ def use_checkpoint_dir(spark: "SparkSession", out) -> str:
 
 
 def check_spark_arguments(args) -> None:
-    """Fail on a bad --spark-conf pair or profile line before any work (or the JVM) starts."""
-    parse_conf_pairs(args.spark_conf)
-    if args.spark_profile:
-        read_profile(args.spark_profile)
+    """Fail on a bad --spark-conf pair, profile line or --ship archive before any work (or the JVM) starts."""
+    from crawl2model.core.errors import InputError
+    from crawl2model.core.fs import exists, filesystem
+
+    conf = parse_conf_pairs(args.spark_conf)
+    profile = read_profile(args.spark_profile) if args.spark_profile else {}
+    ship = getattr(args, "ship", None)
+    if ship:
+        master = args.master or conf.get("spark.master") or profile.get("spark.master") or ""
+        if master.startswith("local") or not (master or "PYSPARK_GATEWAY_PORT" in os.environ):
+            raise ConfigError("--ship sends an environment to a cluster's executors; local mode runs this "
+                              "Python (give --master spark://..., yarn or k8s://..., or drop --ship)")
+        if not exists(*filesystem(ship)):
+            raise InputError(f"--ship archive not found: {ship} (build it with `make dist`)")
 
 
-def spark_from_args(args, app_name: str, extra: dict[str, str] | None = None) -> "SparkSession":
+def spark_from_args(args, app_name: str, extra: dict[str, str] | None = None,
+                    input_bytes: int = 0) -> "SparkSession":
     """The session for a stage's flags; `extra` conf comes first, so `--spark-conf` still wins."""
     return get_spark(app_name, master=args.master, profile=args.spark_profile,
-                     conf={**(extra or {}), **parse_conf_pairs(args.spark_conf)})
+                     conf={**(extra or {}), **parse_conf_pairs(args.spark_conf)},
+                     ship=getattr(args, "ship", None), input_bytes=input_bytes)

@@ -34,3 +34,31 @@ def test_session_settings(spark):
     # Workers run this interpreter: they can import the project.
     got = spark.sparkContext.parallelize([0], 1).map(lambda _: __import__("crawl2model.pipeline").pipeline.__name__).collect()
     assert got == ["crawl2model.pipeline"]
+
+
+def test_cluster_fit_never_asks_more_than_the_smallest_worker_and_widens_with_input():
+    from crawl2model.pipeline.cluster import Worker, executor_conf, fitted_conf, shuffle_conf
+
+    conf = executor_conf([Worker(4, 16384), Worker(2, 4096)])
+    assert conf == {"spark.executor.cores": "2", "spark.executor.memory": "2048m", "spark.cores.max": "6"}
+    assert executor_conf([Worker(1, 512)])["spark.executor.memory"] == "512m"  # the floor
+    small, big = shuffle_conf(6, 10 << 20), shuffle_conf(6, 100 << 30)
+    assert small["spark.sql.shuffle.partitions"] == "12"           # two per core
+    assert big["spark.sql.shuffle.partitions"] == str(100 * 16)    # one per 64 MB
+    assert big["spark.sql.adaptive.coalescePartitions.enabled"] == "true"
+    assert fitted_conf("local[2]", {}, 1 << 40) == {}               # local mode keeps its profile
+    stated = {"spark.executor.instances": "10", "spark.executor.cores": "4", "spark.sql.shuffle.partitions": "7"}
+    fitted = fitted_conf("yarn", stated, 0)
+    assert fitted["spark.default.parallelism"] == "80" and "spark.sql.shuffle.partitions" not in fitted
+
+
+def test_ship_needs_a_cluster_and_an_archive(tmp_path, capsys):
+    from crawl2model.jobs.cli import main as cli
+
+    archive = tmp_path / "env.tar.gz"
+    argv = ["ingest", "--input", str(tmp_path), "--output", str(tmp_path / "out")]
+    assert cli([*argv, "--ship", str(archive), "--master", "spark://127.0.0.1:1"]) == 2
+    assert "--ship archive not found" in capsys.readouterr().err
+    archive.write_bytes(b"")
+    assert cli([*argv, "--ship", str(archive)]) == 2
+    assert "local mode runs this Python" in capsys.readouterr().err

@@ -1,0 +1,92 @@
+"""Spark settings that fit the cluster a job runs on and the input it reads.
+
+A fixed profile either asks for more than a worker has (a 4-core, 8 GB
+executor on 2-core workers never starts: "Initial job has not accepted any
+resources") or wastes most of a big one. So for a standalone master the
+executor is sized from what its workers offer (the master's JSON status page),
+and for every cluster the shuffle starts wide enough for the input and the
+cores and lets adaptive execution coalesce what is too small. Settings a
+profile or `--spark-conf` states explicitly win over these.
+"""
+from __future__ import annotations
+
+import json
+import math
+import urllib.request
+from dataclasses import dataclass
+
+from crawl2model.core.log import get_logger
+
+MASTER_UI_PORT = 8080           # Spark's default for the standalone master's web UI
+ADVISORY_PARTITION = 64 << 20   # what AQE coalesces shuffle partitions towards
+HEAP_SHARE = 0.5                # of a worker's memory for the executor JVM; Python workers use the rest
+MIN_HEAP_MB = 512
+MAX_SHUFFLE_PARTITIONS = 20_000
+
+log = get_logger("spark")
+
+
+@dataclass(frozen=True)
+class Worker:
+    cores: int
+    memory_mb: int
+
+
+def standalone_workers(master: str, ui_port: int = MASTER_UI_PORT, timeout: float = 3.0) -> list[Worker] | None:
+    """The alive workers of a `spark://HOST:PORT` master, from its web UI's /json/; None if unreachable."""
+    host = master.removeprefix("spark://").split(",")[0].rsplit(":", 1)[0]
+    try:
+        with urllib.request.urlopen(f"http://{host}:{ui_port}/json/", timeout=timeout) as r:
+            status = json.load(r)
+    except (OSError, ValueError):
+        return None
+    return [Worker(int(w["cores"]), int(w["memory"])) for w in status.get("workers", [])
+            if w.get("state") == "ALIVE"]
+
+
+def executor_conf(workers: list[Worker]) -> dict[str, str]:
+    """One executor per worker, as large as the smallest worker allows."""
+    if not workers:
+        return {}
+    cores = min(w.cores for w in workers)
+    heap = max(MIN_HEAP_MB, int(min(w.memory_mb for w in workers) * HEAP_SHARE))
+    return {"spark.executor.cores": str(cores), "spark.executor.memory": f"{heap}m",
+            "spark.cores.max": str(sum(w.cores for w in workers))}
+
+
+def shuffle_conf(total_cores: int, input_bytes: int) -> dict[str, str]:
+    """A shuffle width for the input (one advisory-sized partition per 64 MB, at least 2 per core),
+    with AQE coalescing small partitions and splitting skewed joins."""
+    width = max(2 * max(total_cores, 1), math.ceil(input_bytes / ADVISORY_PARTITION))
+    return {
+        "spark.sql.shuffle.partitions": str(min(width, MAX_SHUFFLE_PARTITIONS)),
+        "spark.default.parallelism": str(max(2 * total_cores, 2)),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.sql.adaptive.advisoryPartitionSizeInBytes": str(ADVISORY_PARTITION),
+        "spark.sql.adaptive.skewJoin.enabled": "true",
+    }
+
+
+def fitted_conf(master: str | None, stated: dict[str, str], input_bytes: int) -> dict[str, str]:
+    """What to set for `master` beyond what a profile or the flags `stated`: nothing for local
+    mode (its profile is tuned), executor size and shuffle width for a cluster."""
+    if not master or master.startswith("local"):
+        return {}
+    derived: dict[str, str] = {}
+    total = int(stated.get("spark.cores.max", 0) or 0)
+    if master.startswith("spark://"):
+        workers = standalone_workers(master, int(stated.get("spark.master.ui.port", MASTER_UI_PORT)))
+        if workers is None:
+            log.warning(f"cannot read the workers of {master} from its web UI; executor size left to the profile "
+                        "(set spark.master.ui.port if the UI is not on 8080)")
+        else:
+            derived.update(executor_conf(workers))
+            total = total or sum(w.cores for w in workers)
+            log.info(f"{len(workers)} workers, {total} cores: executors of {derived.get('spark.executor.cores')} "
+                     f"cores and {derived.get('spark.executor.memory')}")
+    if not total:
+        instances = int(stated.get("spark.executor.instances", 0) or 0)
+        total = instances * int(stated.get("spark.executor.cores", 1) or 1)
+    derived.update(shuffle_conf(total or 8, input_bytes))
+    return {k: v for k, v in derived.items() if k not in stated}
