@@ -26,7 +26,7 @@ DEFAULT_SEED = 0
 # The tables a run file may hold: one per command that produces an output.
 # `[filter.rules]` and the like are keys of their stage's table (TOML nesting).
 RUN_TABLES = (
-    "ingest", "dedup", "filter", "remix", "tokenizer", "tokenize", "model", "train",
+    "ingest", "dedup", "filter", "decontaminate", "remix", "tokenizer", "tokenize", "model", "train",
     "quality-classifier", "quality-kenlm", "plan-isoflop", "sft", "dpo",
 )
 

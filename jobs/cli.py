@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "crawl2model.jobs.ingest",
     "crawl2model.jobs.dedup",
     "crawl2model.jobs.filter",
+    "crawl2model.jobs.decontaminate",
     "crawl2model.jobs.remix",
     "crawl2model.quality_models.cli",
     "crawl2model.tokenizer.cli",
