@@ -147,4 +147,5 @@ def test_deepspeed_zero1_on_two_ranks_follows_the_torch_engine(base, tmp_path, m
         out = tmp_path / engine
         assert main(["dpo", "--config", str(run_file), "--output", str(out), "--nproc-per-node", str(nproc)]) == 0
         losses[engine] = [r["loss"] for r in _metrics(out).values()]
+        assert json.loads((out / "report.json").read_text())["world_size"] == nproc
     assert losses["deepspeed"] == pytest.approx(losses["torch"], abs=1e-5)

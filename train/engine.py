@@ -66,6 +66,7 @@ class Dist:
     local_rank: int
     device: torch.device
     owns_group: bool  # this process created the process group, so it destroys it
+    own_env: tuple[str, ...] = ()  # launcher variables this process set for itself, removed at the end
 
 
 def _free_port() -> int:
@@ -79,11 +80,14 @@ def init_distributed(engine: str) -> Dist:
 
     Launchers (torchrun, deepspeed) set RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/
     MASTER_PORT; a plain `crawl2model train` sets them for one process, since
-    DeepSpeed otherwise falls back to asking for mpi4py.
+    DeepSpeed otherwise falls back to asking for mpi4py. `release` removes them
+    again, so a later command in the same process is not taken to run under a launcher.
     """
+    own_env: dict[str, str] = {}
     if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(_free_port()))
+        own_env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(_free_port())}
+        os.environ.update(own_env)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available()
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
@@ -104,7 +108,15 @@ def init_distributed(engine: str) -> Dist:
         deepspeed.init_distributed(dist_backend=backend)
     elif owns:
         dist.init_process_group(backend, device_id=device if cuda else None)
-    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, owns)
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, owns, tuple(own_env))
+
+
+def release(env: Dist) -> None:
+    """Undo `init_distributed`: destroy the group this process created, drop the variables it set."""
+    if env.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+    for key in env.own_env:
+        os.environ.pop(key, None)
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.distributed as dist
 
 from crawl2model.core.errors import ConfigError
 from crawl2model.core.log import get_logger
@@ -43,6 +42,7 @@ from crawl2model.train.engine import (
     init_distributed,
     lm_objective,
     mean_over_ranks,
+    release,
     resolve_dtype,
 )
 from crawl2model.train.evaluate import evaluate, token_byte_lengths
@@ -199,8 +199,7 @@ def run(model_cfg: ModelConfig, train_cfg: TrainConfig, output_dir: str | Path,
     try:
         return _train(model_cfg, train_cfg, out, resume, task, env)
     finally:
-        if env.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+        release(env)
 
 
 def _check_resumable(folder: Path, saved: dict[str, Any], model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
