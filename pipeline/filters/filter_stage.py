@@ -205,7 +205,10 @@ def _quantiles(signals: "DataFrame") -> dict[str, list[float]]:
 def _report_counts(decided: "DataFrame", rs: rules.RuleSet) -> dict:
     from pyspark.sql import functions as F
 
-    firsts = decided.groupBy("lang", "filter_rule").count().collect()
+    pii_cols = list(pii.COUNT_COLUMNS.values())
+    firsts = decided.groupBy("lang", "filter_rule").agg(
+        F.count("*").alias("count"), *(F.sum(c).alias(c) for c in pii_cols),
+        F.sum(F.when(sum(F.col(c) for c in pii_cols) > 0, 1).otherwise(0)).alias("pii_documents")).collect()
     fails = (decided.select("lang", F.explode("filter_failed").alias("rule"))
                     .groupBy("lang", "rule").count().collect())
     docs_in = sum(r["count"] for r in firsts)
@@ -231,12 +234,9 @@ def _report_counts(decided: "DataFrame", rs: rules.RuleSet) -> dict:
         entry["pass_rate"] = round(entry["docs_out"] / entry["docs_in"], 4)
         entry["rule_pass_rate"] = {n: round(1 - lang_fails.get(lang, {}).get(n, 0) / entry["docs_in"], 4)
                                    for n in names}
-    pii_totals = decided.agg(*(F.sum(c).alias(c) for c in pii.COUNT_COLUMNS.values()),
-                             F.sum(F.when(sum(F.col(c) for c in pii.COUNT_COLUMNS.values()) > 0, 1)
-                                   .otherwise(0)).alias("documents")).collect()[0]
     return {
         # PII replaced by placeholders (kept and rejected documents alike)
-        "pii": {c.removeprefix("pii_"): int(pii_totals[c] or 0) for c in [*pii.COUNT_COLUMNS.values(), "documents"]},
+        "pii": {c.removeprefix("pii_"): int(sum(r[c] or 0 for r in firsts)) for c in [*pii_cols, "pii_documents"]},
         # removed_by_reason: the first rule each rejected document failed
         "docs_in": docs_in, "docs_out": kept,
         "removed_by_reason": {n: c for n, c in first_by_rule.items() if c},
