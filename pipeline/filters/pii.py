@@ -8,7 +8,8 @@ the number of each it had (`COUNT_COLUMNS`; the report sums them). What is
 - e-mail: `name@host.tld` with a real top-level domain; `icon@2x.png`,
   `@decorator` and `user@localhost` are not addresses;
 - IPv4: four octets not part of a longer dotted run (`1.2.3.4.5`, OIDs) and not
-  after "v"/"version"/"release" (version strings); private, loopback,
+  after "v"/"version"/"release"/"section" (version strings, section numbers),
+  nor a numbered heading ("6.5.1.1. Managing" at a line start); private, loopback,
   link-local, documentation and other non-global ranges are kept, since they
   identify no one (`192.168.1.1`, `10.0.0.1`, `127.0.0.1`, `192.0.2.7`);
 - IPv6: only global unicast (2000::/3) addresses that parse as IPv6, so
@@ -38,7 +39,9 @@ _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9](?:
                     r"([A-Za-z]{2,24})(?![\w-])")
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.])({_OCTET}(?:\.{_OCTET}){{3}})(?![\w]|\.\d)")
-_VERSION_BEFORE = re.compile(r"(?:\bv|version|release|ver\.?|build|rev\.?)\s*$", re.IGNORECASE)
+_VERSION_BEFORE = re.compile(r"(?:\bv|version|release|ver\.?|build|rev\.?|section|sect\.|chapter|§)\s*$",
+                             re.IGNORECASE)
+_HEADING_AFTER = re.compile(r"\.?[\s\xa0]+\S")   # "6.5.1.1.\xa0Managing": a numbered heading at a line start
 _IPV6 = re.compile(r"(?<![\w:.])((?:[0-9A-Fa-f]{1,4}:){1,7}:?(?::?[0-9A-Fa-f]{1,4}){1,7}|(?:[0-9A-Fa-f]{1,4}:){1,7}:)"
                    r"(?![\w:])")
 _GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
@@ -52,6 +55,10 @@ def _email(m: re.Match) -> bool:
 
 def _ipv4(m: re.Match, text: str) -> bool:
     if _VERSION_BEFORE.search(text[max(m.start() - 12, 0):m.start()]):
+        return False
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    if not text[line_start:m.start()].strip() and _HEADING_AFTER.match(text, m.end()) \
+            and text[m.end():m.end() + 1] == ".":
         return False
     return ipaddress.IPv4Address(m.group(1)).is_global
 
