@@ -130,3 +130,30 @@ def test_hf_export_matches_our_logits(trained, sample_tokens, tmp_path):
     with torch.no_grad():
         assert torch.allclose(hf(tokens).logits, ours(tokens), atol=1e-4)
     assert hf.config.num_key_value_heads == 2 and hf.config.eos_token_id == tok.token_to_id(EOS)
+
+
+def test_two_nodes_under_torchrun_train_like_one_node_with_two_ranks(trained, tmp_path):
+    """`torchrun --nnodes 2 --nproc-per-node 1` with c10d rendezvous on loopback: two node agents,
+    ZeRO-1 over gloo, the losses of the one-node two-rank run."""
+    import socket
+
+    config, out, _ = trained
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    two = tmp_path / "two-nodes"
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "crawl2model-test",
+            "-m", "crawl2model", "train", "--config", str(config), "--output", str(two)]
+    nodes = [subprocess.Popen(node, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    logs = [p.communicate(timeout=400)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert json.loads((two / "report.json").read_text())["world_size"] == 2
+    assert (two / "_SUCCESS").is_file()
+    want, got = _losses(out), _losses(two)
+    assert sorted(got) == sorted(want)
+    for step, loss in got.items():
+        assert loss == pytest.approx(want[step], abs=1e-5), step
