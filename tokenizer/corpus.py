@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import posixpath
 import random
 import time
@@ -24,7 +23,8 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 from crawl2model.core.errors import InputError
-from crawl2model.core.fs import filesystem, is_hidden, list_files
+from crawl2model.core.fs import filesystem
+from crawl2model.core.outputs import data_files
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json.gz")
@@ -73,21 +73,19 @@ def estimate_bytes(path: str, kind: str, size: int | None = None) -> int:
 
 
 def discover(inputs: list[str]) -> list[CorpusFile]:
-    """Readable files under `inputs`, sorted. In folders, hidden and `_` files and
-    unknown suffixes are skipped; a file named explicitly is read as text if its
+    """Readable files under `inputs`, sorted. A folder is what its stage's `_SUCCESS` lists
+    (an unfinished output is refused), else its files, hidden and `_` files and
+    unknown suffixes skipped; a file named explicitly is read as text if its
     suffix is unknown."""
     found: dict[str, CorpusFile] = {}
     for spec in inputs:
         fs, root = filesystem(spec)
         info = fs.get_file_info(root)
-        if info.type == pafs.FileType.Directory:
-            for f in list_files(fs, root):
-                rel = posixpath.relpath(f.path, root)
-                kind = file_kind(f.base_name)
-                if kind is None or is_hidden(rel):
-                    continue
-                path = f"{spec.rstrip('/')}/{rel}" if "://" in spec else os.path.join(spec, rel)
-                found[path] = CorpusFile(path, rel, kind, estimate_bytes(path, kind, f.size))
+        if info.type == pafs.FileType.Directory:  # a stage output: what its _SUCCESS lists
+            for path in data_files(spec, TEXT_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES):
+                rel = path[len(spec.rstrip("/")) + 1:]
+                kind = file_kind(rel)
+                found[path] = CorpusFile(path, rel, kind, estimate_bytes(path, kind))
         elif info.type == pafs.FileType.File:
             kind = file_kind(spec) or "text"
             found[spec] = CorpusFile(spec, posixpath.basename(root), kind, estimate_bytes(spec, kind, info.size))

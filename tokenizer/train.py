@@ -18,14 +18,10 @@ from __future__ import annotations
 import functools
 import json
 import resource
-import tempfile
 from dataclasses import asdict, dataclass, field
-
-import pyarrow.fs as pafs
 
 from crawl2model.core.config import DEFAULT_SEED
 from crawl2model.core.errors import ConfigError
-from crawl2model.core.fs import is_local
 from crawl2model.core.log import get_logger, interactive
 from crawl2model.core.sizes import parse_size
 from crawl2model.tokenizer import corpus, files, ranks
@@ -207,13 +203,8 @@ def run(cfg: TrainConfig) -> dict:
                                             model_max_length=cfg.model_max_length, tiktoken=tiktoken,
                                             extra={"seed": cfg.seed, "sampled_bytes": stats.bytes_kept,
                                                    "trainer": cfg.trainer, "pretokenizer": cfg.pretokenizer})
-        if is_local(out.fs):
-            write_tokenizer(out.tmp_path)
-        else:  # the tokenizers library writes local files: write them aside, then upload
-            with tempfile.TemporaryDirectory() as local:
-                write_tokenizer(local)
-                pafs.copy_files(local, out.tmp_path, source_filesystem=pafs.LocalFileSystem(),
-                                destination_filesystem=out.fs)
+        with out.local_folder() as folder:  # the tokenizers library writes local files
+            write_tokenizer(folder)
         log.info(f"{n_ordinary:,} ordinary + {N_SPECIAL} special = {total:,} tokens (padded {padded:,}) "
                  f"in {timer.laps['train']:.1f} s")
         # Documents in: those read; out: those sampled into training; the rest were not sampled.
