@@ -61,6 +61,14 @@ class TokenizeConfig:
 
 def run(spark, cfg: TokenizeConfig, out) -> dict:
     """Tokenize `cfg.input` into `out` (a claimed StageOutput); returns the report."""
+    from crawl2model.pipeline.spark import one_partition_per_file
+    from crawl2model.pipeline.tables import read_table
+
+    with one_partition_per_file(spark):  # a shard per input file: the same layout on any cluster
+        return _tokenize(spark, cfg, out, read_table(spark, cfg.input))
+
+
+def _tokenize(spark, cfg: TokenizeConfig, out, df) -> dict:
     import pyarrow as pa
     import pyarrow.fs as pafs
     from pyspark.sql import functions as F
@@ -69,7 +77,6 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
 
     from crawl2model.core.fs import write_json
     from crawl2model.core.log import get_logger
-    from crawl2model.pipeline.tables import read_table
     from crawl2model.tokenizer import encoder, files, shards
     from crawl2model.tokenizer.specials import EOS
 
@@ -79,8 +86,6 @@ def run(spark, cfg: TokenizeConfig, out) -> dict:
     eos_id = tok.token_to_id(EOS)
     if eos_id is None:
         raise ConfigError(f"tokenize: {cfg.tokenizer} has no {EOS} token")
-
-    df = read_table(spark, cfg.input)
     if "text" not in df.columns or "doc_id" not in df.columns:
         raise InputError(f"tokenize: input needs 'text' and 'doc_id' columns, has {', '.join(df.columns)}")
     domain = F.col("domain").cast("string") if "domain" in df.columns else F.lit(None).cast("string")
@@ -144,7 +149,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      output_help="token shard folder (written atomically, with _SUCCESS)")
     p.add_argument("--tokenizer", metavar="DIR", help="folder from `crawl2model tokenizer train`")
     p.add_argument("--num-shards", type=int, metavar="N",
-                   help="write N shards, hashed by doc_id (default: one per input partition)")
+                   help="write N shards, hashed by doc_id (default: one per input file)")
     p.add_argument("--encoder", choices=ENCODERS,
                    help="auto (default): tiktoken when the folder has a tokenizer.tiktoken that matches "
                         "tokenizer.json, else tokenizers")

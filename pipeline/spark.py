@@ -7,10 +7,12 @@ conf given there win, because nothing here sets a master unless asked to. A prof
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from crawl2model.core.errors import ConfigError
 from crawl2model.core.resources import resource
@@ -140,6 +142,26 @@ def add_spark_arguments(parser) -> None:
     g.add_argument("--ship", metavar="ARCHIVE",
                    help="packed environment for the executors (`make dist` builds dist/crawl2model-env.tar.gz): "
                         "unpacked by each executor, whose Python runs from it; nothing is installed on the hosts")
+
+
+@contextlib.contextmanager
+def one_partition_per_file(spark: "SparkSession") -> Iterator[None]:
+    """Read each input file (up to `spark.sql.files.maxPartitionBytes`) as its own partition.
+
+    Spark packs small files into partitions sized by the number of cores, so a job
+    that writes one file per input partition would write another layout on
+    another cluster. An open cost as large as a partition makes every file one.
+    """
+    key = "spark.sql.files.openCostInBytes"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, spark.conf.get("spark.sql.files.maxPartitionBytes", "128m"))
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def use_checkpoint_dir(spark: "SparkSession", out) -> str:
