@@ -113,22 +113,23 @@ def split_of(key: str) -> str:
     return "dev" if _hash("split:" + key) % 2 == 0 else "test"
 
 
-def pieces(text: str, key: str) -> list[str]:
-    """Consecutive lines cut into documents of a length the hash of `key` and the piece number pick."""
+def pieces(text: str, key: str, targets: tuple[int, ...] = CHUNK_TARGETS, min_chars: int = MIN_CHARS) -> list[str]:
+    """Consecutive lines cut into documents of a length (one of `targets`) that the hash of
+    `key` and the piece number pick; pieces shorter than `min_chars` are dropped."""
     out: list[str] = []
     cur: list[str] = []
     size = 0
-    target = CHUNK_TARGETS[_hash(f"{key}#0") % len(CHUNK_TARGETS)]
+    target = targets[_hash(f"{key}#0") % len(targets)]
     for line in text.split("\n"):
         cur.append(line)
         size += len(line) + 1
         if size >= target:
             out.append("\n".join(cur).strip())
             cur, size = [], 0
-            target = CHUNK_TARGETS[_hash(f"{key}#{len(out)}") % len(CHUNK_TARGETS)]
+            target = targets[_hash(f"{key}#{len(out)}") % len(targets)]
     if cur:
         out.append("\n".join(cur).strip())
-    return [p for p in out if len(p) >= MIN_CHARS]
+    return [p for p in out if len(p) >= min_chars]
 
 
 def _words(line: str) -> list[str]:

@@ -42,7 +42,7 @@ import pyarrow as pa
 
 from crawl2model.core.log import get_logger
 from crawl2model.corpora import debian
-from crawl2model.corpora.heldout_lid import ANSI, _hash, split_of, write_jsonl_gz
+from crawl2model.corpora.heldout_lid import ANSI, _hash, pieces, split_of, write_jsonl_gz
 from crawl2model.corpora.shipped_models import MIN_CJK_SHARE, cjk_share
 from crawl2model.pipeline.extract import extract_text
 from crawl2model.pipeline.filters import rules
@@ -123,21 +123,6 @@ class _Links(HTMLParser):
             self._href = None
 
 
-def _pieces(text: str, key: str) -> list[str]:
-    out, cur, size = [], [], 0
-    target = PROSE_TARGETS[_hash(f"{key}#0") % len(PROSE_TARGETS)]
-    for line in text.split("\n"):
-        cur.append(line)
-        size += len(line) + 1
-        if size >= target:
-            out.append("\n".join(cur).strip())
-            cur, size = [], 0
-            target = PROSE_TARGETS[_hash(f"{key}#{len(out)}") % len(PROSE_TARGETS)]
-    if cur:
-        out.append("\n".join(cur).strip())
-    return [p for p in out if len(p) >= MIN_PROSE_CHARS]
-
-
 def page_documents(src: Pages, cache: str) -> list[dict]:
     root = debian.fetch(src.package, cache)
     nav = re.compile(src.navigation)
@@ -152,7 +137,7 @@ def page_documents(src: Pages, cache: str) -> list[dict]:
             docs.append({**base, "id": key, "kind": "junk", "junk": "navigation", "source": f"{src.name}-nav",
                          "text": text})
             continue
-        for k, piece in enumerate(_pieces(text, key)):
+        for k, piece in enumerate(pieces(text, key, PROSE_TARGETS, MIN_PROSE_CHARS)):
             if src.lang == "zh" and cjk_share(piece) < MIN_CJK_SHARE:
                 continue   # an untranslated paragraph is not Chinese prose
             docs.append({**base, "id": f"{key}#{k}", "kind": "clean", "junk": None, "source": src.name,

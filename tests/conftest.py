@@ -41,6 +41,34 @@ def sample_dir() -> Path:
     return SAMPLE
 
 
+@pytest.fixture(scope="session")
+def local_flow(spark, sample_dir, tmp_path_factory) -> dict[str, str]:
+    """The flow on the sample in local mode, once per session: what other runs must equal byte for byte.
+    Keys: each stage's output, `tok` (a small tokenizer trained on the filtered text) and `crawl`."""
+    from flow import TOKENIZER_ARGS, run_flow
+
+    from crawl2model.jobs.cli import main as cli
+
+    root = tmp_path_factory.mktemp("local-flow")
+    out = run_flow(str(root), str(sample_dir), None)
+    out["tok"], out["crawl"] = str(root / "tok"), str(sample_dir)
+    assert cli(["tokenizer", "train", "--input", out["filter"] + "/kept", "--output", out["tok"],
+                *TOKENIZER_ARGS]) == 0
+    assert cli(["tokenize", "--tokenizer", out["tok"], "--input", out["shards"], "--output", out["tokens"]]) == 0
+    return out
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """torch on one thread: on 2 shared CI cores OpenMP spinning with 2 threads is ~20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _free_port() -> int:
     import socket
 

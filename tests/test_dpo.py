@@ -18,15 +18,9 @@ from crawl2model.train.chat import read_conversations
 from crawl2model.train.dpo import dpo_loss
 from crawl2model.train.model import Transformer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CFG = ModelConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, ffn_dim=128, vocab_size=512, seq_len=128)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _trl_loss(per_token: torch.Tensor, mask: torch.Tensor, ref: torch.Tensor, beta: float):

@@ -19,15 +19,9 @@ from crawl2model.train.export_hf import from_hf, hf_config, hf_state_dict
 from crawl2model.train.generate import generate, next_token
 from crawl2model.train.model import Transformer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CHAT = resource("crawl2model.jobs", "chat_sample")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def chat_tokenizer(folder: Path, template: str | None = chat.DEEPSEEK_TEMPLATE) -> Path:

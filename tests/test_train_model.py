@@ -13,15 +13,8 @@ from crawl2model.train.attention import attend, flash_attn_func, reference, reso
 from crawl2model.train.fused import _RMSNormFunction, _SplitRope, _SwiGLUGate, linear_cross_entropy
 from crawl2model.train.model import IGNORE, KVCache, Transformer, rope_cache, train_flops_per_token
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CFG = ModelConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, ffn_dim=96, vocab_size=128, seq_len=32)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared CI cores: OpenMP spinning with 2 threads is 20x slower
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("kv_heads", [8, 2, 1])  # MHA, GQA, MQA

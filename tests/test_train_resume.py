@@ -15,15 +15,9 @@ from crawl2model.tokenizer.shards import shard_paths, write_ids
 from crawl2model.train import checkpoint, trainer
 from crawl2model.train.config import TrainConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 MODEL = ModelConfig(n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, ffn_dim=64, vocab_size=64, seq_len=32)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
