@@ -131,3 +131,11 @@ def test_a_flow_run_file_without_model_table_takes_the_preset(tmp_path):
     assert model == get_preset("tiny") and train.max_steps == 3
     with pytest.raises(ConfigError, match=r"missing \[model\] table \(or give --preset\)"):
         load_run_config(run)
+
+
+def test_a_run_folder_on_an_object_store_is_a_one_line_error(tmp_path, capsys):
+    from crawl2model.jobs.cli import main
+
+    assert main(["train", "--preset", "tiny", "--data", str(tmp_path), "--output", "s3://bucket/run"]) == 2
+    err = capsys.readouterr().err
+    assert "run folder must be a path on a local or shared filesystem" in err and err.count("\n") == 1

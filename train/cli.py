@@ -142,9 +142,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from crawl2model.core.stage import run_stage
 
     command = args.command
+    _require_file_path(command, args.output)  # before the inputs are looked at
     model, train = _config(args) if command == "train" else _finetune_config(args)
     name = Path(args.config).stem if args.config else getattr(args, "preset", None) or command
     output = args.output or train.output_dir or str(Path("runs") / name)
+    _require_file_path(command, output)
     if args.hostfile and args.launcher != "deepspeed":
         raise ConfigError("--hostfile needs --launcher deepspeed")
     under_launcher = "RANK" in os.environ
@@ -172,6 +174,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_stage(command, config, body, output=output, inputs=inputs, overwrite=bool(args.overwrite),
               in_place=True, extend=bool(args.resume), config_file=config)
     return 0
+
+
+def _require_file_path(command: str, output: str | None) -> None:
+    if output and "://" in output:
+        raise ConfigError(f"{command}: the run folder must be a path on a local or shared filesystem, not {output} "
+                          "(torch and DeepSpeed write checkpoints as files; mount the bucket, or read data from "
+                          "s3:// and write the run to shared storage)")
 
 
 class TrainingFailed(RuntimeError):
