@@ -317,7 +317,9 @@ class StageOutput:
 
         A file written through `AtomicFile` brings its checksum in a sidecar (taken
         while writing: an object store's file is never read back); the others
-        (reports, configs, plots, models) are small and are hashed here.
+        (reports, configs, plots, models) are small and are hashed here. Outputs
+        that grow in place (training runs: checkpoints of many GB, which their own
+        loaders check) list sizes only.
         """
         root = self.tmp_path.rstrip("/")
         found = [f for f in list_files(self.fs, root) if posixpath.basename(f.path) not in (SUCCESS, STARTED)]
@@ -327,9 +329,10 @@ class StageOutput:
         def entry(info: pafs.FileInfo) -> dict[str, Any]:
             side = checksum_sidecar(info.path)
             recorded = read_json_from(self.fs, side) if side in sidecars else {}
-            digest = recorded.get("sha256") if recorded.get("size") == info.size else None
-            return {"path": posixpath.relpath(info.path, root), "size": info.size,
-                    "sha256": digest or sha256_file(self.fs, info.path)}
+            listed = {"path": posixpath.relpath(info.path, root), "size": info.size}
+            if recorded.get("size") == info.size:
+                return {**listed, "sha256": recorded["sha256"]}
+            return listed if self.in_place else {**listed, "sha256": sha256_file(self.fs, info.path)}
 
         with ThreadPoolExecutor(max_workers=16) as pool:  # one request per file on an object store
             entries = list(pool.map(entry, data))
