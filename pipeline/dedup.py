@@ -49,7 +49,7 @@ class DedupConfig:
     verify: bool = True
     url_dedup: bool = False
     max_shingles: int = 100_000
-    # The removal-rate-by-number-of-dumps curve (one components run per prefix of dumps).
+    # The removal-rate-by-number-of-dumps curve and per-dump removal (one union-find pass each).
     rate_by_dumps: bool = True
     # Files the outputs are hashed into; fixed, so reruns on any cluster write the same bytes.
     output_partitions: int = 4
@@ -214,28 +214,53 @@ def _components(edges: "DataFrame", label: str, checkpoint: bool) -> tuple["Data
     return connected_components(edges, reliable_checkpoint=checkpoint, label=label)
 
 
-def _removed_by_prefix(edges: "DataFrame", dump_sizes: list[int], checkpoint: bool) -> list[dict]:
-    """Fraction of documents removed when only the first k dumps are deduplicated together.
+def _dump_of(node: np.ndarray, dump_ends: np.ndarray) -> np.ndarray:
+    """Index of the dump a node belongs to: node ids are ranked by dump, dump k ends at dump_ends[k]."""
+    return np.searchsorted(dump_ends, node, side="right").astype(np.int64)
 
-    Node ids are ordered by dump, so "dumps 1..k" is "node < first node of dump
-    k+1". Star edges point to a group's smallest node, which lies in the group's
-    oldest dump, so restricting edges to a prefix of dumps gives exactly the
-    graph that deduplicating that prefix alone would build. Removed documents =
-    nodes in clusters minus clusters (each cluster keeps one).
+
+def unions_by_dump(edges: "DataFrame", key: "Column", dump_sizes: list[int]) -> list[int]:
+    """Per dump k: edges that join two clusters when edges are added by the later dump of their ends.
+
+    `key` sends whole connected components to one partition (the global
+    component, or the dump for per-dump edges); each partition runs one
+    union-find over its edges in dump order (`forest_edges_by_order`), and
+    only the per-dump counts come back. The cumulative sum up to dump k is
+    what deduplicating dumps 1..k together removes: one pass over the edges
+    instead of one components job per prefix.
     """
     from pyspark.sql import functions as F
 
-    out, bound, n_docs = [], 0, 0
-    for k, size in enumerate(dump_sizes, 1):
-        bound += size
-        n_docs += size
-        sub = edges.where((F.col("src") < bound) & (F.col("dst") < bound))
-        comps, _ = _components(sub, f"prefix {k}", checkpoint)
-        row = comps.agg(F.count(F.lit(1)).alias("nodes"), F.countDistinct("component").alias("clusters")).first()
-        removed = (row["nodes"] or 0) - (row["clusters"] or 0)
-        out.append({"dumps": k, "docs": n_docs, "removed": removed,
-                    "removed_fraction": round(removed / n_docs, 6) if n_docs else 0.0})
+    from crawl2model.pipeline.components import forest_edges_by_order
+
+    n = len(dump_sizes)
+    ends = np.cumsum(dump_sizes)
+
+    def count(batches):
+        parts = [(b.column("src").to_numpy(), b.column("dst").to_numpy()) for b in batches]
+        src = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        dst = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+        unions = forest_edges_by_order(src, dst, _dump_of(np.maximum(src, dst), ends), n)
+        yield pa.RecordBatch.from_arrays([pa.array(np.arange(n, dtype=np.int32)), pa.array(unions)],
+                                         names=["dump_idx", "unions"])
+
+    rows = (edges.repartition(key).select("src", "dst")
+                 .mapInArrow(count, "dump_idx int, unions long")
+                 .groupBy("dump_idx").agg(F.sum("unions").alias("unions")).collect())
+    out = [0] * n
+    for r in rows:
+        out[r["dump_idx"]] = int(r["unions"])
     return out
+
+
+def _dump_column(node: "Column", dump_sizes: list[int]) -> "Column":
+    """The dump index of a node id, as a Spark expression (the inverse of the numbering)."""
+    from pyspark.sql import functions as F
+
+    col = F.lit(len(dump_sizes) - 1)
+    for k, end in reversed(list(enumerate(np.cumsum(dump_sizes)[:-1]))):
+        col = F.when(node < int(end), k).otherwise(col)
+    return col
 
 
 def build_edges(sigs: "DataFrame", cfg: DedupConfig, per_dump: bool, stats: dict | None = None) -> "DataFrame":
@@ -295,12 +320,28 @@ def _signatures(docs: "DataFrame", nodes: "DataFrame", cfg: DedupConfig, bands: 
     return sigs
 
 
-def _duplicates(comps: "DataFrame", attrs: "DataFrame", sigs: "DataFrame", keep: str,
+def _clusters(comps: "DataFrame", attrs: "DataFrame") -> "DataFrame":
+    """(node, doc_id, cluster_id, cluster_size) for every document in a duplicate cluster.
+
+    cluster_id is the doc_id of the cluster's earliest copy (its smallest node),
+    so it names the cluster whichever copy the keep policy lets survive;
+    cluster_size counts its copies (FineWeb2 re-weights kept documents by it).
+    """
+    from pyspark.sql import functions as F
+
+    members = comps.join(attrs.select("node", "doc_id"), "node")
+    sizes = members.groupBy("component").agg(F.count(F.lit(1)).alias("cluster_size"))
+    ids = attrs.select(F.col("node").alias("component"), F.col("doc_id").alias("cluster_id"))
+    return members.join(sizes.join(ids, "component"), "component").select(
+        "node", "doc_id", "cluster_id", "cluster_size")
+
+
+def _duplicates(comps: "DataFrame", attrs: "DataFrame", sigs: "DataFrame", clusters: "DataFrame", keep: str,
                 removable: "Column | None" = None) -> "DataFrame":
     """Pick each cluster's representative by the keep policy; every other member is a duplicate.
 
-    Rows: doc_id, dump, representative, representative_dump, reason (exact when the
-    normalized texts are equal), jaccard (estimated, to the representative).
+    Rows: doc_id, dump, url, representative, representative_dump, reason (exact when the
+    normalized texts are equal), jaccard (estimated, to the representative), cluster_id.
     `removable` limits which members may be removed (incremental mode: new dumps only).
     """
     from pyspark.sql import functions as F
@@ -327,26 +368,43 @@ def _duplicates(comps: "DataFrame", attrs: "DataFrame", sigs: "DataFrame", keep:
                              F.col("dump").alias("representative_dump"))
     return (scored.select("src", "dst", "reason")
                   .join(j.select("src", "jaccard"), "src")
-                  .join(attrs.select(F.col("node").alias("src"), "doc_id", "dump"), "src")
+                  .join(attrs.select(F.col("node").alias("src"), "doc_id", "dump", "url"), "src")
                   .join(rep_attrs, "dst")
+                  .join(clusters.select(F.col("node").alias("src"), "cluster_id"), "src")
                   .withColumn("jaccard", F.when(F.col("reason") == "exact", F.lit(1.0)).otherwise(F.col("jaccard")))
-                  .select("doc_id", "dump", "representative", "representative_dump", "reason", "jaccard"))
+                  .select("doc_id", "dump", "url", "representative", "representative_dump", "reason", "jaccard",
+                          "cluster_id"))
 
 
-def _rate_by_dumps(sigs: "DataFrame", edges: "DataFrame", cfg: DedupConfig, dump_sizes: list[int],
-                   report: dict, out) -> None:
-    """The paper's curve (removal for the first k dumps together) and per-dump removal, into `report`."""
+def _rate_by_dumps(sigs: "DataFrame", edges: "DataFrame", comps: "DataFrame", cfg: DedupConfig,
+                   dump_sizes: list[int], report: dict, out) -> None:
+    """The paper's curve (removal for the first k dumps together) and per-dump removal, into `report`.
+
+    Star edges point to the smallest node of their group, which lies in the
+    group's oldest dump, so the edges whose later end is in dumps 1..k are
+    exactly the graph that deduplicating those dumps alone builds. The curve
+    is one union-find pass over the edges grouped by global component; the
+    per-dump figure builds the per-dump edges and runs the same pass grouped
+    by dump (per-dump edges never cross dumps), with no components job.
+    """
     from pyspark.sql import functions as F
 
     docs_in = sum(dump_sizes)
-    report["rate_by_dumps"] = _removed_by_prefix(edges, dump_sizes, checkpoint=True)
+    by_component = edges.join(comps.select(F.col("node").alias("src"), "component"), "src")
+    removed, n_docs, curve = 0, 0, []
+    for k, (size, unions) in enumerate(zip(dump_sizes, unions_by_dump(by_component, F.col("component"),
+                                                                      dump_sizes)), 1):
+        removed += unions
+        n_docs += size
+        curve.append({"dumps": k, "docs": n_docs, "removed": removed,
+                      "removed_fraction": round(removed / n_docs, 6) if n_docs else 0.0})
+    report["rate_by_dumps"] = curve
     report["rate_by_dumps_method"] = (
         "for k = 1..N, the star edges (exact and LSH, verified) among documents of the first k dumps "
         "in chronological (name) order; removed = documents in duplicate clusters minus clusters; "
         "fraction of the documents in those k dumps")
-    pcomps, _ = _components(build_edges(sigs, cfg, per_dump=True), "per-dump", checkpoint=True)
-    row = pcomps.agg(F.count(F.lit(1)).alias("nodes"), F.countDistinct("component").alias("c")).first()
-    removed = (row["nodes"] or 0) - (row["c"] or 0)
+    per_dump = build_edges(sigs, cfg, per_dump=True)
+    removed = sum(unions_by_dump(per_dump, _dump_column(F.col("src"), dump_sizes), dump_sizes))
     report["per_dump_mode_removed"] = removed
     report["per_dump_mode_removed_fraction"] = round(removed / docs_in, 6) if docs_in else 0.0
     _plot_rate(report, out)
@@ -393,10 +451,12 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     timer.mark("number_documents")
 
     sigs = _signatures(docs, nodes, cfg, bands, rows)
-    attrs = nodes.join(docs.select("doc_id", "n_chars"), "doc_id").select("node", "doc_id", "dump", "dump_idx", "n_chars")
-    if index:
+    url = F.col("url") if "url" in docs.columns else F.lit(None).cast("string").alias("url")
+    attrs = nodes.join(docs.select("doc_id", "n_chars", url), "doc_id").select(
+        "node", "doc_id", "dump", "dump_idx", "n_chars", "url")
+    if index:  # removed documents are new ones only: the old ones' URLs are never needed
         sigs = sigs.unionByName(index.signatures())
-        attrs = attrs.unionByName(index.attributes())
+        attrs = attrs.unionByName(index.attributes().withColumn("url", F.lit(None).cast("string")))
     sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
     sigs.count()
     timer.mark("signatures")
@@ -413,10 +473,16 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     comps = comps.persist(StorageLevel.MEMORY_AND_DISK)
     timer.mark("components")
 
-    duplicates = _duplicates(comps, attrs, sigs, cfg.keep, new_only).persist(StorageLevel.MEMORY_AND_DISK)
+    clusters = _clusters(comps, attrs).persist(StorageLevel.MEMORY_AND_DISK)
+    duplicates = _duplicates(comps, attrs, sigs, clusters, cfg.keep, new_only).persist(StorageLevel.MEMORY_AND_DISK)
     parts = cfg.output_partitions
     write_parquet(duplicates, f"{out.tmp_uri}/duplicates", sort_by=["doc_id"], num_files=parts)
-    kept = docs.join(duplicates.select("doc_id"), "doc_id", "left_anti").select(*docs.columns)
+    # A document in no cluster is a cluster of one, named by itself.
+    doc_cols = [c for c in docs.columns if c not in ("cluster_id", "cluster_size")]
+    kept = (docs.join(duplicates.select("doc_id"), "doc_id", "left_anti")
+                .join(clusters.select("doc_id", "cluster_id", "cluster_size"), "doc_id", "left")
+                .select(*doc_cols, F.coalesce("cluster_id", "doc_id").alias("cluster_id"),
+                        F.coalesce("cluster_size", F.lit(1)).cast("long").alias("cluster_size")))
     kept_rows = sum(n for _, n in write_parquet(kept, f"{out.tmp_uri}/kept", partition_by=["dump"],
                                                  sort_by=["doc_id"], num_files=parts))
     timer.mark("write")
@@ -438,7 +504,8 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         "removed_by_reason": by_reason,
         "docs_per_dump": dict(zip(dumps, dump_sizes)),
         "removed_per_dump": removed_per_dump,
-        "component_size_histogram": _size_histogram(comps.groupBy("component").count().withColumnRenamed("count", "size")),
+        "component_size_histogram": _size_histogram(clusters.select("cluster_id", "cluster_size").distinct(),
+                                                     "cluster_size"),
         "components_rounds": rounds,
         "lsh": {"bands": bands, "rows": rows, "num_perm": cfg.num_perm, "threshold": cfg.threshold,
                 "false_positive_mass": round(fp, 6), "false_negative_mass": round(fn, 6),
@@ -446,7 +513,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         **stats,
     }
     if cfg.rate_by_dumps and cfg.mode == "global" and not index:
-        _rate_by_dumps(sigs, edges, cfg, dump_sizes, report, out)
+        _rate_by_dumps(sigs, edges, comps, cfg, dump_sizes, report, out)
         timer.mark("rate_by_dumps")
     if index:
         kept_nodes = sigs.where(F.col("node") >= first_node).join(
@@ -455,7 +522,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
                                        old_dumps + dumps, first_node + docs_in)
         timer.mark("index")
 
-    for df in (duplicates, comps, sigs, nodes):
+    for df in (duplicates, clusters, comps, sigs, nodes):
         df.unpersist()
     report["timings"] = timer.report()
     report["seconds"] = round(timer.total, 3)

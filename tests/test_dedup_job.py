@@ -62,6 +62,43 @@ def test_accounting_and_outputs(documents, deduped):
     assert lsh["bands"] * lsh["rows"] <= lsh["num_perm"] and lsh["false_negative_mass"] < 0.05
 
 
+def test_pinned_counts_on_the_sample(deduped):
+    """The bundled sample's exact figures: a change to normalization, shingling, banding or the
+    curve shows up here as a diff, not as a silent drift."""
+    report = read_json(str(deduped / "report.json"))
+    assert report["docs_in"] == 350 and report["docs_out"] == 216
+    assert report["removed_by_reason"] == {"exact": 86, "near": 48}
+    assert report["docs_per_dump"] == {"CC-MAIN-2024-10": 110, "CC-MAIN-2024-18": 109, "CC-MAIN-2024-26": 131}
+    assert [(p["docs"], p["removed"]) for p in report["rate_by_dumps"]] == [(110, 22), (219, 67), (350, 134)]
+    assert report["per_dump_mode_removed"] == 75
+    assert report["component_size_histogram"] == {"2": 72, "3-4": 19, "5-8": 3}
+    assert (report["candidate_edges"], report["verified_edges"]) == (44, 40)
+
+
+def test_clusters_trace_every_removal_to_a_kept_copy(documents, deduped):
+    """duplicates/ names each removed document's URL and cluster; kept/ its cluster and size: every
+    representative is kept, in the same cluster, and cluster sizes count kept plus removed copies."""
+    docs = arrow_dataset(str(documents)).to_table()
+    kept = arrow_dataset(str(deduped / "kept")).to_table()
+    dups = arrow_dataset(str(deduped / "duplicates")).to_table()
+    assert [c for c in kept.column_names if c not in ("cluster_id", "cluster_size")] == docs.column_names
+    assert kept.schema.field("cluster_size").type == "int64"
+    url = dict(zip(docs["doc_id"].to_pylist(), docs["url"].to_pylist()))
+    assert dups["url"].to_pylist() == [url[d] for d in dups["doc_id"].to_pylist()]
+    kept_cluster = dict(zip(kept["doc_id"].to_pylist(), kept["cluster_id"].to_pylist()))
+    size = dict(zip(kept["cluster_id"].to_pylist(), kept["cluster_size"].to_pylist()))
+    removed_per_cluster: dict[str, int] = {}
+    for rep, cluster in zip(dups["representative"].to_pylist(), dups["cluster_id"].to_pylist()):
+        assert kept_cluster[rep] == cluster
+        removed_per_cluster[cluster] = removed_per_cluster.get(cluster, 0) + 1
+    # One kept copy per cluster, so its size is 1 + the copies removed; singletons name themselves.
+    assert len(set(kept["cluster_id"].to_pylist())) == kept.num_rows
+    assert all(size[c] == 1 + removed_per_cluster.get(c, 0) for c in size)
+    assert all(c == d for d, c in kept_cluster.items() if c not in removed_per_cluster)
+    # With keep=earliest, the cluster's name is its earliest copy: the representative itself.
+    assert set(dups["cluster_id"].to_pylist()) == set(dups["representative"].to_pylist())
+
+
 def _edit(tokens: list[str], fraction: float, rng: random.Random, vocab: list[str]) -> list[str]:
     out = list(tokens)
     for i in rng.sample(range(len(out)), max(1, int(len(out) * fraction))):
