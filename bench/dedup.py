@@ -6,7 +6,10 @@
     normalization + shingling, the way pipelines use them), and our two
     schemes; plus both schemes' Jaccard-estimate error against the exact
     Jaccard of the same shingle sets.
-(b) the Spark job end to end: see ``bench_spark_job``.
+(b) the Spark job end to end: see ``bench_spark_job``; with ``--peer PATH``
+    (text-dedup's ``minhash_spark.py``, commit 6bb8e89, kept outside this
+    repository) both jobs run on the same largest input, and the wall-time
+    ratio is printed.
 (c) the removal rate against the number of dumps: see ``bench_rate_by_dumps``.
 
 Documents are ~500-word texts cut from real prose on disk (the Python
@@ -17,6 +20,7 @@ work (both are in the JSON).
 
     nice -n 10 python bench/dedup.py              # 10,000 documents
     nice -n 10 python bench/dedup.py --quick      # 2,000 documents, fewer repeats
+    nice -n 10 python bench/dedup.py --only-spark --spark-docs 50000 --peer /tmp/peer/minhash_spark.py
 """
 from __future__ import annotations
 
@@ -223,7 +227,8 @@ def _edit(text: str, rate: float, rng: random.Random) -> str:
 
 
 def near_duplicate_pairs(docs: pa.Array, n_pairs: int, seed: int = 7) -> tuple[list[str], list[str]]:
-    """Pairs (original, edited) spanning Jaccard ~0.3-1.0, a third of them short (20-60 words, 40-120 CJK characters)."""
+    """Pairs (original, edited) spanning Jaccard ~0.3-1.0, a third of them short
+    (20-60 words, 40-120 CJK characters)."""
     rng = random.Random(seed)
     texts = docs.to_pylist()
     left, right = [], []
@@ -348,12 +353,17 @@ def _crawl_table(cache: Path = OUT / "dedup_crawl") -> Path:
 
 
 def _subset(table_dir: Path, n_docs: int, out: Path) -> Path:
-    """The first n documents by a hash of doc_id, so smaller sets are nested in larger ones."""
+    """The first n documents by a hash of doc_id, so smaller sets are nested in larger ones.
+
+    An int64 `idx` column (the rank) is added: the peer's script needs an integer index column.
+    """
     import pyarrow.dataset as ds
 
     t = ds.dataset(table_dir, format="parquet", partitioning="hive").to_table()
     order = np.argsort(np.array([int(d[:12], 16) for d in t["doc_id"].to_pylist()]), kind="stable")
-    pq.write_to_dataset(t.take(order[:n_docs]), out, partition_cols=["dump"], row_group_size=4096)
+    sub = t.take(order[:n_docs])
+    sub = sub.append_column("idx", pa.array(np.arange(sub.num_rows, dtype=np.int64)))
+    pq.write_to_dataset(sub, out, partition_cols=["dump"], row_group_size=4096)
     return out
 
 
@@ -384,15 +394,29 @@ def _run_measured(argv: list[str]) -> tuple[float, float]:
     return time.time() - t0, peak / 2**20
 
 
+def _run_peer(script: Path, docs: Path, out: Path, n_docs: int, args: argparse.Namespace) -> dict:
+    """text-dedup's Spark script on the same input, threshold, permutations and n-gram size."""
+    wall, peak = _run_measured([str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]",
+                                str(script), "--input", str(docs), "--output", str(out), "--threshold",
+                                str(args.threshold), "--num_perm", str(args.num_perm), "--ngram_size",
+                                str(args.ngram), "--column", "text", "--index_column", "idx"])
+    kept = pq.ParquetDataset(out).read(columns=["idx"]).num_rows
+    return {"docs": n_docs, "wall_seconds": round(wall, 1), "peak_pss_mib": round(peak), "removed": n_docs - kept}
+
+
 def bench_spark_job(args: argparse.Namespace) -> dict | None:
     """Part (b): the Spark dedup job end to end in local mode: docs/s and peak memory at
-    12.5k, 25k and 50k documents (each size nested in the next), all four dumps."""
+    12.5k, 25k and 50k documents (each size nested in the next), all four dumps; the
+    peer on the largest size when given."""
     import shutil
     import tempfile
 
     from crawl2model.core.fs import read_json
 
     sizes = [s for s in (12_500, 25_000, 50_000) if not args.quick or s <= 12_500]
+    if args.spark_docs:
+        sizes = [args.spark_docs]
+    peer = None
     corpus = _crawl_table()
     runs = []
     work = Path(tempfile.mkdtemp(prefix="dedup-bench-"))
@@ -401,22 +425,30 @@ def bench_spark_job(args: argparse.Namespace) -> dict | None:
             docs = _subset(corpus, n, work / f"docs-{n}")
             out = work / f"out-{n}"
             wall, peak = _run_measured([sys.executable, "-m", "crawl2model", "dedup", "--input", str(docs),
-                                        "--output", str(out)])
+                                        "--output", str(out), "--threshold", str(args.threshold),
+                                        "--num-perm", str(args.num_perm), "--ngram", str(args.ngram)])
             report = read_json(str(out / "report.json"))
             runs.append({"docs": report["docs_in"], "wall_seconds": round(wall, 1),
+                         "removed": report["docs_in"] - report["docs_out"],
                          "job_seconds": report["seconds"], "docs_per_second": round(report["docs_in"] / wall, 1),
                          "peak_pss_mib": round(peak), "removed_fraction": report["removed_fraction"],
                          "timings": report["timings"], "rate_by_dumps": report.get("rate_by_dumps"),
                          "per_dump_mode_removed_fraction": report.get("per_dump_mode_removed_fraction")})
             print(f"  spark dedup {n:>6} docs: {wall:6.1f}s wall, {report['docs_in'] / wall:7.1f} docs/s, "
                   f"peak {peak:6.0f} MiB, removed {report['removed_fraction']:.1%}", flush=True)
+        if args.peer:
+            peer = _run_peer(args.peer, docs, work / "peer-out", runs[-1]["docs"], args)
+            peer["x_wall_ours_faster"] = round(peer["wall_seconds"] / runs[-1]["wall_seconds"], 2)
+            print(f"  peer {args.peer.name} {peer['docs']:>6} docs: {peer['wall_seconds']:6.1f}s wall, "
+                  f"peak {peer['peak_pss_mib']:6.0f} MiB, removed {peer['removed']}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = runs[0]
     for r in runs:
         r["time_ratio_vs_smallest"] = round(r["wall_seconds"] / base["wall_seconds"], 2)
         r["size_ratio_vs_smallest"] = round(r["docs"] / base["docs"], 2)
-    return {"master": "local[*]", "cores": __import__("os").cpu_count(), "runs": runs}
+    return {"master": "local[*]", "cores": __import__("os").cpu_count(), "runs": runs, "peer": peer,
+            "threshold": args.threshold, "num_perm": args.num_perm, "ngram": args.ngram}
 
 
 def bench_rate_by_dumps(args: argparse.Namespace, spark_job: dict | None = None) -> dict | None:
@@ -456,6 +488,15 @@ def print_spark(report: dict) -> None:
     for r in job["runs"]:
         print(f"{r['docs']:>8} {r['wall_seconds']:>8.1f} {r['docs_per_second']:>8.1f} {r['peak_pss_mib']:>9} "
               f"{r['time_ratio_vs_smallest']:>7} {r['size_ratio_vs_smallest']:>7}")
+    peer, ours = job.get("peer"), job["runs"][-1]
+    if peer:
+        print(f"\nside by side, {ours['docs']:,} documents, threshold {job['threshold']}, "
+              f"{job['num_perm']} permutations, {job['ngram']}-grams, {job['master']} ({job['cores']} cores)")
+        print(f"{'job':<28}{'wall s':>8}{'peak PSS MiB':>14}{'removed':>9}")
+        print(f"{'crawl2model dedup':<28}{ours['wall_seconds']:>8.1f}{ours['peak_pss_mib']:>14}{ours['removed']:>9}")
+        print(f"{'text-dedup minhash_spark':<28}{peer['wall_seconds']:>8.1f}{peer['peak_pss_mib']:>14}"
+              f"{peer['removed']:>9}")
+        print(f"ours is {peer['x_wall_ours_faster']:.2f}x faster (wall, rate-by-dumps curve included)")
     curve = report["rate_by_dumps"]
     print(f"\n(c) removed when the first k dumps are deduplicated together ({curve['docs']} docs): "
           + ", ".join(f"k={p['dumps']}: {p['removed_fraction']:.1%}" for p in curve["curve"])
@@ -472,6 +513,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=OUT / "dedup.json")
     parser.add_argument("--skip-spark", action="store_true", help="only part (a)")
     parser.add_argument("--only-spark", action="store_true", help="only parts (b) and (c)")
+    parser.add_argument("--spark-docs", type=int, help="one size for part (b) instead of 12.5k/25k/50k")
+    parser.add_argument("--threshold", type=float, default=0.8, help="Jaccard threshold of both Spark jobs")
+    parser.add_argument("--peer", type=Path, help="text-dedup's minhash_spark.py (6bb8e89), run on the largest size")
     args = parser.parse_args(argv)
     if args.quick:
         args.docs, args.pairs = min(args.docs, 2000), min(args.pairs, 600)
