@@ -9,7 +9,7 @@ Executors then need only Java, Spark and the archive (nothing installed on the h
     crawl2model dedup --master spark://HOST:7077 --ship dist/crawl2model-env.tar.gz ...
     spark-submit --archives dist/crawl2model-env.tar.gz#env --conf spark.pyspark.python=./env/bin/python ...
 
-The environment holds what the executors run of the `data` and `tokenizer`
+The environment holds what the executors run of the `data`, `tokenizer` and `blocklists`
 extras (not torch or DeepSpeed, nor the driver-only plotting, tokenizer training
 and transformers), pinned to the versions of the environment that builds it, so
 a driver and its executors write the same bytes. pyspark itself is left out:
@@ -29,7 +29,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRAS = ("data", "tokenizer")
+EXTRAS = ("data", "tokenizer", "blocklists")  # blocklists: the UT1 lists inside datatrove's wheel
 # pyspark comes with the cluster's Spark; the rest run only in the driver (plots, tokenizer
 # training, HF loading), and pip and setuptools are not needed to run anything.
 LEFT_OUT = {"pyspark", "matplotlib", "transformers", "rustbpe"}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
+from flow import committed_data, run_flow, success_marker
 
 from crawl2model.core.fs import filesystem
 from crawl2model.core.outputs import STARTED, SUCCESS
@@ -20,68 +21,24 @@ from crawl2model.jobs.cli import main as cli
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-DATA_SUFFIXES = (".parquet", ".arrow")
-
-
-def _chain(root: str, crawl: str, tokenizer: str | None) -> dict[str, str]:
-    """ingest -> dedup -> filter -> remix (-> tokenize) under `root`; the output of each stage."""
-    out = {s: f"{root}/{s}" for s in ("docs", "dedup", "filter", "shards", "tokens")}
-    steps = [["ingest", "--input", crawl, "--output", out["docs"]],
-             ["dedup", "--input", out["docs"], "--output", out["dedup"]],
-             ["filter", "--input", out["dedup"] + "/kept", "--output", out["filter"]],
-             ["remix", "--input", out["filter"] + "/kept", "--output", out["shards"], "--shard-size", "64KB"]]
-    if tokenizer:
-        steps.append(["tokenize", "--tokenizer", tokenizer, "--input", out["shards"], "--output", out["tokens"]])
-    for argv in steps:
-        assert cli(argv) == 0, argv
-    return out
-
-
-def _marker(output: str) -> dict:
-    fs, base = filesystem(output)
-    with fs.open_input_stream(posixpath.join(base, SUCCESS)) as f:
-        return json.loads(f.read())
-
-
-def _data(output: str) -> dict[str, bytes]:
-    """Every data file `_SUCCESS` lists, by relative path (`_skipped/` names each record's source
-    file, which differs between the two runs by design)."""
-    fs, base = filesystem(output)
-    listed = [e["path"] for e in _marker(output)["files"]]
-    files = {}
-    for rel in listed:
-        if rel.startswith("_skipped/"):
-            continue
-        if rel.endswith(DATA_SUFFIXES) or rel.endswith("manifest.json") and "shards" in output:
-            with fs.open_input_stream(posixpath.join(base, rel)) as f:
-                files[rel] = f.read()
-    return files
-
-
 @pytest.fixture(scope="module")
-def runs(spark, sample_dir, s3_server, tmp_path_factory):
+def runs(local_flow, s3_server):
     """The same flow twice: local folders, and an S3 bucket holding the crawl."""
     s3 = pafs.S3FileSystem(endpoint_override=s3_server, allow_bucket_creation=True)
     s3.create_dir("flow")
-    pafs.copy_files(str(sample_dir), "flow/crawl", source_filesystem=pafs.LocalFileSystem(),
+    pafs.copy_files(local_flow["crawl"], "flow/crawl", source_filesystem=pafs.LocalFileSystem(),
                     destination_filesystem=s3)
-    local = tmp_path_factory.mktemp("local")
-    first = _chain(str(local), str(sample_dir), None)
-    tokenizer = str(local / "tok")
-    assert cli(["tokenizer", "train", "--input", first["filter"] + "/kept", "--output", tokenizer,
-                "--vocab-size", "2000", "--padded-vocab-size", "2048"]) == 0
-    assert cli(["tokenize", "--tokenizer", tokenizer, "--input", first["shards"], "--output", first["tokens"]]) == 0
-    remote = _chain("s3a://flow/run", "s3://flow/crawl", tokenizer)  # s3a:// as Spark users write it
-    return first, remote
+    remote = run_flow("s3a://flow/run", "s3://flow/crawl", local_flow["tok"])  # s3a:// as Spark users write it
+    return local_flow, remote
 
 
 def test_s3_round_trip_writes_the_same_bytes(runs):
     local, remote = runs
     for stage in ("docs", "dedup", "filter", "shards", "tokens"):
-        ours, theirs = _data(local[stage]), _data(remote[stage])
+        ours, theirs = committed_data(local[stage]), committed_data(remote[stage])
         assert ours and sorted(ours) == sorted(theirs), stage
         assert ours == theirs, stage
-        sums = [{e["path"]: e["sha256"] for e in _marker(run[stage])["files"] if e["path"] in ours}
+        sums = [{e["path"]: e["sha256"] for e in success_marker(run[stage])["files"] if e["path"] in ours}
                 for run in (local, remote)]
         assert sums[0] == sums[1] and len(sums[0]) == len(ours), stage  # taken while writing, equal on both
     assert cli(["verify", *remote.values()]) == 0  # the bucket's bytes are the ones each commit listed
@@ -136,12 +93,12 @@ def test_tokenizer_trains_from_and_into_s3(runs, s3_bucket):
     fs, base = filesystem(out)
     with fs.open_input_stream(posixpath.join(base, "tokenizer.json")) as f:
         ours = f.read()
-    assert ours == (Path(local["docs"]).parent / "tok" / "tokenizer.json").read_bytes()  # same sample, same merges
+    assert ours == (Path(local["tok"]) / "tokenizer.json").read_bytes()  # same sample, same merges
     assert fs.get_file_info(posixpath.join(base, SUCCESS)).type == pafs.FileType.File
     assert cli(argv) == 0  # finished: skipped
     tokens = f"{s3_bucket}/tokens"  # and the tokenize job takes the tokenizer from the bucket
     assert cli(["tokenize", "--tokenizer", out, "--input", remote["shards"], "--output", tokens]) == 0
-    assert _data(tokens) == _data(local["tokens"])
+    assert committed_data(tokens) == committed_data(local["tokens"])
 
 
 def test_quality_models_train_from_and_into_s3(s3_bucket, tmp_path):
@@ -158,7 +115,7 @@ def test_quality_models_train_from_and_into_s3(s3_bucket, tmp_path):
     assert cli(["quality-models", "train-classifier", "--positive", f"{s3_bucket}/q/pos.jsonl",
                 "--negative", f"{s3_bucket}/q/neg.txt", "--lang", "en", "--bucket", "20000", "--epoch", "3",
                 "--output", out]) == 0
-    listed = {e["path"] for e in _marker(out)["files"]}
+    listed = {e["path"] for e in success_marker(out)["files"]}
     assert {"model.bin", "model.card.json", "report.json", "config.json"} <= listed
     assert cli(["verify", out]) == 0
 
@@ -176,5 +133,5 @@ def test_gcs_round_trip_writes_the_same_bytes(runs, sample_dir, gcs_server):
     assert cli(["ingest", "--input", "gs://flow-gcs/crawl", "--output", docs]) == 0
     assert cli(["dedup", "--input", docs, "--output", dedup]) == 0
     for ours, theirs in ((local["docs"], docs), (local["dedup"], dedup)):
-        assert _data(ours) and _data(ours) == _data(theirs), theirs
+        assert committed_data(ours) and committed_data(ours) == committed_data(theirs), theirs
     assert cli(["verify", docs, dedup]) == 0
