@@ -140,11 +140,15 @@ def signature_batch(batch: pa.RecordBatch, params, bands: int, rows: int) -> pa.
 
 
 def jaccard_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """(src, dst, sig_src, sig_dst) -> (src, dst, jaccard estimate)."""
+    """(src, dst, sig_src, sig_dst, *other) -> (src, dst, *other, jaccard estimate).
+
+    Other columns pass through, so a caller needs no join to get them back.
+    """
     a, b = _rows_of(batch.column("sig_src")), _rows_of(batch.column("sig_dst"))
     j = (a == b).mean(axis=1) if len(a) else np.zeros(0)
-    return pa.RecordBatch.from_arrays([batch.column("src"), batch.column("dst"), pa.array(j, pa.float64())],
-                                      names=["src", "dst", "jaccard"])
+    names = [n for n in batch.schema.names if n not in ("sig_src", "sig_dst")]
+    return pa.RecordBatch.from_arrays([batch.column(n) for n in names] + [pa.array(j, pa.float64())],
+                                      names=[*names, "jaccard"])
 
 
 # --- graph building ---------------------------------------------------------------------
@@ -183,29 +187,38 @@ def _size_histogram(sizes: "DataFrame", col: str = "size") -> dict[str, int]:
 
 # --- the job ----------------------------------------------------------------------------
 
-def _number_documents(docs: "DataFrame", dumps: list[str], first_node: int = 0) -> "DataFrame":
-    """(doc_id, dump, dump_idx, node): node = rank in (dump order, doc_id) order.
+def _number_documents(docs: "DataFrame", old_dumps: list[str],
+                      first_node: int = 0) -> tuple["DataFrame", list[str], list[int]]:
+    """(doc_id, dump, dump_idx, node), the dumps found (name order) and their sizes.
 
+    node = rank in (dump, doc_id) order: dump names sort chronologically, and
+    indexed dumps are older than new ones, so this is (dump_idx, doc_id) order.
     A global sort, then row numbers within each sorted partition plus the sizes
     of the partitions before it: ranks without one-partition windows and without
-    Python serialization, and the same whatever the partitioning.
+    Python serialization, and the same whatever the partitioning. One job
+    counts rows per (partition, dump), which gives both the offsets and the dumps.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    dump_idx = F.create_map(*[x for i, d in enumerate(dumps) for x in (F.lit(d), F.lit(i))])
-    ordered = (docs.select("doc_id", "dump").withColumn("dump_idx", dump_idx[F.col("dump")])
-                   .orderBy("dump_idx", "doc_id").withColumn("pid", F.spark_partition_id()))
+    ordered = docs.select("doc_id", "dump").orderBy("dump", "doc_id").withColumn("pid", F.spark_partition_id())
     local = ordered.withColumn(
-        "r", F.row_number().over(Window.partitionBy("pid").orderBy("dump_idx", "doc_id")) - 1).persist()
-    sizes = sorted((r["pid"], r["count"]) for r in local.groupBy("pid").count().collect())
+        "r", F.row_number().over(Window.partitionBy("pid").orderBy("dump", "doc_id")) - 1).persist()
+    counts = local.groupBy("pid", "dump").count().collect()
+    dumps = sorted({r["dump"] for r in counts})
+    per_pid: dict[int, int] = {}
+    per_dump = dict.fromkeys(dumps, 0)
+    for r in counts:
+        per_pid[r["pid"]] = per_pid.get(r["pid"], 0) + r["count"]
+        per_dump[r["dump"]] += r["count"]
     offsets, total = [], first_node
-    for pid, n in sizes:
+    for pid in sorted(per_pid):
         offsets += [F.lit(pid), F.lit(total)]
-        total += n
-    nodes = local.select("doc_id", "dump", "dump_idx",
+        total += per_pid[pid]
+    dump_idx = F.create_map(*[x for i, d in enumerate(old_dumps + dumps) for x in (F.lit(d), F.lit(i))])
+    nodes = local.select("doc_id", "dump", dump_idx[F.col("dump")].alias("dump_idx"),
                          (F.create_map(*offsets)[F.col("pid")] + F.col("r")).cast("long").alias("node"))
-    return nodes
+    return nodes, dumps, [per_dump[d] for d in dumps]
 
 
 def _components(edges: "DataFrame", label: str, checkpoint: bool) -> tuple["DataFrame", int]:
@@ -263,50 +276,75 @@ def _dump_column(node: "Column", dump_sizes: list[int]) -> "Column":
     return col
 
 
-def build_edges(sigs: "DataFrame", cfg: DedupConfig, per_dump: bool, stats: dict | None = None) -> "DataFrame":
-    """Exact and (verified) near-duplicate star edges as (src, dst); fills `stats` when given."""
+def build_edges(sigs: "DataFrame", cfg: DedupConfig, per_dump: bool) -> tuple["DataFrame", "DataFrame"]:
+    """Every candidate edge and the groups behind them, for one lazy plan and one stats job.
+
+    Edges: (src, dst, kind, verified), kind exact|near|url; a near edge is an
+    LSH candidate, verified when its estimated Jaccard reaches the threshold
+    (always, with verify off). Groups: (kind exact|bucket, band, size) for
+    groups of two or more. Keeping the failed candidates costs little and lets
+    one pass over the checkpointed edges count candidates and verified ones.
+    """
     from pyspark.sql import functions as F
 
     scope = ["dump_idx"] if per_dump else []
     exact_edges, exact_groups = star_edges(sigs.select("node", "exact", *scope), ["exact", *scope])
     survivors = sigs.join(exact_edges.select(F.col("src").alias("node")), "node", "left_anti")
     band_rows = survivors.select("node", *scope, F.posexplode("bands").alias("band", "bh"))
-    by_band, buckets = star_edges(band_rows, ["band", "bh", *scope], carry=("band",))
-    cand = by_band.select("src", "dst").distinct()
-    if stats is not None:  # counted below and used again by the caller: compute once
-        cand = cand.persist()
+    by_band, buckets = star_edges(band_rows, ["band", "bh", *scope])
+    cand = by_band.distinct()
     if cfg.verify:
         s = sigs.select("node", "sig")
         pairs = (cand.join(s.withColumnRenamed("node", "src").withColumnRenamed("sig", "sig_src"), "src")
                      .join(s.withColumnRenamed("node", "dst").withColumnRenamed("sig", "sig_dst"), "dst"))
         scored = pairs.select("src", "dst", "sig_src", "sig_dst").mapInArrow(
             lambda it: (jaccard_batch(b) for b in it), "src long, dst long, jaccard double")
-        near = scored.where(F.col("jaccard") >= cfg.threshold).select("src", "dst")
-        if stats is not None:
-            near = near.persist()
+        near = scored.select("src", "dst", F.lit("near").alias("kind"),
+                             (F.col("jaccard") >= cfg.threshold).alias("verified"))
     else:
-        near = cand
-    edges = exact_edges.unionByName(near)
+        near = cand.select("src", "dst", F.lit("near").alias("kind"), F.lit(True).alias("verified"))
+    edges = exact_edges.select("src", "dst", F.lit("exact").alias("kind"), F.lit(True).alias("verified")) \
+                       .unionByName(near)
     if cfg.url_dedup:
         url_edges, _ = star_edges(sigs.where(F.col("url").isNotNull()).select("node", "url", *scope), ["url", *scope])
-        edges = edges.unionByName(url_edges)
-    if stats is not None:
-        exact = exact_groups.agg(F.count(F.lit(1)).alias("n"), F.sum("size").alias("members")).first()
-        bucket_stats = buckets.agg(F.count(F.lit(1)).alias("n"), F.max("size").alias("max"),
-                                   F.expr("percentile_approx(size, 0.99)").alias("p99")).first()
-        stats.update({
-            "exact_groups": exact["n"],
-            "exact_duplicates": (exact["members"] or 0) - exact["n"],
-            "candidate_edges": cand.count(),
-            "verified_edges": near.count(),
-            "buckets_with_collisions": bucket_stats["n"],
-            "bucket_size_max": bucket_stats["max"],
-            "bucket_size_p99": bucket_stats["p99"],
-            # Before merging across bands: an edge found by several bands counts in each.
-            "candidate_edges_per_band": {str(r["band"]): r["count"] for r in
-                                         by_band.groupBy("band").count().orderBy("band").collect()},
-        })
-    return edges
+        edges = edges.unionByName(url_edges.select("src", "dst", F.lit("url").alias("kind"),
+                                                   F.lit(True).alias("verified")))
+    groups = exact_groups.select(F.lit("exact").alias("kind"), F.lit(None).cast("int").alias("band"), "size") \
+                         .unionByName(buckets.select(F.lit("bucket").alias("kind"), "band", "size"))
+    return edges, groups
+
+
+def edge_stats(edges: "DataFrame", groups: "DataFrame") -> dict:
+    """Exact groups, LSH buckets and candidate counts for the report, in two jobs.
+
+    A bucket of n documents gives n-1 star edges, so the per-band candidate
+    counts (before merging across bands) are sums over the buckets.
+    """
+    from pyspark.sql import functions as F
+
+    rows = (groups.rollup("kind", "band")
+                  .agg(F.grouping_id().alias("g"), F.count(F.lit(1)).alias("n"), F.sum("size").alias("members"),
+                       F.max("size").alias("max"), F.expr("percentile_approx(size, 0.99)").alias("p99"))
+                  .collect())
+    total = {r["kind"]: r for r in rows if r["g"] == 1}
+    none = {"n": 0, "members": 0, "max": None, "p99": None}
+    exact, bucket = total.get("exact", none), total.get("bucket", none)
+    counts = {r["kind"]: r for r in edges.where(F.col("kind") == "near").groupBy("kind").agg(
+        F.count(F.lit(1)).alias("n"), F.sum(F.col("verified").cast("long")).alias("verified")).collect()}
+    near = counts.get("near", {"n": 0, "verified": 0})
+    return {
+        "exact_groups": exact["n"],
+        "exact_duplicates": (exact["members"] or 0) - exact["n"],
+        "candidate_edges": near["n"],
+        "verified_edges": near["verified"] or 0,
+        "buckets_with_collisions": bucket["n"],
+        "bucket_size_max": bucket["max"],
+        "bucket_size_p99": bucket["p99"],
+        # Before merging across bands: an edge found by several bands counts in each.
+        "candidate_edges_per_band": {str(r["band"]): r["members"] - r["n"] for r in
+                                     sorted((r for r in rows if r["g"] == 0 and r["kind"] == "bucket"),
+                                            key=lambda r: r["band"])},
+    }
 
 
 def _signatures(docs: "DataFrame", nodes: "DataFrame", cfg: DedupConfig, bands: int, rows: int) -> "DataFrame":
@@ -362,13 +400,11 @@ def _duplicates(comps: "DataFrame", attrs: "DataFrame", sigs: "DataFrame", clust
     scored = pairs.select(F.col("node").alias("src"), F.col("rep").alias("dst"),
                           F.col("sig").alias("sig_src"), F.col("rep_sig").alias("sig_dst"),
                           F.when(F.col("exact") == F.col("rep_exact"), "exact").otherwise("near").alias("reason"))
-    j = scored.select("src", "dst", "sig_src", "sig_dst").mapInArrow(
-        lambda it: (jaccard_batch(b) for b in it), "src long, dst long, jaccard double")
+    j = scored.mapInArrow(lambda it: (jaccard_batch(b) for b in it),
+                          "src long, dst long, reason string, jaccard double")
     rep_attrs = attrs.select(F.col("node").alias("dst"), F.col("doc_id").alias("representative"),
                              F.col("dump").alias("representative_dump"))
-    return (scored.select("src", "dst", "reason")
-                  .join(j.select("src", "jaccard"), "src")
-                  .join(attrs.select(F.col("node").alias("src"), "doc_id", "dump", "url"), "src")
+    return (j.join(attrs.select(F.col("node").alias("src"), "doc_id", "dump", "url"), "src")
                   .join(rep_attrs, "dst")
                   .join(clusters.select(F.col("node").alias("src"), "cluster_id"), "src")
                   .withColumn("jaccard", F.when(F.col("reason") == "exact", F.lit(1.0)).otherwise(F.col("jaccard")))
@@ -403,7 +439,7 @@ def _rate_by_dumps(sigs: "DataFrame", edges: "DataFrame", comps: "DataFrame", cf
         "for k = 1..N, the star edges (exact and LSH, verified) among documents of the first k dumps "
         "in chronological (name) order; removed = documents in duplicate clusters minus clusters; "
         "fraction of the documents in those k dumps")
-    per_dump = build_edges(sigs, cfg, per_dump=True)
+    per_dump = build_edges(sigs, cfg, per_dump=True)[0].where("verified").select("src", "dst")
     removed = sum(unions_by_dump(per_dump, _dump_column(F.col("src"), dump_sizes), dump_sizes))
     report["per_dump_mode_removed"] = removed
     report["per_dump_mode_removed_fraction"] = round(removed / docs_in, 6) if docs_in else 0.0
@@ -429,25 +465,22 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     if "n_chars" not in docs.columns:
         docs = docs.withColumn("n_chars", F.length("text"))
     bands, rows = cfg.lsh()
-    input_dumps = sorted(r["dump"] for r in docs.select("dump").distinct().collect())
     index = DedupIndex.open(spark, cfg, bands, rows) if cfg.index else None
     first_node, old_dumps = (index.next_node, index.dumps) if index else (0, [])
-    dumps = [d for d in input_dumps if d not in old_dumps]
     if index:
-        index.check_newer(dumps)
-        if not dumps:
+        input_dumps = sorted(r["dump"] for r in docs.select("dump").distinct().collect())
+        new_dumps = [d for d in input_dumps if d not in old_dumps]
+        index.check_newer(new_dumps)
+        if not new_dumps:
             log.info(f"every input dump is already in the index {cfg.index}: nothing to do")
             return {"stage": "dedup", "docs_in": 0, "docs_out": 0, "removed_by_reason": {},
                     "already_indexed_dumps": input_dumps}
-        docs = docs.where(F.col("dump").isin(dumps))
+        docs = docs.where(F.col("dump").isin(new_dumps))
+    nodes, dumps, dump_sizes = _number_documents(docs, old_dumps, first_node)
+    nodes = nodes.persist(StorageLevel.MEMORY_AND_DISK)
+    docs_in = sum(dump_sizes)
     log.info(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows over "
              f"{cfg.num_perm} permutations ({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, keep {cfg.keep}")
-
-    nodes = _number_documents(docs, old_dumps + dumps, first_node).persist(StorageLevel.MEMORY_AND_DISK)
-    dump_sizes = [0] * len(dumps)
-    for r in nodes.groupBy("dump_idx").count().collect():
-        dump_sizes[r["dump_idx"] - len(old_dumps)] = r["count"]
-    docs_in = sum(dump_sizes)
     timer.mark("number_documents")
 
     sigs = _signatures(docs, nodes, cfg, bands, rows)
@@ -461,13 +494,14 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     sigs.count()
     timer.mark("signatures")
 
-    stats: dict = {}
-    edges = build_edges(sigs, cfg, per_dump=cfg.mode == "per-dump", stats=stats)
+    all_edges, groups = build_edges(sigs, cfg, per_dump=cfg.mode == "per-dump")
+    all_edges = all_edges.localCheckpoint()
+    stats = edge_stats(all_edges, groups)
+    edges = all_edges.where("verified").select("src", "dst")
     new_only = None
     if index:  # old documents were deduplicated already: only edges that touch a new one matter
         edges = edges.where((F.col("src") >= first_node) | (F.col("dst") >= first_node))
         new_only = F.col("node") >= first_node
-    edges = edges.localCheckpoint()
     timer.mark("edges")
     comps, rounds = _components(edges, "components", checkpoint=True)
     comps = comps.persist(StorageLevel.MEMORY_AND_DISK)
