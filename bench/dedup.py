@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import sys
@@ -367,7 +368,7 @@ def _subset(table_dir: Path, n_docs: int, out: Path) -> Path:
     return out
 
 
-def _run_measured(argv: list[str]) -> tuple[float, float]:
+def _run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall seconds, peak memory in MiB of the process tree: driver, JVM and Python workers).
 
     Memory is PSS (proportional set size): Spark forks its Python workers from
@@ -378,7 +379,7 @@ def _run_measured(argv: list[str]) -> tuple[float, float]:
     import psutil
 
     t0 = time.time()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
@@ -399,7 +400,8 @@ def _run_peer(script: Path, docs: Path, out: Path, n_docs: int, args: argparse.N
     wall, peak = _run_measured([str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]",
                                 str(script), "--input", str(docs), "--output", str(out), "--threshold",
                                 str(args.threshold), "--num_perm", str(args.num_perm), "--ngram_size",
-                                str(args.ngram), "--column", "text", "--index_column", "idx"])
+                                str(args.ngram), "--column", "text", "--index_column", "idx"],
+                               env=dict(os.environ, PYSPARK_PYTHON=sys.executable))
     kept = pq.ParquetDataset(out).read(columns=["idx"]).num_rows
     return {"docs": n_docs, "wall_seconds": round(wall, 1), "peak_pss_mib": round(peak), "removed": n_docs - kept}
 
@@ -435,7 +437,8 @@ def bench_spark_job(args: argparse.Namespace) -> dict | None:
                          "timings": report["timings"], "rate_by_dumps": report.get("rate_by_dumps"),
                          "per_dump_mode_removed_fraction": report.get("per_dump_mode_removed_fraction")})
             print(f"  spark dedup {n:>6} docs: {wall:6.1f}s wall, {report['docs_in'] / wall:7.1f} docs/s, "
-                  f"peak {peak:6.0f} MiB, removed {report['removed_fraction']:.1%}", flush=True)
+                  f"peak {peak:6.0f} MiB, removed {report['removed_fraction']:.1%}; phases (s) "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in report["timings"].items()), flush=True)
         if args.peer:
             peer = _run_peer(args.peer, docs, work / "peer-out", runs[-1]["docs"], args)
             peer["x_wall_ours_faster"] = round(peer["wall_seconds"] / runs[-1]["wall_seconds"], 2)
@@ -447,7 +450,7 @@ def bench_spark_job(args: argparse.Namespace) -> dict | None:
     for r in runs:
         r["time_ratio_vs_smallest"] = round(r["wall_seconds"] / base["wall_seconds"], 2)
         r["size_ratio_vs_smallest"] = round(r["docs"] / base["docs"], 2)
-    return {"master": "local[*]", "cores": __import__("os").cpu_count(), "runs": runs, "peer": peer,
+    return {"master": "local[*]", "cores": os.cpu_count(), "runs": runs, "peer": peer,
             "threshold": args.threshold, "num_perm": args.num_perm, "ngram": args.ngram}
 
 

@@ -12,9 +12,9 @@ from crawl2model.jobs.stage import SparkStage
 
 DESCRIPTION = (
     "Remove exact and near duplicates across all dumps (or within each dump with --mode per-dump). "
-    "Writes kept/ (the document table), duplicates/ (each removed document, its representative, "
-    "reason exact|near and estimated Jaccard), report.json with the removal rate by number of dumps, "
-    "and rate_by_dumps.png."
+    "Writes kept/ (the document table plus cluster_id and cluster_size, the copies each kept document had), "
+    "duplicates/ (each removed document with its URL, representative, reason exact|near, estimated Jaccard "
+    "and cluster_id), report.json with the removal rate by number of dumps, and rate_by_dumps.png."
 )
 
 
@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ngram", type=int, help="shingle length in words, or characters for CJK (default 5)")
     p.add_argument("--bands", type=int, help="LSH bands (default: derived from --threshold)")
     p.add_argument("--rows", type=int, help="LSH rows per band (default: derived from --threshold)")
-    p.add_argument("--mode", choices=["global", "per-dump"], help="deduplicate across all dumps (default) or within each")
+    p.add_argument("--mode", choices=["global", "per-dump"],
+                   help="deduplicate across all dumps (default) or within each")
     p.add_argument("--keep", choices=["earliest", "latest", "longest"],
                    help="which copy survives: from the oldest dump (default), the newest, or the longest")
     p.add_argument("--seed", type=int, help="MinHash seed (default 0)")
@@ -39,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url-dedup", action=argparse.BooleanOptionalAction, default=None,
                    help="also treat documents with the same URL as duplicates (default off)")
     p.add_argument("--rate-by-dumps", action=argparse.BooleanOptionalAction, default=None,
-                   help="compute the removal rate for the first k dumps, k = 1..N (default on)")
+                   help="compute the removal rate for the first k dumps, k = 1..N, and within each dump "
+                        "(one union-find pass over the edges each; default on)")
     p.add_argument("--max-shingles", type=int, help="cap on shingles per document (default 100000)")
     p.add_argument("--output-partitions", type=int, help="files per dump in kept/ (default 4)")
     p.add_argument("--index", metavar="DIR",

@@ -153,12 +153,10 @@ def jaccard_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 # --- graph building ---------------------------------------------------------------------
 
-def star_edges(members: "DataFrame", key_cols: list[str],
-               carry: tuple[str, ...] = ()) -> tuple["DataFrame", "DataFrame"]:
+def star_edges(members: "DataFrame", key_cols: list[str]) -> tuple["DataFrame", "DataFrame"]:
     """Edges from every member of a group (rows sharing `key_cols`) to the group's smallest node.
 
-    Returns (edges(src, dst, *carry), groups(key..., size)) for groups of two or more;
-    `carry` keeps key columns on the edges (e.g. the band that produced them).
+    Returns (edges(src, dst), groups(key..., size)) for groups of two or more.
     """
     from pyspark.sql import functions as F
 
@@ -167,7 +165,7 @@ def star_edges(members: "DataFrame", key_cols: list[str],
                      .where(F.col("size") > 1))
     edges = (members.join(groups.select(*key_cols, "center"), key_cols)
                     .where(F.col("node") != F.col("center"))
-                    .select(F.col("node").alias("src"), F.col("center").alias("dst"), *carry))
+                    .select(F.col("node").alias("src"), F.col("center").alias("dst")))
     return edges, groups
 
 
@@ -219,12 +217,6 @@ def _number_documents(docs: "DataFrame", old_dumps: list[str],
     nodes = local.select("doc_id", "dump", dump_idx[F.col("dump")].alias("dump_idx"),
                          (F.create_map(*offsets)[F.col("pid")] + F.col("r")).cast("long").alias("node"))
     return nodes, dumps, [per_dump[d] for d in dumps]
-
-
-def _components(edges: "DataFrame", label: str, checkpoint: bool) -> tuple["DataFrame", int]:
-    from crawl2model.pipeline.components import connected_components
-
-    return connected_components(edges, reliable_checkpoint=checkpoint, label=label)
 
 
 def _dump_of(node: np.ndarray, dump_ends: np.ndarray) -> np.ndarray:
@@ -450,6 +442,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    from crawl2model.pipeline.components import connected_components
     from crawl2model.pipeline.dedup_index import DedupIndex
     from crawl2model.pipeline.minhash import fp_fn_curve, fp_fn_mass
     from crawl2model.pipeline.parquet_out import write_parquet
@@ -503,7 +496,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         edges = edges.where((F.col("src") >= first_node) | (F.col("dst") >= first_node))
         new_only = F.col("node") >= first_node
     timer.mark("edges")
-    comps, rounds = _components(edges, "components", checkpoint=True)
+    comps, rounds = connected_components(edges, reliable_checkpoint=True, label="components")
     comps = comps.persist(StorageLevel.MEMORY_AND_DISK)
     timer.mark("components")
 
