@@ -75,13 +75,18 @@ def read_success(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else {}
 
 
+def listed_entries(marker: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `files` of a `_SUCCESS` marker as {path, size, sha256} entries (older markers list bare names)."""
+    return [f if isinstance(f, dict) else {"path": f} for f in marker.get("files", [])]
+
+
 def committed_files(path: str) -> list[str] | None:
     """The files a finished output lists in `_SUCCESS` (relative paths), None without a list."""
     fs, p = filesystem(path)
     marker = read_success(fs, p)
     if marker is None or "files" not in marker:
         return None
-    return [f["path"] if isinstance(f, dict) else f for f in marker["files"]]
+    return [f["path"] for f in listed_entries(marker)]
 
 
 def verify(path: str) -> tuple[int, list[str]]:
@@ -91,7 +96,7 @@ def verify(path: str) -> tuple[int, list[str]]:
     marker = read_success(fs, p)
     if marker is None:
         raise InputError(f"{path} is not a finished stage output (no {SUCCESS})")
-    listed = [f if isinstance(f, dict) else {"path": f} for f in marker.get("files", [])]  # older markers: names
+    listed = listed_entries(marker)
 
     def check(entry: dict[str, Any]) -> str | None:
         file = posixpath.join(p, entry["path"])
@@ -145,7 +150,7 @@ def _listed_under(fs: pafs.FileSystem, root: str) -> list[str] | None:
         marker = read_success(fs, owner)
         if marker and "files" in marker:
             prefix = posixpath.relpath(root, owner)
-            names = [f["path"] if isinstance(f, dict) else f for f in marker["files"]]
+            names = [f["path"] for f in listed_entries(marker)]
             if prefix == ".":
                 return names
             return [n[len(prefix) + 1:] for n in names if n.startswith(prefix + "/")]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from crawl2model.core.config import add_config_argument, resolve, to_dict
-from crawl2model.core.fs import s3_settings, total_size
+from crawl2model.core.fs import s3_settings
 from crawl2model.core.outputs import StageOutput
 from crawl2model.core.stage import run_stage
 from crawl2model.pipeline.spark import add_spark_arguments, check_spark_arguments, spark_from_args
@@ -46,7 +46,7 @@ def run_spark_stage(args: argparse.Namespace, stage: str, config_cls: type, body
     def work(out: StageOutput, timer) -> dict:
         spark = spark_from_args(args, f"crawl2model-{stage}",
                                 extra={f"spark.executorEnv.{k}": v for k, v in storage.items()},
-                                input_bytes=total_size(_as_list(cfg.input)))
+                                inputs=_as_list(cfg.input))
         report = body(spark, cfg, out)
         report["spark"] = {"master": spark.sparkContext.master, "version": spark.version,
                            "default_parallelism": spark.sparkContext.defaultParallelism}

@@ -15,6 +15,7 @@ import math
 import urllib.request
 from dataclasses import dataclass
 
+from crawl2model.core.fs import total_size
 from crawl2model.core.log import get_logger
 
 MASTER_UI_PORT = 8080           # Spark's default for the standalone master's web UI
@@ -68,11 +69,11 @@ def shuffle_conf(total_cores: int, input_bytes: int) -> dict[str, str]:
     }
 
 
-def fitted_conf(master: str | None, stated: dict[str, str], input_bytes: int) -> dict[str, str]:
+def fitted_conf(master: str | None, stated: dict[str, str], inputs: list[str]) -> dict[str, str]:
     """What to set for `master` beyond what a profile or the flags `stated`: nothing for local
-    mode (its profile is tuned), executor size and shuffle width for a cluster."""
+    mode (its profile is tuned), executor size and a shuffle width for the `inputs` on a cluster."""
     if not master or master.startswith("local"):
-        return {}
+        return {}  # and no listing of the inputs
     derived: dict[str, str] = {}
     total = int(stated.get("spark.cores.max", 0) or 0)
     if master.startswith("spark://"):
@@ -88,5 +89,5 @@ def fitted_conf(master: str | None, stated: dict[str, str], input_bytes: int) ->
     if not total:
         instances = int(stated.get("spark.executor.instances", 0) or 0)
         total = instances * int(stated.get("spark.executor.cores", 1) or 1)
-    derived.update(shuffle_conf(total or 8, input_bytes))
+    derived.update(shuffle_conf(total or 8, total_size(inputs)))
     return {k: v for k, v in derived.items() if k not in stated}

@@ -70,7 +70,7 @@ def parse_conf_pairs(pairs: Iterable[str] | None) -> dict[str, str]:
 
 def get_spark(app_name: str = "crawl2model", master: str | None = None,
               profile: str | None = None, conf: dict[str, str] | None = None,
-              ship: str | None = None, input_bytes: int = 0) -> "SparkSession":
+              ship: str | None = None, inputs: list[str] | None = None) -> "SparkSession":
     """Return the active session, or build one with the project's settings.
 
     Conf layers, later wins: BASE_CONF < what fits the cluster and the input
@@ -106,7 +106,7 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
         stated.update(read_profile("local"))
     stated.update(conf or {})
     master = master or stated.pop("spark.master", None)
-    settings.update(fitted_conf(master, stated, input_bytes))
+    settings.update(fitted_conf(master, stated, list(inputs or ())))
     settings.update(stated)
     if ship:
         settings.update(ship_conf(ship, settings.get("spark.archives")))
@@ -203,8 +203,8 @@ def check_spark_arguments(args) -> None:
 
 
 def spark_from_args(args, app_name: str, extra: dict[str, str] | None = None,
-                    input_bytes: int = 0) -> "SparkSession":
+                    inputs: list[str] | None = None) -> "SparkSession":
     """The session for a stage's flags; `extra` conf comes first, so `--spark-conf` still wins."""
     return get_spark(app_name, master=args.master, profile=args.spark_profile,
                      conf={**(extra or {}), **parse_conf_pairs(args.spark_conf)},
-                     ship=getattr(args, "ship", None), input_bytes=input_bytes)
+                     ship=getattr(args, "ship", None), inputs=inputs)

@@ -46,9 +46,9 @@ def test_cluster_fit_never_asks_more_than_the_smallest_worker_and_widens_with_in
     assert small["spark.sql.shuffle.partitions"] == "12"           # two per core
     assert big["spark.sql.shuffle.partitions"] == str(100 * 16)    # one per 64 MB
     assert big["spark.sql.adaptive.coalescePartitions.enabled"] == "true"
-    assert fitted_conf("local[2]", {}, 1 << 40) == {}               # local mode keeps its profile
+    assert fitted_conf("local[2]", {}, ["s3://not/listed"]) == {}   # local mode keeps its profile
     stated = {"spark.executor.instances": "10", "spark.executor.cores": "4", "spark.sql.shuffle.partitions": "7"}
-    fitted = fitted_conf("yarn", stated, 0)
+    fitted = fitted_conf("yarn", stated, [])
     assert fitted["spark.default.parallelism"] == "80" and "spark.sql.shuffle.partitions" not in fitted
 
 
