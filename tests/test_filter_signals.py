@@ -106,3 +106,33 @@ def test_filter_rules_table_of_a_run_file_is_applied(tmp_path):
     run.write_text('[filter]\ninput = "in"\noutput = "out"\n[filter.rules.rules.gopher_min_words]\nmin = "x"\n')
     with pytest.raises(ConfigError, match=r"\[filter.rules\]: rule gopher_min_words: min must be a number"):
         resolve(FilterConfig, "filter", {"config": str(run)})
+
+
+PROSE = ("Run the following script as root to set up the chroot environment. It copies the programs the "
+         "server needs and the libraries they are linked against, so that the jailed daemon finds them. "
+         "Check the listing afterwards: every file should belong to root, and nothing should be writable "
+         "by other users. The same steps work for any daemon that is started from an init script.")
+LISTING = "\n".join([
+    "$ ls -l /var/chroot/bin", "-rwxr-xr-x 1 root root 7875 Jun 3 13:45 pod2latex*",
+    "-rwxr-xr-x 1 root root 20532 Jun 3 13:45 rm*", "|-- lib", "|   |-- libc.so.6", "`-- usr",
+    'if [ ! -f $INITDBAK ]', "then", "cp $INITD $INITDBAK", "fi", "dh_auto_clean", "...",
+    "iptables -A FORWARD -p tcp -s 0.0.0.0/0 -d 62.3.3.27/32 --dport 20:22 -j ACCEPT"] * 3)
+
+
+def test_code_lines_are_told_from_prose():
+    lines = (PROSE + "\n" + LISTING).split("\n")
+    code = heuristics.code_lines(lines)
+    assert code[0] is False and all(code[1:]), [ln for ln, c in zip(lines, code) if not c]
+    for prose in ("In 1998, version 2.0 of Debian was released on 24 July.", "Prev", "7.3. Other Operators",
+                  "Debian Policy Manual - https://www.debian.org/doc/debian-policy/", "是否要使用 chroot 环境？"):
+        assert not heuristics.is_code_line(prose), prose
+
+
+def test_composition_rules_read_the_prose_of_a_page_with_a_listing():
+    page, prose_only = sig(PROSE + "\n" + LISTING), sig(PROSE)
+    for name in ("alpha_word_frac", "line_punct_frac", "short_line_frac", "bullet_line_frac", "mean_word_len"):
+        assert page[name] == pytest.approx(prose_only[name]), name
+    assert page["code_line_frac"] > 0.9 and page["n_words"] > prose_only["n_words"]
+    assert page["dup_line_frac"] > 0.5  # repetition is read on the whole document
+    listing = sig(LISTING)  # all code, too little prose to judge: measured whole, as before
+    assert listing["code_line_frac"] == 1 and listing["alpha_word_frac"] < 0.8 and listing["bullet_line_frac"] > 0.1

@@ -40,7 +40,7 @@ SIGNAL_FIELDS = [pa.field("lang", pa.string()), pa.field("lang_score", pa.float6
                  *BLOCKLIST_FIELDS, *pii.FIELDS]
 SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
 # Columns a filter output written before they existed lacks; --reapply reads them as unmeasured.
-LATER_FIELDS = BLOCKLIST_FIELDS + pii.FIELDS
+LATER_FIELDS = [pa.field(s, pa.float64()) for s in heuristics.LATER_SIGNALS] + BLOCKLIST_FIELDS + pii.FIELDS
 # Histograms in the report folder: (signal, log scale).
 PLOTTED = (("lang_score", False), ("n_words", True), ("mean_word_len", False), ("alpha_word_frac", False),
            ("dup_line_char_frac", False), ("top_2gram_frac", False), ("line_punct_frac", False),

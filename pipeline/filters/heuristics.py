@@ -6,6 +6,16 @@ recomputing. What does depend on the language is how a signal is measured:
 words come from `core.text.words` (jieba for Chinese, script runs for Japanese),
 stop words are per language, and a "short line" is shorter in characters for
 CJK, where one character carries about as much as a word elsewhere.
+
+Documentation quotes code: shell sessions, directory trees, `ls -l` listings,
+option tables. Gopher's and FineWeb's composition rules (words with letters,
+lines ending in punctuation, short lines, bullets, `#` per word) were made for
+prose and read such lines as junk, so a good page with a long listing would
+be dropped. Those signals are measured on the document's prose lines (lines
+that `is_code_line` does not call code) when the prose holds at least
+`MIN_PROSE_WORDS` words; a document that is (nearly) all code is measured
+whole, as before. Length and repetition are always measured on the whole
+document, and `code_line_frac` tells how much of it was set aside.
 """
 from __future__ import annotations
 
@@ -39,6 +49,17 @@ END_PUNCT = (".", "!", "?", '"', "'", "”", "’", "。", "！", "？", "」", 
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _LETTER = re.compile(r"[^\W\d_]")
 _ALNUM = re.compile(r"[^\W_]")
+# Code lines (see `code_lines`): a prompt, a directory tree, an `ls -l` line, a line ending like C or shell
+# code, many tokens with code characters, or few letters among code symbols.
+_PROMPT = re.compile(r"(?:[$#%>]|>>>|\.\.\.)\s")
+_CODE_MARK = re.compile(r"[|`]--|[\u2500-\u257f]|^[-dlcbps][-rwxsStT]{9}[.+@]?\s|[{;\\]$|^}")
+_CODE_CHARS = re.compile(r"[_/\\=<>{}\[\]|$^*~`();]")
+_NUMBER = re.compile(r"^[\d.,:%+-]+$")
+_TECH = re.compile(r"[_/\\=<>{}\[\]|$^*~`]|\w\.\w|::|^-[\w-]")
+MIN_TECH_TOKEN_SHARE = 0.3    # of a line's tokens with code characters (numbers are not): a code line
+MIN_CODE_LETTER_SHARE = 0.5   # fewer letters among a line's non-space characters, with code symbols: code
+SHORT_CODE_WORDS = 3          # a line this short without end punctuation is code when next to code
+MIN_PROSE_WORDS = 50          # prose lines with fewer words: the document is measured whole
 TOP_NGRAMS = (2, 3, 4)
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 
@@ -53,12 +74,48 @@ SIGNALS: tuple[str, ...] = (
     "c4_javascript_lines", "c4_policy_lines", "c4_lorem_ipsum", "c4_curly_brace", "c4_short_line_frac",
     # FineWeb
     "line_punct_frac", "short_line_frac", "newline_word_ratio",
+    # the share of lines set aside as code for the composition signals
+    "code_line_frac",
 )
+# Signals added after filter outputs were first written (--reapply reads them as unmeasured there).
+LATER_SIGNALS: tuple[str, ...] = ("code_line_frac",)
 
 
 def has_letter(word: str) -> bool:
     """Gopher's 'word with an alphabetic character' (CJK characters count: str.isalpha is True for them)."""
     return word.isalpha() or _LETTER.search(word) is not None
+
+
+def _is_tech(token: str) -> bool:
+    return _TECH.search(token) is not None and not _NUMBER.match(token)
+
+
+def is_code_line(line: str) -> bool:
+    """Whether a (stripped, non-empty) line is, by itself, code or a listing rather than prose."""
+    if _PROMPT.match(line) or _CODE_MARK.search(line):
+        return True
+    tokens = line.split()
+    if sum(map(_is_tech, tokens)) >= MIN_TECH_TOKEN_SHARE * len(tokens):
+        return True
+    chars = len(line) - line.count(" ") - line.count("\t")
+    return len(_LETTER.findall(line)) < MIN_CODE_LETTER_SHARE * chars and _CODE_CHARS.search(line) is not None
+
+
+def code_lines(lines: list[str]) -> list[bool]:
+    """Which lines are code: those `is_code_line` says, and the short lines without end punctuation
+    (`then`, `fi`, an option's name, `...`) that stand next to code, through a run of such lines."""
+    code = [is_code_line(ln) for ln in lines]
+    if not any(code):
+        return code
+    weak = [not c and len(ln.split()) <= SHORT_CODE_WORDS
+            and (not ln.endswith(END_PUNCT) or not _ALNUM.search(ln)) for ln, c in zip(lines, code)]
+    for order in (range(len(lines)), range(len(lines) - 1, -1, -1)):
+        prev = False
+        for i in order:
+            if weak[i] and prev:
+                code[i] = True
+            prev = code[i]
+    return code
 
 
 def _duplicates(items: list[str]) -> tuple[int, int]:
@@ -121,6 +178,29 @@ def _dup_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int)
     return repeated / total_chars
 
 
+def _composition(lines: list[str], ws: list[str], text: str, lang: str) -> list[float]:
+    """The signals read from how the lines and words are made (Gopher quality, C4 and FineWeb lines)."""
+    n_words = len(ws)
+    n_lines = max(len(lines), 1)
+    short_chars = SHORT_LINE_CHARS.get(lang, DEFAULT_SHORT_LINE_CHARS)
+    if lang in CJK_LANGS:
+        c4_short = sum(len(words(ln, lang)) < C4_MIN_LINE_WORDS for ln in lines)
+    else:
+        c4_short = sum(len(ln.split()) < C4_MIN_LINE_WORDS for ln in lines)
+    n_symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
+    return [
+        sum(map(len, ws)) / n_words if n_words else 0.0,
+        n_symbols / n_words if n_words else 0.0,
+        sum(ln.startswith(BULLETS) for ln in lines) / n_lines,
+        sum(ln.endswith(ELLIPSES) for ln in lines) / n_lines,
+        sum(map(has_letter, ws)) / n_words if n_words else 0.0,
+        c4_short / n_lines,
+        sum(ln.endswith(END_PUNCT) for ln in lines) / n_lines,
+        sum(len(ln) <= short_chars for ln in lines) / n_lines,
+        text.count("\n") / n_words if n_words else 0.0,
+    ]
+
+
 def doc_signals(text: str, lang: str) -> list[float]:
     """All SIGNALS of one document, in order."""
     text = text[:MAX_CHARS]
@@ -130,6 +210,19 @@ def doc_signals(text: str, lang: str) -> list[float]:
     ws = words(text, lang)
     n_words = len(ws)
     n_lines = max(len(lines), 1)
+    code = code_lines(lines)
+    n_code = sum(code)
+    composition = None
+    if n_code:
+        prose_lines = [ln for ln, c in zip(lines, code) if not c]
+        prose = "\n".join(prose_lines)
+        prose_words = words(prose, lang)
+        if len(prose_words) >= MIN_PROSE_WORDS:
+            composition = _composition(prose_lines, prose_words, prose, lang)
+    if composition is None:
+        composition = _composition(lines, ws, text, lang)
+    (mean_word_len, symbol_ratio, bullets, ellipses, alpha, c4_short, line_punct, short_lines,
+     newline_ratio) = composition
     lower = [w.lower() for w in ws]
     content = [w for w in lower if w.isalnum() or _ALNUM.search(w)]  # repetition ignores punctuation tokens
     content_chars = sum(map(len, content))
@@ -137,23 +230,17 @@ def doc_signals(text: str, lang: str) -> list[float]:
     ids = np.array([vocab.setdefault(w, len(vocab) + 1) for w in content], dtype=np.uint64)
     lens = np.array([len(w) for w in content], dtype=np.int64)
     stop = STOP_WORDS.get(lang, frozenset())
-    n_symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
-    short_chars = SHORT_LINE_CHARS.get(lang, DEFAULT_SHORT_LINE_CHARS)
     dup_lines, dup_line_chars = _duplicates(lines)
     dup_paras, dup_para_chars = _duplicates(paras)
     text_chars = max(len(text), 1)
     low_text = text.lower()
-    if lang in CJK_LANGS:
-        c4_short = sum(len(words(ln, lang)) < C4_MIN_LINE_WORDS for ln in lines)
-    else:
-        c4_short = sum(len(ln.split()) < C4_MIN_LINE_WORDS for ln in lines)
     return [
         float(n_words),
-        sum(map(len, ws)) / n_words if n_words else 0.0,
-        n_symbols / n_words if n_words else 0.0,
-        sum(ln.startswith(BULLETS) for ln in lines) / n_lines,
-        sum(ln.endswith(ELLIPSES) for ln in lines) / n_lines,
-        sum(map(has_letter, ws)) / n_words if n_words else 0.0,
+        mean_word_len,
+        symbol_ratio,
+        bullets,
+        ellipses,
+        alpha,
         float(sum(text.count(w) for w in stop) if lang == "ja" else sum(w in stop for w in lower)),
         dup_lines / n_lines,
         dup_paras / max(len(paras), 1),
@@ -165,10 +252,11 @@ def doc_signals(text: str, lang: str) -> list[float]:
         sum(any(p in ln.lower() for p in POLICY) for ln in lines) / n_lines,
         float("lorem ipsum" in low_text),
         float("{" in text),
-        c4_short / n_lines,
-        sum(ln.endswith(END_PUNCT) for ln in lines) / n_lines,
-        sum(len(ln) <= short_chars for ln in lines) / n_lines,
-        text.count("\n") / n_words if n_words else 0.0,
+        c4_short,
+        line_punct,
+        short_lines,
+        newline_ratio,
+        n_code / n_lines,
     ]
 
 
