@@ -82,7 +82,7 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    from crawl2model.pipeline.cluster import fitted_conf
+    from crawl2model.pipeline.cluster import fitted_conf, warm_executors
 
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -119,6 +119,8 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("CRAWL2MODEL_SPARK_LOG_LEVEL", "WARN"))
+    if not spark.sparkContext.master.startswith("local"):
+        warm_executors(spark)
     return spark
 
 
