@@ -1,9 +1,10 @@
 """Local mode vs a standalone cluster on the same cores, per stage, on the bundled sample.
 
 Starts a master and `--workers` 1-core workers on 127.0.0.1 (infra/spark/start-standalone.sh),
-runs ingest -> dedup -> filter -> remix -> tokenize once with `--master local[N]` and once
-on the cluster with the packed environment (`make dist`), each in one driver process, and
-prints each stage's seconds (its report.json) and the ratio. The session is started first
+runs ingest -> dedup -> filter -> remix -> tokenize once in local mode on N cores with the
+`local` profile (what `crawl2model <stage>` runs without --master: 8 shuffle partitions, not
+Spark's 200) and once on the cluster with the packed environment (`make dist`), each in one
+driver process, and prints each stage's seconds (its report.json) and the ratio. The session is started first
 and timed on its own ("session start": the JVM, and on the cluster the executors registering,
 unpacking the archive and starting their Python workers, as every stage command does it
 before its own timer starts). Stops the cluster at the end.
@@ -82,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     local = work / "local"
     # The tokenizer is trained once (not a Spark stage), from the local run's filter output.
     master = f"local[{args.workers}]"
-    drive({"master": master}, steps(local, tokenizer)[:3], ["--master", master])
+    session = {"app_name": "crawl2model-ingest", "master": master, "profile": "local",
+               "conf": {"spark.master": master}, "inputs": [str(SAMPLE)]}
+    drive(session, steps(local, tokenizer)[:3], ["--master", master])
     subprocess.run([sys.executable, "-m", "crawl2model", "tokenizer", "train", "--input", str(local / "filter/kept"),
                     "--output", tokenizer, "--vocab-size", "2000", "--padded-vocab-size", "2048"], check=True)
-    ours = run(local, tokenizer, {"app_name": "crawl2model-ingest", "master": master, "inputs": [str(SAMPLE)]},
-               ["--master", master, "--overwrite"])
+    ours = run(local, tokenizer, session, ["--master", master, "--overwrite"])
     port, ui = _port(), _port()
     import pyspark
 

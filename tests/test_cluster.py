@@ -58,7 +58,8 @@ def _stale(archive: Path) -> bool:
     if not archive.is_file():
         return True
     built = archive.stat().st_mtime
-    newest = max(p.stat().st_mtime for folder in SOURCES for p in (ROOT / folder).rglob("*") if p.is_file())
+    newest = max(p.stat().st_mtime for folder in SOURCES for p in (ROOT / folder).rglob("*")
+                 if p.is_file() and "__pycache__" not in p.parts)  # not what runs write (numba caches)
     return max(newest, (ROOT / "pyproject.toml").stat().st_mtime) > built
 
 
@@ -97,10 +98,10 @@ class Cluster:
     def flags(self, archive: Path) -> list[str]:
         return ["--master", self.url, "--ship", str(archive), "--spark-conf", f"spark.master.ui.port={self.ui}"]
 
-    def driver(self, steps: list[list[str]], archive: Path) -> subprocess.Popen:
-        """A driver process running `steps` on the cluster (stdout: the executors probe; stderr: logs)."""
+    def driver(self, steps: list[list[str]], archive: Path, log: Path) -> subprocess.Popen:
+        """A driver process running `steps` on the cluster (stdout: the executors probe; its log in `log`)."""
         return subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(steps), json.dumps(self.flags(archive))],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +114,9 @@ def cluster(tmp_path_factory, packed_env):
         c.stop()
 
 
-def _finish(proc: subprocess.Popen, timeout: float = 420) -> str:
-    out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, err[-3000:]
+def _finish(proc: subprocess.Popen, log: Path, timeout: float = 420) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, log.read_text()[-3000:]
     return out
 
 
@@ -123,7 +124,8 @@ def _finish(proc: subprocess.Popen, timeout: float = 420) -> str:
 def cluster_flow(cluster, packed_env, local_flow, tmp_path_factory) -> tuple[dict[str, str], str]:
     root = tmp_path_factory.mktemp("cluster-flow")
     out, steps = flow_steps(str(root), local_flow["crawl"], local_flow["tok"])
-    return out, _finish(cluster.driver(steps, packed_env))
+    log = root / "driver.log"
+    return out, _finish(cluster.driver(steps, packed_env, log), log)
 
 
 def test_flow_on_the_cluster_writes_the_local_bytes(cluster, cluster_flow, local_flow):
@@ -156,45 +158,56 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
-def test_a_killed_driver_leaves_nothing_finished_and_the_rerun_completes(cluster, cluster_flow, packed_env,
-                                                                        local_flow, tmp_path):
+def _into_dedup(proc: subprocess.Popen, log: Path) -> None:
+    """Wait until the driver's dedup is at work on the cluster: a line of it after the session started."""
+    def started() -> bool:
+        return proc.poll() is not None or "[dedup] " in log.read_text().partition("session start:")[2]
+
+    _wait_for(started, 240, "dedup to start")
+    assert proc.poll() is None, log.read_text()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def faults(cluster, cluster_flow, packed_env, tmp_path_factory) -> dict:
+    """One dedup driver killed mid-stage, then the same command again, during which one worker
+    (its JVM and its executor) is killed mid-job; what was seen on the way (the fault tests assert it)."""
     out, _ = cluster_flow
-    target = tmp_path / "dedup"
+    folder = tmp_path_factory.mktemp("faults")
+    target = folder / "dedup"
     steps = [["dedup", "--input", out["docs"], "--output", str(target)]]
-    proc = cluster.driver(steps, packed_env)
-    # The run has claimed the output and is writing aside: kill it there.
-    _wait_for(lambda: any(p.name.startswith(".dedup.tmp-") for p in tmp_path.iterdir()) or proc.poll() is not None,
-              240, "the dedup driver to claim its output")
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    time.sleep(3)
+    seen: dict = {"target": target}
+    proc = cluster.driver(steps, packed_env, folder.parent / "killed-driver.log")
+    _into_dedup(proc, folder.parent / "killed-driver.log")
+    time.sleep(2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
-    assert not (target / "_SUCCESS").exists()                 # nothing that looks finished
-    assert any(p.name.startswith(".dedup") for p in tmp_path.iterdir())  # its claim and tmp folder are left
-    _finish(cluster.driver(steps, packed_env))                # the same command again
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dedup"]  # leftovers cleared
-    assert committed_data(str(target)) == committed_data(local_flow["dedup"])
-
-
-def test_dedup_survives_a_killed_worker(cluster, cluster_flow, packed_env, local_flow, tmp_path):
-    """Kill one worker's JVM and its executor mid-job: tasks are retried on the other worker."""
-    out, _ = cluster_flow
-    target = tmp_path / "dedup"
-    proc = cluster.driver([["dedup", "--input", out["docs"], "--output", str(target)]], packed_env)
-    pids = cluster.folder / "pids"
-    worker = int((pids / "worker-2.pid").read_text())
-
-    def busy() -> bool:  # both workers run an executor of the job
-        return proc.poll() is not None or all(w["coresused"] == 1 for w in cluster.workers())
-
-    _wait_for(busy, 240, "executors on both workers")
-    assert proc.poll() is None
-    time.sleep(8)  # into the job's work (archive unpacked, stages running)
+    seen["after_kill"] = sorted(p.name for p in folder.iterdir())
+    seen["finished_after_kill"] = (target / "_SUCCESS").exists()
+    log = folder.parent / "rerun.log"
+    proc = cluster.driver(steps, packed_env, log)  # the same command again
+    _into_dedup(proc, log)
+    time.sleep(3)
     assert proc.poll() is None, "dedup finished before the worker could be killed"
+    worker = int((cluster.folder / "pids" / "worker-2.pid").read_text())
     children = subprocess.run(["pgrep", "-P", str(worker)], capture_output=True, text=True).stdout.split()
+    assert children, "worker-2 runs no executor of the rerun"
     for pid in [worker, *map(int, children)]:
         os.kill(pid, signal.SIGKILL)
-    _finish(proc)
+    _finish(proc, log)
+    seen["after_rerun"] = sorted(p.name for p in folder.iterdir())
+    return seen
+
+
+def test_a_killed_driver_leaves_nothing_finished_and_the_rerun_completes(faults, local_flow):
+    assert not faults["finished_after_kill"]                          # nothing that looks finished
+    assert any(n.startswith(".dedup") for n in faults["after_kill"])  # its claim and tmp folder are left
+    assert faults["after_rerun"] == ["dedup"]                         # leftovers cleared by the rerun
+    assert committed_data(str(faults["target"])) == committed_data(local_flow["dedup"])
+
+
+def test_dedup_survives_a_killed_worker(faults, local_flow):
+    """The rerun above lost worker-2's JVM and executor mid-job: tasks were retried on the other worker."""
+    target = faults["target"]
     assert committed_data(str(target)) == committed_data(local_flow["dedup"])
     report = read_json(str(target / "report.json"))
     assert report["docs_out"] == read_json(f"{local_flow['dedup']}/report.json")["docs_out"]
