@@ -115,8 +115,8 @@ def _read_lists(source: Path, categories: tuple[str, ...]) -> dict[str, list[tup
             if Path(name).name == file:
                 found[key] = [("", w) for w in sorted(_words(data))]
 
-    archives = [source] if source.is_file() else [source / DATATROVE_ARCHIVE] if (source / DATATROVE_ARCHIVE).is_file() \
-        else []
+    bundled = source / DATATROVE_ARCHIVE
+    archives = [source] if source.is_file() else [bundled] if bundled.is_file() else []
     for archive in archives:
         try:
             with tarfile.open(archive, "r:*") as tar:

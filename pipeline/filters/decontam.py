@@ -303,7 +303,8 @@ def run(spark: SparkSession, cfg: DecontaminateConfig, out: StageOutput) -> dict
         raise RuntimeError(f"decontaminate: counts disagree: {docs_in} in, {removed} removed, written {written}")
     reason = "contaminated" if mode == "remove" else "contaminated_nothing_left"
     log.info(f"{docs_in} in, {removed} removed ({mode}), {n_eval_keys} evaluation {n}-grams")
-    return {"docs_in": docs_in, "docs_out": docs_in - removed, "removed_by_reason": {reason: removed} if removed else {},
+    return {"docs_in": docs_in, "docs_out": docs_in - removed,
+            "removed_by_reason": {reason: removed} if removed else {},
             "mode": mode, "ngram": n,
             "contaminated_documents": sum(r["n"] for r in counts if r["hit"]),
             "cut_documents": sum(r["n"] for r in counts if r["hit"] and not r["_removed"]) if mode == "cut" else 0,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import posixpath
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +22,7 @@ import pyarrow as pa
 
 from crawl2model.core.errors import ConfigError
 from crawl2model.core.log import Timer, get_logger
-from crawl2model.pipeline.filters import blocklist, heuristics, pii, rules
+from crawl2model.pipeline.filters import blocklist, heuristics, pii, rules, summary
 from crawl2model.pipeline.filters.blocklist import Blocklists
 from crawl2model.pipeline.filters.langid import identify
 from crawl2model.pipeline.filters.models import FilterModels
@@ -192,83 +194,66 @@ def _previous_output(spark: "SparkSession", paths: list[str]) -> "DataFrame":
     return both
 
 
-def _quantiles(signals: "DataFrame") -> dict[str, list[float]]:
-    """Per-language perplexity percentiles 1..99 of this run (CCNet buckets are relative)."""
+def _stats(signals: "DataFrame") -> tuple[dict[str, list[float]], int]:
+    """Per-language perplexity percentiles 1..99 of this run (CCNet buckets are relative), and the
+    number of documents, in one aggregation."""
     from pyspark.sql import functions as F
 
-    rows = (signals.where(F.col("perplexity").isNotNull() & ~F.isnan("perplexity"))
-                   .groupBy("lang").agg(F.percentile_approx("perplexity", list(rules.QUANTILES), 10_000).alias("q"))
-                   .collect())
-    return {r["lang"]: [float(x) for x in r["q"]] for r in rows}
+    measured = F.when(F.col("perplexity").isNotNull() & ~F.isnan("perplexity"), F.col("perplexity"))
+    percentiles = F.percentile_approx(measured, list(rules.QUANTILES), 10_000)
+    rows = signals.groupBy("lang").agg(F.count("*").alias("n"), percentiles.alias("q")).collect()
+    quantiles = {r["lang"]: [float(x) for x in r["q"]] for r in rows if r["q"] is not None}
+    return quantiles, sum(r["n"] for r in rows)
 
 
-def _report_counts(decided: "DataFrame", rs: rules.RuleSet) -> dict:
-    from pyspark.sql import functions as F
+def _summarize(decided: "DataFrame", rs: rules.RuleSet, fraction: float) -> tuple[dict, pa.Table]:
+    """The report's counts and the histograms' sample (`fraction` of the documents): one job."""
+    from pyspark.sql.pandas.types import from_arrow_schema
 
-    pii_cols = list(pii.COUNT_COLUMNS.values())
-    firsts = decided.groupBy("lang", "filter_rule").agg(
-        F.count("*").alias("count"), *(F.sum(c).alias(c) for c in pii_cols),
-        F.sum(F.when(sum(F.col(c) for c in pii_cols) > 0, 1).otherwise(0)).alias("pii_documents")).collect()
-    fails = (decided.select("lang", F.explode("filter_failed").alias("rule"))
-                    .groupBy("lang", "rule").count().collect())
-    docs_in = sum(r["count"] for r in firsts)
-    kept = sum(r["count"] for r in firsts if r["filter_rule"] is None)
-    names = [rules.LANGUAGE_RULE] + [r.name for r in rs.active]
-    first_by_rule = {n: 0 for n in names}
-    failed_by_rule = {n: 0 for n in names}
-    per_lang: dict[str, dict] = {}
-    for r in firsts:
-        lang = r["lang"] or "?"
-        entry = per_lang.setdefault(lang, {"docs_in": 0, "docs_out": 0, "removed_by_reason": {}})
-        entry["docs_in"] += r["count"]
-        if r["filter_rule"] is None:
-            entry["docs_out"] += r["count"]
-        else:
-            entry["removed_by_reason"][r["filter_rule"]] = r["count"]
-            first_by_rule[r["filter_rule"]] += r["count"]
-    lang_fails: dict[str, dict[str, int]] = {}
-    for r in fails:
-        failed_by_rule[r["rule"]] += r["count"]
-        lang_fails.setdefault(r["lang"] or "?", {})[r["rule"]] = r["count"]
-    for lang, entry in per_lang.items():
-        entry["pass_rate"] = round(entry["docs_out"] / entry["docs_in"], 4)
-        entry["rule_pass_rate"] = {n: round(1 - lang_fails.get(lang, {}).get(n, 0) / entry["docs_in"], 4)
-                                   for n in names}
-    return {
-        # PII replaced by placeholders (kept and rejected documents alike)
-        "pii": {c.removeprefix("pii_"): int(sum(r[c] or 0 for r in firsts)) for c in [*pii_cols, "pii_documents"]},
-        # removed_by_reason: the first rule each rejected document failed
-        "docs_in": docs_in, "docs_out": kept,
-        "removed_by_reason": {n: c for n, c in first_by_rule.items() if c},
-        "pass_rate": round(kept / docs_in, 4) if docs_in else None,
-        # each rule alone, over all documents; and how many documents it was the first to reject
-        "rules": {n: {"pass_rate": round(1 - failed_by_rule[n] / docs_in, 4) if docs_in else None,
-                      "first_failed": first_by_rule[n]} for n in names},
-        "per_language": dict(sorted(per_lang.items(), key=lambda kv: -kv[1]["docs_in"])),
-    }
+    plotted = tuple(s for s, _ in PLOTTED)
+    cols = ["lang", "filter_rule", "filter_failed", "doc_id", *pii.COUNT_COLUMNS.values(), *plotted]
+    parts = decided.select(*cols).mapInArrow(lambda it: summary.partition_summary(it, plotted, fraction),
+                                             from_arrow_schema(summary.schema(plotted))).toArrow()
+    return summary.merge(parts, rs)
 
 
-def _plot(sample: pa.Table, rs: rules.RuleSet, out) -> list[str]:
-    """One histogram per main signal, per kept language, with the thresholds drawn."""
+def _import_plotting() -> None:
+    """matplotlib's import costs a second or more; a thread pays it while Spark computes the signals
+    (the driver only waits then), so that the histograms do not wait for it at the end."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.figure  # noqa: F401
+
+
+def _plot(sample: pa.Table, rs: rules.RuleSet, out) -> list[str]:
+    """One histogram per main signal, per kept language, with the thresholds drawn.
+
+    One figure is cleared and redrawn for every signal, with fixed margins (no pyplot figure per
+    plot, no tight_layout), each histogram one filled step artist (not a bar patch per bin): a
+    fraction of the time, which a small run waits for."""
+    import matplotlib
+    from matplotlib.figure import Figure
 
     langs = [lang for lang in rs.keep_langs if lang != "*"][:3] or ["en"]
     lang_col = np.array(sample.column("lang").to_pylist(), dtype=object)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.add_subplot()
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.91, bottom=0.13)
     written = []
     for signal, log in PLOTTED:
         values = sample.column(signal).to_numpy(zero_copy_only=False).astype(np.float64)
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        ax.clear()
         for i, lang in enumerate(langs):
             v = values[(lang_col == lang) & np.isfinite(values)]
             if log:
                 v = v[v > 0]
             if len(v):
                 bins = np.logspace(np.log10(v.min()), np.log10(v.max()) + 1e-9, 40) if log else 40
-                ax.hist(v, bins=bins, alpha=0.5, color=colors[i % len(colors)], label=f"{lang} ({len(v)})")
+                counts, edges = np.histogram(v, bins=bins)
+                ax.stairs(counts, edges, fill=True, alpha=0.5, color=colors[i % len(colors)],
+                          label=f"{lang} ({len(v)})")
             for rule in rs.active:
                 if rule.signal == signal:
                     ax.axvline(rule.threshold_for(lang), color=colors[i % len(colors)], linestyle="--", linewidth=1)
@@ -279,11 +264,9 @@ def _plot(sample: pa.Table, rs: rules.RuleSet, out) -> list[str]:
         ax.set_title(f"{signal} (dashed: thresholds)")
         ax.set_ylabel("documents")
         ax.legend(fontsize=8)
-        fig.tight_layout()
         name = f"hist_{signal}.png"
         with out.fs.open_output_stream(out.path(name)) as f:
             fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)
         written.append(name)
     return written
 
@@ -297,6 +280,7 @@ def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: Fi
     from crawl2model.pipeline.tables import read_table
 
     timer = Timer()
+    threading.Thread(target=_import_plotting, name="filter-import-plotting", daemon=True).start()
     rs = cfg.ruleset()
     lists = None
     if cfg.reapply:
@@ -307,40 +291,42 @@ def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: Fi
         lists = cfg.blocklist_spec()
         if lists is not None:
             log.info(f"blocklists: {lists.describe()}")
-        signals = _signals(read_table(spark, cfg.input), models, cfg, lists)
+        docs = read_table(spark, cfg.input)
+        timer.mark("read")
+        signals = _signals(docs, models, cfg, lists)
     signals = signals.persist(StorageLevel.MEMORY_AND_DISK)
-    quantiles = _quantiles(signals)
+    quantiles, n_docs = _stats(signals)
     timer.mark("signals")
     decided = signals.mapInArrow(lambda it: (rules.decide(b, rs, quantiles) for b in it),
                                  _with_fields(signals, rules.DECISION_FIELDS))
     decided = decided.persist(StorageLevel.MEMORY_AND_DISK)
-    report = _report_counts(decided, rs)
-    timer.mark("rules")
     decision_only = [c for c in rules.DECISION_COLUMNS if c.startswith("filter_")]
-    kept_files = write_parquet(decided.where(F.col("filter_rule").isNull()).drop(*decision_only),
-                               f"{out.tmp_uri}/kept", partition_by=["dump"], sort_by=["doc_id"],
-                               num_files=cfg.output_partitions)
-    rejected_files = write_parquet(decided.where(F.col("filter_rule").isNotNull()), f"{out.tmp_uri}/rejected",
-                                   partition_by=["dump"], sort_by=["doc_id"], num_files=cfg.output_partitions)
+    sides = {"kept": decided.where(F.col("filter_rule").isNull()).drop(*decision_only),
+             "rejected": decided.where(F.col("filter_rule").isNotNull())}
+    # The two writes run as concurrent Spark jobs while this thread sums the report and draws the
+    # histograms: on a small input the jobs' fixed costs overlap instead of adding up.
+    with ThreadPoolExecutor(len(sides), thread_name_prefix="filter-write") as pool:
+        writes = {side: pool.submit(write_parquet, df, f"{out.tmp_uri}/{side}", partition_by=["dump"],
+                                    sort_by=["doc_id"], num_files=cfg.output_partitions)
+                  for side, df in sides.items()}
+        report, sample = _summarize(decided, rs, min(1.0, cfg.histogram_sample / max(n_docs, 1)))
+        timer.mark("rules")
+        report["plots"] = _plot(sample, rs, out)
+        timer.mark("plots")
+        kept_files, rejected_files = writes["kept"].result(), writes["rejected"].result()
     timer.mark("write")
     written = (sum(n for _, n in kept_files), sum(n for _, n in rejected_files))
     rejected = sum(report["removed_by_reason"].values())
     if written != (report["docs_out"], rejected) or report["docs_in"] != report["docs_out"] + rejected:
         raise RuntimeError(f"filter: counts disagree: report {report['docs_out']}+{rejected} "
                            f"of {report['docs_in']}, written {written}")
-    n = max(report["docs_in"], 1)
-    plotted = decided.select("lang", *[s for s, _ in PLOTTED])
-    if n > cfg.histogram_sample:
-        plotted = plotted.sample(fraction=cfg.histogram_sample / n, seed=0)
-    report["plots"] = _plot(plotted.toArrow(), rs, out)
-    timer.mark("plots")
     signals.unpersist()
     decided.unpersist()
+    compute_seconds = timer.laps.get("read", 0.0) + timer.laps["signals"] + timer.laps["rules"]
     report.update({"mode": "reapply" if cfg.reapply else "compute", "ruleset": rs.to_dict(),
                    "blocklists": None if cfg.reapply or lists is None else lists.describe(),
                    "perplexity_quantiles": {lang: {"p30": q[29], "p60": q[59]} for lang, q in quantiles.items()},
                    "timings": timer.report(),
-                   "docs_per_second": round(report["docs_in"] / max(timer.laps["signals"] + timer.laps["rules"],
-                                                                    1e-9), 1)})
+                   "docs_per_second": round(report["docs_in"] / max(compute_seconds, 1e-9), 1)})
     log.info(f"{report['docs_in']} in, {report['docs_out']} kept, {rejected} rejected")
     return report

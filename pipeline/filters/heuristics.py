@@ -31,7 +31,8 @@ MAX_CHARS = 100_000  # signals of longer documents are measured on their first 1
 # Gopher's English stop words; for other languages the most frequent function words.
 STOP_WORDS: dict[str, frozenset[str]] = {
     "en": frozenset({"the", "be", "to", "of", "and", "that", "have", "with"}),
-    "zh": frozenset({"的", "了", "是", "在", "和", "有", "不", "这", "也", "就", "我们", "一个", "上", "中", "与", "或"}),
+    "zh": frozenset({"的", "了", "是", "在", "和", "有", "不", "这", "也", "就", "我们", "一个",
+                     "上", "中", "与", "或"}),
     "ja": frozenset({"の", "に", "は", "を", "が", "で", "て", "と", "た", "も", "な", "から", "です", "ます"}),
     "de": frozenset({"der", "die", "und", "in", "den", "von", "zu", "das", "mit", "sich", "ist", "nicht"}),
     "fr": frozenset({"le", "la", "de", "et", "les", "des", "un", "une", "est", "en", "que", "pour"}),
