@@ -20,7 +20,8 @@ work (both are in the JSON).
 
     nice -n 10 python bench/dedup.py              # 10,000 documents
     nice -n 10 python bench/dedup.py --quick      # 2,000 documents, fewer repeats
-    nice -n 10 python bench/dedup.py --only-spark --spark-docs 50000 --peer /tmp/peer/minhash_spark.py
+    nice -n 10 python bench/dedup.py --only-spark --peer /tmp/peer/minhash_spark.py   # ours vs the peer, 50k
+    nice -n 10 python bench/dedup.py --only-spark --corpus scaling --output bench/out/dedup_scaling.json
 """
 from __future__ import annotations
 
@@ -353,6 +354,95 @@ def _crawl_table(cache: Path = OUT / "dedup_crawl") -> Path:
     return cache
 
 
+LO_DUMP_LOCALES = ("ca", "cs", "da", "de", "en-gb", "en-us", "es", "fi", "fr", "hu", "it", "ja", "ko", "nl", "pl",
+                   "pt-br", "ru", "sv", "zh-cn", "zh-tw")
+
+
+def _lo_page(item: tuple[str, str, str]) -> tuple[str, str, str] | None:
+    from crawl2model.pipeline.extract import extract_text
+
+    dump, url, path = item
+    text = extract_text(Path(path).read_text("utf-8", "replace"))
+    return (dump, url, text) if text else None
+
+
+def _write_docs(rows: list[tuple[str, str, str]], cache: Path) -> Path:
+    from crawl2model.pipeline.schema import make_doc_id
+
+    dumps, urls, texts = (list(c) for c in zip(*rows))
+    table = pa.table({"doc_id": [make_doc_id(d, u) for d, u in zip(dumps, urls)], "dump": dumps, "url": urls,
+                      "text": texts, "n_chars": [len(t) for t in texts]})
+    pq.write_to_dataset(table, cache, partition_cols=["dump"], row_group_size=4096)
+    (cache / "_SUCCESS").write_text("")
+    return cache
+
+
+def _libreoffice_table(cache: Path = OUT / "dedup_libreoffice") -> Path:
+    """The issue's comparison set: every page of LibreOffice's help in 20 languages, one
+    language package per dump (~2,560 pages each). Untranslated pages are near copies of
+    the English ones, so duplicates cross dumps the way recrawled pages do."""
+    from multiprocessing import Pool
+
+    from crawl2model.corpora.debian import DEFAULT_CACHE, fetch_packages
+    from crawl2model.corpora.sample import lo_base
+
+    if (cache / "_SUCCESS").exists():
+        return cache
+    pkgs = fetch_packages([f"libreoffice-help-{loc}" for loc in LO_DUMP_LOCALES], DEFAULT_CACHE)
+    items = []
+    for loc in LO_DUMP_LOCALES:
+        base = lo_base(pkgs[f"libreoffice-help-{loc}"])
+        items += [(f"libreoffice-{loc}", f"https://help.libreoffice.org/7.4/{base.name}/{p.relative_to(base).as_posix()}",
+                   str(p)) for p in sorted(base.rglob("*.html"))]
+    with Pool(os.cpu_count()) as pool:
+        rows = [r for r in pool.imap(_lo_page, items, chunksize=64) if r]
+    return _write_docs(rows, cache)
+
+
+RECRAWLS = ("recrawl-1", "recrawl-2", "recrawl-3")
+
+
+def recrawl_variant(text: str, key: str) -> str:
+    """A deterministic later copy of a page: unchanged, a few words edited, two paragraphs
+    swapped, or boilerplate added, chosen by a hash of `key`."""
+    from crawl2model.corpora.crawl import stable_int
+
+    h = stable_int(key)
+    kind = h % 4
+    if kind == 1:
+        words = text.split(" ")
+        for i in range(h % 29, len(words), 29):
+            words[i] = f"w{stable_int(key + str(i)) % 9973}"
+        return " ".join(words)
+    if kind == 2:
+        paras = text.split("\n")
+        if len(paras) > 2:
+            i = 1 + h % (len(paras) - 2)
+            paras[i - 1], paras[i] = paras[i], paras[i - 1]
+        return "\n".join(paras)
+    if kind == 3:
+        return (f"Skip to content. Home | Help | Downloads | Donate ({h % 97})\n{text}\n"
+                "Privacy policy. Impressum. Cookies settings. All rights reserved.")
+    return text
+
+
+def _scaling_table(cache: Path = OUT / "dedup_scaling") -> Path:
+    """~205,000 documents for the scaling run: the LibreOffice pages (20 dumps) plus three
+    later recrawl dumps with a variant (`recrawl_variant`) of every page."""
+    import pyarrow.dataset as ds
+
+    if (cache / "_SUCCESS").exists():
+        return cache
+    t = ds.dataset(_libreoffice_table(), format="parquet", partitioning="hive").to_table(
+        columns=["dump", "url", "text"])
+    rows = list(zip(t["dump"].to_pylist(), t["url"].to_pylist(), t["text"].to_pylist()))
+    rows += [(dump, url, recrawl_variant(text, f"{dump}|{url}")) for dump in RECRAWLS for _, url, text in rows[:]]
+    return _write_docs(rows, cache)
+
+
+CORPORA = {"libreoffice": _libreoffice_table, "crawl": _crawl_table, "scaling": _scaling_table}
+
+
 def _subset(table_dir: Path, n_docs: int, out: Path) -> Path:
     """The first n documents by a hash of doc_id, so smaller sets are nested in larger ones.
 
@@ -368,28 +458,40 @@ def _subset(table_dir: Path, n_docs: int, out: Path) -> Path:
     return out
 
 
-def _run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(wall seconds, peak memory in MiB of the process tree: driver, JVM and Python workers).
+def _run_measured(argv: list[str], env: dict[str, str] | None = None,
+                  timeout: float | None = None) -> tuple[float, float] | None:
+    """(wall seconds, peak memory in MiB of the process tree: driver, JVM and Python workers),
+    or None when it ran past `timeout` (the tree is killed).
 
     Memory is PSS (proportional set size): Spark forks its Python workers from
     one daemon, and summing RSS would count their shared pages once per fork.
     """
     import subprocess
+    import tempfile
 
     import psutil
 
     t0 = time.time()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    # stderr to a file, not a pipe: a chatty job (spark-submit logs at INFO) would fill the pipe
+    # and block in its logger until someone reads it.
+    log_file = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log_file, text=True, env=env)
     peak = 0
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
+            if timeout and time.time() - t0 > timeout:
+                for p in reversed(tree):
+                    p.kill()
+                proc.wait()
+                return None
             peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
         except psutil.Error:
             pass
         time.sleep(0.5)
-    err = proc.stderr.read()
+    log_file.seek(0)
+    err = log_file.read()
     if proc.returncode:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{err[-3000:]}")
     return time.time() - t0, peak / 2**20
@@ -397,11 +499,14 @@ def _run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[f
 
 def _run_peer(script: Path, docs: Path, out: Path, n_docs: int, args: argparse.Namespace) -> dict:
     """text-dedup's Spark script on the same input, threshold, permutations and n-gram size."""
-    wall, peak = _run_measured([str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]",
-                                str(script), "--input", str(docs), "--output", str(out), "--threshold",
-                                str(args.threshold), "--num_perm", str(args.num_perm), "--ngram_size",
-                                str(args.ngram), "--column", "text", "--index_column", "idx"],
-                               env=dict(os.environ, PYSPARK_PYTHON=sys.executable))
+    measured = _run_measured([str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]",
+                              str(script), "--input", str(docs), "--output", str(out), "--threshold",
+                              str(args.threshold), "--num_perm", str(args.num_perm), "--ngram_size",
+                              str(args.ngram), "--column", "text", "--index_column", "idx"],
+                             env=dict(os.environ, PYSPARK_PYTHON=sys.executable), timeout=args.peer_timeout)
+    if measured is None:
+        return {"docs": n_docs, "wall_seconds": None, "timed_out_after_seconds": args.peer_timeout}
+    wall, peak = measured
     kept = pq.ParquetDataset(out).read(columns=["idx"]).num_rows
     return {"docs": n_docs, "wall_seconds": round(wall, 1), "peak_pss_mib": round(peak), "removed": n_docs - kept}
 
@@ -415,11 +520,10 @@ def bench_spark_job(args: argparse.Namespace) -> dict | None:
 
     from crawl2model.core.fs import read_json
 
-    sizes = [s for s in (12_500, 25_000, 50_000) if not args.quick or s <= 12_500]
-    if args.spark_docs:
-        sizes = [args.spark_docs]
+    sizes = args.spark_docs or ([50_000, 100_000, 200_000] if args.corpus == "scaling" else
+                                [2_000] if args.quick else [50_000])
     peer = None
-    corpus = _crawl_table()
+    corpus = CORPORA[args.corpus]()
     runs = []
     work = Path(tempfile.mkdtemp(prefix="dedup-bench-"))
     try:
@@ -428,7 +532,8 @@ def bench_spark_job(args: argparse.Namespace) -> dict | None:
             out = work / f"out-{n}"
             wall, peak = _run_measured([sys.executable, "-m", "crawl2model", "dedup", "--input", str(docs),
                                         "--output", str(out), "--threshold", str(args.threshold),
-                                        "--num-perm", str(args.num_perm), "--ngram", str(args.ngram)])
+                                        "--num-perm", str(args.num_perm), "--ngram", str(args.ngram),
+                                        *args.dedup_args])
             report = read_json(str(out / "report.json"))
             runs.append({"docs": report["docs_in"], "wall_seconds": round(wall, 1),
                          "removed": report["docs_in"] - report["docs_out"],
@@ -441,16 +546,25 @@ def bench_spark_job(args: argparse.Namespace) -> dict | None:
                   + ", ".join(f"{k} {v:.1f}" for k, v in report["timings"].items()), flush=True)
         if args.peer:
             peer = _run_peer(args.peer, docs, work / "peer-out", runs[-1]["docs"], args)
-            peer["x_wall_ours_faster"] = round(peer["wall_seconds"] / runs[-1]["wall_seconds"], 2)
-            print(f"  peer {args.peer.name} {peer['docs']:>6} docs: {peer['wall_seconds']:6.1f}s wall, "
-                  f"peak {peer['peak_pss_mib']:6.0f} MiB, removed {peer['removed']}", flush=True)
+            if peer["wall_seconds"] is None:
+                peer["x_wall_ours_faster_at_least"] = round(args.peer_timeout / runs[-1]["wall_seconds"], 2)
+                print(f"  peer {args.peer.name} {peer['docs']:>6} docs: did not finish in {args.peer_timeout:.0f}s",
+                      flush=True)
+            else:
+                peer["x_wall_ours_faster"] = round(peer["wall_seconds"] / runs[-1]["wall_seconds"], 2)
+                print(f"  peer {args.peer.name} {peer['docs']:>6} docs: {peer['wall_seconds']:6.1f}s wall, "
+                      f"peak {peer['peak_pss_mib']:6.0f} MiB, removed {peer['removed']}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    base = runs[0]
-    for r in runs:
+    base, cores = runs[0], os.cpu_count()
+    for prev, r in zip([None, *runs], runs):
         r["time_ratio_vs_smallest"] = round(r["wall_seconds"] / base["wall_seconds"], 2)
         r["size_ratio_vs_smallest"] = round(r["docs"] / base["docs"], 2)
-    return {"master": "local[*]", "cores": os.cpu_count(), "runs": runs, "peer": peer,
+        r["docs_per_second_per_core"] = round(r["docs"] / r["wall_seconds"] / cores, 1)
+        if prev:  # what each further 1,000 documents cost, wall seconds on all cores
+            r["marginal_seconds_per_1000_docs"] = round(
+                1000 * (r["wall_seconds"] - prev["wall_seconds"]) / (r["docs"] - prev["docs"]), 3)
+    return {"master": "local[*]", "cores": cores, "corpus": args.corpus, "runs": runs, "peer": peer,
             "threshold": args.threshold, "num_perm": args.num_perm, "ngram": args.ngram}
 
 
@@ -487,19 +601,27 @@ def print_errors(part: dict) -> None:
 
 def print_spark(report: dict) -> None:
     job = report["spark_job"]
-    print(f"\n{'docs':>8} {'wall s':>8} {'docs/s':>8} {'peak MiB':>9} {'time x':>7} {'size x':>7}")
+    print(f"\ncorpus {job['corpus']}")
+    print(f"{'docs':>8} {'wall s':>8} {'docs/s':>8} {'/core':>7} {'s/1k more':>10} {'peak MiB':>9} {'time x':>7} "
+          f"{'size x':>7}")
     for r in job["runs"]:
-        print(f"{r['docs']:>8} {r['wall_seconds']:>8.1f} {r['docs_per_second']:>8.1f} {r['peak_pss_mib']:>9} "
-              f"{r['time_ratio_vs_smallest']:>7} {r['size_ratio_vs_smallest']:>7}")
+        marginal = r.get("marginal_seconds_per_1000_docs")
+        print(f"{r['docs']:>8} {r['wall_seconds']:>8.1f} {r['docs_per_second']:>8.1f} "
+              f"{r['docs_per_second_per_core']:>7.1f} {'' if marginal is None else marginal:>10} "
+              f"{r['peak_pss_mib']:>9} {r['time_ratio_vs_smallest']:>7} {r['size_ratio_vs_smallest']:>7}")
     peer, ours = job.get("peer"), job["runs"][-1]
     if peer:
         print(f"\nside by side, {ours['docs']:,} documents, threshold {job['threshold']}, "
               f"{job['num_perm']} permutations, {job['ngram']}-grams, {job['master']} ({job['cores']} cores)")
         print(f"{'job':<28}{'wall s':>8}{'peak PSS MiB':>14}{'removed':>9}")
         print(f"{'crawl2model dedup':<28}{ours['wall_seconds']:>8.1f}{ours['peak_pss_mib']:>14}{ours['removed']:>9}")
-        print(f"{'text-dedup minhash_spark':<28}{peer['wall_seconds']:>8.1f}{peer['peak_pss_mib']:>14}"
-              f"{peer['removed']:>9}")
-        print(f"ours is {peer['x_wall_ours_faster']:.2f}x faster (wall, rate-by-dumps curve included)")
+        if peer["wall_seconds"] is None:
+            print(f"{'text-dedup minhash_spark':<28} did not finish in {peer['timed_out_after_seconds']:.0f}s")
+            print(f"ours is at least {peer['x_wall_ours_faster_at_least']:.2f}x faster (wall, curve included)")
+        else:
+            print(f"{'text-dedup minhash_spark':<28}{peer['wall_seconds']:>8.1f}{peer['peak_pss_mib']:>14}"
+                  f"{peer['removed']:>9}")
+            print(f"ours is {peer['x_wall_ours_faster']:.2f}x faster (wall, rate-by-dumps curve included)")
     curve = report["rate_by_dumps"]
     print(f"\n(c) removed when the first k dumps are deduplicated together ({curve['docs']} docs): "
           + ", ".join(f"k={p['dumps']}: {p['removed_fraction']:.1%}" for p in curve["curve"])
@@ -516,7 +638,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=OUT / "dedup.json")
     parser.add_argument("--skip-spark", action="store_true", help="only part (a)")
     parser.add_argument("--only-spark", action="store_true", help="only parts (b) and (c)")
-    parser.add_argument("--spark-docs", type=int, help="one size for part (b) instead of 12.5k/25k/50k")
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="libreoffice",
+                        help="part (b) input: libreoffice (20 help languages as 20 dumps, ~51k pages), crawl "
+                             "(Debian docs recrawled into 4 dumps, ~55k), scaling (libreoffice + 3 recrawl "
+                             "dumps of variants, ~205k; sizes 50k/100k/200k)")
+    parser.add_argument("--spark-docs", type=lambda v: [int(x) for x in v.split(",")],
+                        help="comma-separated sizes for part (b) (default 50000; scaling: 50000,100000,200000)")
+    parser.add_argument("--peer-timeout", type=float, default=900, help="seconds before the peer is stopped")
+    parser.add_argument("--dedup-args", default="", type=str.split, help="extra flags for crawl2model dedup")
     parser.add_argument("--threshold", type=float, default=0.8, help="Jaccard threshold of both Spark jobs")
     parser.add_argument("--peer", type=Path, help="text-dedup's minhash_spark.py (6bb8e89), run on the largest size")
     args = parser.parse_args(argv)

@@ -42,6 +42,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate-by-dumps", action=argparse.BooleanOptionalAction, default=None,
                    help="compute the removal rate for the first k dumps, k = 1..N, and within each dump "
                         "(one union-find pass over the edges each; default on)")
+    p.add_argument("--verify-by", choices=["signature", "shingles"],
+                   help="how candidates are verified: signature (Jaccard estimate, default) or shingles (exact "
+                        "Jaccard of the shingle sets, with LSH tuned 0.1 below --threshold: exact near the "
+                        "threshold, slower)")
+    p.add_argument("--candidate-threshold", type=float, metavar="T",
+                   help="similarity the LSH bands are tuned to (default: --threshold; with --verify-by "
+                        "shingles, 0.1 below it)")
+    p.add_argument("--one-task-edges", type=int, metavar="N",
+                   help="graphs of at most N edges get their components from one union-find task, larger "
+                        "ones from distributed large-star/small-star rounds (default 10000000)")
     p.add_argument("--max-shingles", type=int, help="cap on shingles per document (default 100000)")
     p.add_argument("--output-partitions", type=int, help="files per dump in kept/ (default 4)")
     p.add_argument("--index", metavar="DIR",

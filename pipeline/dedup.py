@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 KEEP_POLICIES = ("earliest", "latest", "longest")
 MODES = ("global", "per-dump")
+VERIFY_BY = ("signature", "shingles")
 
 
 @dataclass
@@ -45,12 +46,20 @@ class DedupConfig:
     keep: str = "earliest"
     seed: int = DEFAULT_SEED
     scheme: str = "fast"
-    # Verify LSH candidates by the signatures' Jaccard estimate before joining clusters.
+    # Verify LSH candidates before joining clusters, by the signatures' Jaccard estimate
+    # (verify_by "signature") or the exact Jaccard of the shingle sets ("shingles": slower,
+    # exact near the threshold, with candidates from LSH tuned to candidate_threshold).
     verify: bool = True
+    verify_by: str = "signature"
+    # The similarity the LSH bands are tuned to; default: threshold, or threshold - 0.1 with shingles.
+    candidate_threshold: float | None = None
     url_dedup: bool = False
     max_shingles: int = 100_000
     # The removal-rate-by-number-of-dumps curve and per-dump removal (one union-find pass each).
     rate_by_dumps: bool = True
+    # Graphs with at most this many edges get their components from one union-find task
+    # (~100 bytes of worker memory per edge); larger ones from large-star/small-star rounds.
+    one_task_edges: int = 10_000_000
     # Files the outputs are hashed into; fixed, so reruns on any cluster write the same bytes.
     output_partitions: int = 4
     # Incremental mode: band-hash index of what was deduplicated before; only new dumps are processed.
@@ -75,6 +84,14 @@ class DedupConfig:
         if self.index and (self.keep != "earliest" or self.mode != "global"):
             raise ConfigError("dedup: --index (incremental) needs --keep earliest and --mode global: "
                               "otherwise a new copy could replace an old one and rewrite older outputs")
+        if self.verify_by not in VERIFY_BY:
+            raise ConfigError(f"dedup: --verify-by must be one of {', '.join(VERIFY_BY)}")
+        if self.candidate_threshold is not None and not 0.0 < self.candidate_threshold <= self.threshold:
+            raise ConfigError(f"dedup: candidate threshold must be in (0, threshold {self.threshold}], "
+                              f"got {self.candidate_threshold}")
+        if self.index and self.verify_by == "shingles":
+            raise ConfigError("dedup: --verify-by shingles is not supported with --index (the index keeps "
+                              "signatures, not shingle sets)")
         if self.num_perm < 2 or self.ngram < 1 or self.output_partitions < 1:
             raise ConfigError("dedup: num_perm >= 2, ngram >= 1 and output_partitions >= 1 are required")
 
@@ -83,7 +100,18 @@ class DedupConfig:
 
         if self.bands is not None:
             return self.bands, self.rows
-        return optimal_bands(self.threshold, self.num_perm)
+        return optimal_bands(self.lsh_threshold, self.num_perm)
+
+    @property
+    def lsh_threshold(self) -> float:
+        if self.candidate_threshold is not None:
+            return self.candidate_threshold
+        return round(max(0.05, self.threshold - 0.1), 6) if self.verify_by == "shingles" else self.threshold
+
+    @property
+    def verify_column(self) -> str:
+        """What verification compares: signatures, or shingle sets for the exact Jaccard."""
+        return "shingles" if self.verify_by == "shingles" else "sig"
 
     def minhash_params(self):
         from crawl2model.pipeline.minhash import MinHashParams
@@ -94,10 +122,6 @@ class DedupConfig:
 
 
 # --- per-batch work (pure, runs in mapInArrow) -------------------------------------------
-
-SIG_SCHEMA = pa.schema([("node", pa.int64()), ("exact", pa.string()), ("sig", pa.binary()),
-                        ("bands", pa.list_(pa.int64()))])
-
 
 def _fixed_binary(rows: np.ndarray) -> pa.Array:
     """One binary value per row of a 2-D array, without copying row by row."""
@@ -118,34 +142,64 @@ def _rows_of(binary: pa.Array, dtype=np.uint32) -> np.ndarray:
     return data.view(dtype).reshape(n, -1)
 
 
-def signature_batch(batch: pa.RecordBatch, params, bands: int, rows: int) -> pa.RecordBatch:
-    """(node, text) -> (node, exact hash, signature, band hashes).
+SIG_DDL = "exact string, sig binary, bands array<long>"
 
-    Documents without a single shingle get no bands: their all-max signatures
-    would otherwise all collide into one giant bucket. They still take part in
-    exact deduplication.
+
+def signature_batch(batch: pa.RecordBatch, params, bands: int, rows: int,
+                    with_shingles: bool = False) -> pa.RecordBatch:
+    """(text, *other) -> (*other, exact hash, signature, band hashes[, shingle set]).
+
+    The other columns pass through, so the text is read once, where it lies,
+    and never shuffled. Documents without a single shingle get no bands: their
+    all-max signatures would otherwise all collide into one giant bucket. They
+    still take part in exact deduplication.
     """
-    from crawl2model.pipeline.minhash import band_hashes, exact_hash, normalize, signatures
+    from crawl2model.pipeline.minhash import band_hashes, exact_hash, normalize, shingle_hashes, signatures
 
     texts = batch.column("text")
-    exact = exact_hash(normalize(texts))
+    normalized = normalize(texts)
+    exact = exact_hash(normalized)
     sigs = signatures(texts, params)
     bh = band_hashes(sigs, bands, rows).astype(np.uint64, copy=False).view(np.int64)
     has_shingles = ~(sigs == np.iinfo(sigs.dtype).max).all(axis=1)
     counts = np.where(has_shingles, bands, 0).astype(np.int32)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    band_list = pa.ListArray.from_arrays(pa.array(offsets), pa.array(bh[has_shingles].ravel()))
-    return pa.RecordBatch.from_arrays(
-        [batch.column("node"), exact, _fixed_binary(sigs), band_list], schema=SIG_SCHEMA)
+    band_list = pa.ListArray.from_arrays(pa.array(offsets), pa.array(bh[has_shingles].ravel(), pa.int64()))
+    other = [n for n in batch.schema.names if n != "text"]
+    cols, names = [batch.column(n) for n in other] + [exact, _fixed_binary(sigs), band_list], \
+        [*other, "exact", "sig", "bands"]
+    if with_shingles:  # each document's sorted distinct shingle hashes, for exact verification
+        offsets, values = shingle_hashes(normalized, params.ngram, params.max_shingles)
+        cols.append(pa.Array.from_buffers(pa.binary(), len(offsets) - 1, [
+            None, pa.py_buffer((offsets * 4).astype(np.int32).tobytes()), pa.py_buffer(values.tobytes())]))
+        names.append("shingles")
+    return pa.RecordBatch.from_arrays(cols, names=names)
 
 
-def jaccard_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """(src, dst, sig_src, sig_dst, *other) -> (src, dst, *other, jaccard estimate).
+def _sets_of(binary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, uint32 values) of binary values that each hold a sorted shingle set."""
+    if isinstance(binary, pa.ChunkedArray):
+        binary = binary.combine_chunks()
+    offsets = np.frombuffer(binary.buffers()[1], dtype=np.int32)[binary.offset: binary.offset + len(binary) + 1]
+    end = int(offsets[-1]) if len(binary) else 0
+    data = np.frombuffer(binary.buffers()[2], dtype=np.uint8)[:end].view(np.uint32) if end else np.zeros(0, np.uint32)
+    return (offsets // 4).astype(np.int64), data
 
-    Other columns pass through, so a caller needs no join to get them back.
+
+def jaccard_batch(batch: pa.RecordBatch, exact: bool = False) -> pa.RecordBatch:
+    """(src, dst, sig_src, sig_dst, *other) -> (src, dst, *other, jaccard).
+
+    The two columns hold signatures (the Jaccard estimate: equal positions)
+    or, with `exact`, shingle sets (the exact Jaccard). Other columns pass
+    through, so a caller needs no join to get them back.
     """
-    a, b = _rows_of(batch.column("sig_src")), _rows_of(batch.column("sig_dst"))
-    j = (a == b).mean(axis=1) if len(a) else np.zeros(0)
+    if exact:
+        from crawl2model.pipeline.minhash import set_jaccard
+
+        j = set_jaccard(*_sets_of(batch.column("sig_src")), *_sets_of(batch.column("sig_dst")))
+    else:
+        a, b = _rows_of(batch.column("sig_src")), _rows_of(batch.column("sig_dst"))
+        j = (a == b).mean(axis=1) if len(a) else np.zeros(0)
     names = [n for n in batch.schema.names if n not in ("sig_src", "sig_dst")]
     return pa.RecordBatch.from_arrays([batch.column(n) for n in names] + [pa.array(j, pa.float64())],
                                       names=[*names, "jaccard"])
@@ -186,8 +240,9 @@ def _size_histogram(sizes: "DataFrame", col: str = "size") -> dict[str, int]:
 # --- the job ----------------------------------------------------------------------------
 
 def _number_documents(docs: "DataFrame", old_dumps: list[str],
-                      first_node: int = 0) -> tuple["DataFrame", list[str], list[int]]:
-    """(doc_id, dump, dump_idx, node), the dumps found (name order) and their sizes.
+                      first_node: int = 0) -> tuple["DataFrame", list[str], list[int], "DataFrame"]:
+    """(doc_id, dump, dump_idx, node), the dumps found (name order), their sizes and the
+    persisted frame behind the nodes (for the caller to release once it is used).
 
     node = rank in (dump, doc_id) order: dump names sort chronologically, and
     indexed dumps are older than new ones, so this is (dump_idx, doc_id) order.
@@ -216,7 +271,7 @@ def _number_documents(docs: "DataFrame", old_dumps: list[str],
     dump_idx = F.create_map(*[x for i, d in enumerate(old_dumps + dumps) for x in (F.lit(d), F.lit(i))])
     nodes = local.select("doc_id", "dump", dump_idx[F.col("dump")].alias("dump_idx"),
                          (F.create_map(*offsets)[F.col("pid")] + F.col("r")).cast("long").alias("node"))
-    return nodes, dumps, [per_dump[d] for d in dumps]
+    return nodes, dumps, [per_dump[d] for d in dumps], local
 
 
 def _dump_of(node: np.ndarray, dump_ends: np.ndarray) -> np.ndarray:
@@ -268,52 +323,70 @@ def _dump_column(node: "Column", dump_sizes: list[int]) -> "Column":
     return col
 
 
-def build_edges(sigs: "DataFrame", cfg: DedupConfig, per_dump: bool) -> tuple["DataFrame", "DataFrame"]:
-    """Every candidate edge and the groups behind them, for one lazy plan and one stats job.
+def build_edges(sigs: "DataFrame", cfg: DedupConfig, want: int) -> tuple["DataFrame", "DataFrame"]:
+    """Every candidate edge and the star edges behind them, for one lazy plan.
 
-    Edges: (src, dst, kind, verified), kind exact|near|url; a near edge is an
-    LSH candidate, verified when its estimated Jaccard reaches the threshold
-    (always, with verify off). Groups: (kind exact|bucket, band, size) for
-    groups of two or more. Keeping the failed candidates costs little and lets
-    one pass over the checkpointed edges count candidates and verified ones.
+    Edges: (src, dst, kind, scope, verified), kind exact|near|url; scope has
+    the GLOBAL and PER_DUMP bits of the graphs the edge belongs to (`want`
+    says which to build); a near edge is an LSH candidate, verified when its
+    estimated Jaccard reaches the threshold (always, with verify off). Raw:
+    (src, dst, band, scope) star edges before merging across bands, which
+    count the groups. Keeping the failed candidates costs little and lets one
+    pass over the checkpointed edges count candidates and verified ones.
     """
     from pyspark.sql import functions as F
 
-    scope = ["dump_idx"] if per_dump else []
-    exact_edges, exact_groups = star_edges(sigs.select("node", "exact", *scope), ["exact", *scope])
-    survivors = sigs.join(exact_edges.select(F.col("src").alias("node")), "node", "left_anti")
-    band_rows = survivors.select("node", *scope, F.posexplode("bands").alias("band", "bh"))
-    by_band, buckets = star_edges(band_rows, ["band", "bh", *scope])
-    cand = by_band.distinct()
+    from crawl2model.pipeline.dedup_edges import EXACT_BAND, GLOBAL, PER_DUMP, raw_edges
+
+    raw = raw_edges(sigs, want)
+    merged = raw.groupBy("src", "dst").agg(F.bit_or("scope").alias("scope"),
+                                           (F.min("band") == EXACT_BAND).alias("exact"))
+    cand = merged.where(~F.col("exact")).select("src", "dst", "scope")
     if cfg.verify:
-        s = sigs.select("node", "sig")
+        s, exact = sigs.select("node", F.col(cfg.verify_column).alias("sig")), cfg.verify_by == "shingles"
         pairs = (cand.join(s.withColumnRenamed("node", "src").withColumnRenamed("sig", "sig_src"), "src")
                      .join(s.withColumnRenamed("node", "dst").withColumnRenamed("sig", "sig_dst"), "dst"))
-        scored = pairs.select("src", "dst", "sig_src", "sig_dst").mapInArrow(
-            lambda it: (jaccard_batch(b) for b in it), "src long, dst long, jaccard double")
-        near = scored.select("src", "dst", F.lit("near").alias("kind"),
+        scored = pairs.select("src", "dst", "scope", "sig_src", "sig_dst").mapInArrow(
+            lambda it: (jaccard_batch(b, exact) for b in it), "src long, dst long, scope byte, jaccard double")
+        near = scored.select("src", "dst", F.lit("near").alias("kind"), "scope",
                              (F.col("jaccard") >= cfg.threshold).alias("verified"))
     else:
-        near = cand.select("src", "dst", F.lit("near").alias("kind"), F.lit(True).alias("verified"))
-    edges = exact_edges.select("src", "dst", F.lit("exact").alias("kind"), F.lit(True).alias("verified")) \
-                       .unionByName(near)
+        near = cand.select("src", "dst", F.lit("near").alias("kind"), "scope", F.lit(True).alias("verified"))
+    edges = merged.where("exact").select("src", "dst", F.lit("exact").alias("kind"), "scope",
+                                         F.lit(True).alias("verified")).unionByName(near)
     if cfg.url_dedup:
-        url_edges, _ = star_edges(sigs.where(F.col("url").isNotNull()).select("node", "url", *scope), ["url", *scope])
-        edges = edges.unionByName(url_edges.select("src", "dst", F.lit("url").alias("kind"),
-                                                   F.lit(True).alias("verified")))
-    groups = exact_groups.select(F.lit("exact").alias("kind"), F.lit(None).cast("int").alias("band"), "size") \
-                         .unionByName(buckets.select(F.lit("bucket").alias("kind"), "band", "size"))
-    return edges, groups
+        for bit, scope in ((GLOBAL, []), (PER_DUMP, ["dump_idx"])):
+            if want & bit:
+                url_edges, _ = star_edges(sigs.where(F.col("url").isNotNull()).select("node", "url", *scope),
+                                          ["url", *scope])
+                edges = edges.unionByName(url_edges.select("src", "dst", F.lit("url").alias("kind"),
+                                                           F.lit(bit).cast("byte").alias("scope"),
+                                                           F.lit(True).alias("verified")))
+    return edges, raw
 
 
-def edge_stats(edges: "DataFrame", groups: "DataFrame") -> dict:
-    """Exact groups, LSH buckets and candidate counts for the report, in two jobs.
+def in_scope(edges: "DataFrame", bit: int) -> "DataFrame":
+    """The edges of one graph (GLOBAL or PER_DUMP)."""
+    from pyspark.sql import functions as F
 
-    A bucket of n documents gives n-1 star edges, so the per-band candidate
-    counts (before merging across bands) are sums over the buckets.
+    return edges.where((F.col("scope").cast("int").bitwiseAND(bit)) != 0)
+
+
+def edge_stats(edges: "DataFrame", raw: "DataFrame", bit: int) -> dict:
+    """Exact groups, LSH buckets and candidate counts of one graph for the report, in two jobs.
+
+    (band, dst) names one group (a node is the smallest member of at most one
+    bucket per band), and a group of n documents has n-1 star edges, so the
+    group sizes and the per-band candidate counts (before merging across
+    bands) come from the raw star edges.
     """
     from pyspark.sql import functions as F
 
+    from crawl2model.pipeline.dedup_edges import EXACT_BAND
+
+    groups = (in_scope(raw, bit).groupBy("band", "dst").agg((F.count(F.lit(1)) + 1).alias("size"))
+                                .select(F.when(F.col("band") == EXACT_BAND, "exact").otherwise("bucket").alias("kind"),
+                                        "band", "size"))
     rows = (groups.rollup("kind", "band")
                   .agg(F.grouping_id().alias("g"), F.count(F.lit(1)).alias("n"), F.sum("size").alias("members"),
                        F.max("size").alias("max"), F.expr("percentile_approx(size, 0.99)").alias("p99"))
@@ -321,7 +394,7 @@ def edge_stats(edges: "DataFrame", groups: "DataFrame") -> dict:
     total = {r["kind"]: r for r in rows if r["g"] == 1}
     none = {"n": 0, "members": 0, "max": None, "p99": None}
     exact, bucket = total.get("exact", none), total.get("bucket", none)
-    counts = {r["kind"]: r for r in edges.where(F.col("kind") == "near").groupBy("kind").agg(
+    counts = {r["kind"]: r for r in in_scope(edges, bit).where(F.col("kind") == "near").groupBy("kind").agg(
         F.count(F.lit(1)).alias("n"), F.sum(F.col("verified").cast("long")).alias("verified")).collect()}
     near = counts.get("near", {"n": 0, "verified": 0})
     return {
@@ -340,89 +413,98 @@ def edge_stats(edges: "DataFrame", groups: "DataFrame") -> dict:
 
 
 def _signatures(docs: "DataFrame", nodes: "DataFrame", cfg: DedupConfig, bands: int, rows: int) -> "DataFrame":
-    """(node, exact, sig, bands, dump_idx[, url]) for the documents in `nodes`."""
-    params = cfg.minhash_params()
-    extra = ["url"] if cfg.url_dedup else []
-    text = docs.select("doc_id", "text", *extra).join(nodes.select("doc_id", "node", "dump_idx"), "doc_id")
-    sigs = (text.select("node", "text")
-                .mapInArrow(lambda it: (signature_batch(b, params, bands, rows) for b in it), SIG_SCHEMA_DDL)
-                .join(text.select("node", "dump_idx", *extra), "node"))
-    return sigs
+    """(doc_id, n_chars, url, exact, sig, bands, node, dump, dump_idx) for the documents in `nodes`.
 
-
-def _clusters(comps: "DataFrame", attrs: "DataFrame") -> "DataFrame":
-    """(node, doc_id, cluster_id, cluster_size) for every document in a duplicate cluster.
-
-    cluster_id is the doc_id of the cluster's earliest copy (its smallest node),
-    so it names the cluster whichever copy the keep policy lets survive;
-    cluster_size counts its copies (FineWeb2 re-weights kept documents by it).
+    Signatures are computed where the text is read; only they meet the node
+    numbers in a join, so the text is never shuffled here.
     """
     from pyspark.sql import functions as F
 
-    members = comps.join(attrs.select("node", "doc_id"), "node")
-    sizes = members.groupBy("component").agg(F.count(F.lit(1)).alias("cluster_size"))
-    ids = attrs.select(F.col("node").alias("component"), F.col("doc_id").alias("cluster_id"))
-    return members.join(sizes.join(ids, "component"), "component").select(
-        "node", "doc_id", "cluster_id", "cluster_size")
+    params, with_shingles = cfg.minhash_params(), cfg.verify_by == "shingles"
+    url = F.col("url") if "url" in docs.columns else F.lit(None).cast("string").alias("url")
+    sig_rows = docs.select("doc_id", F.col("n_chars").cast("long").alias("n_chars"), url, "text").mapInArrow(
+        lambda it: (signature_batch(b, params, bands, rows, with_shingles) for b in it),
+        f"doc_id string, n_chars long, url string, {SIG_DDL}" + (", shingles binary" if with_shingles else ""))
+    return sig_rows.join(nodes.select("doc_id", "node", "dump", "dump_idx"), "doc_id")
 
 
-def _duplicates(comps: "DataFrame", attrs: "DataFrame", sigs: "DataFrame", clusters: "DataFrame", keep: str,
-                removable: "Column | None" = None) -> "DataFrame":
-    """Pick each cluster's representative by the keep policy; every other member is a duplicate.
+def _cluster_members(comps: "DataFrame", attrs: "DataFrame", keep: str,
+                     removable: "Column | None" = None) -> "DataFrame":
+    """Every document in a duplicate cluster, with its cluster and the cluster's representative.
 
-    Rows: doc_id, dump, url, representative, representative_dump, reason (exact when the
-    normalized texts are equal), jaccard (estimated, to the representative), cluster_id.
+    Rows: node, doc_id, dump, url, cluster_id, cluster_size, rep (node),
+    representative, representative_dump, removed. cluster_id is the doc_id of
+    the cluster's earliest copy (its smallest node), so it names the cluster
+    whichever copy the `keep` policy lets survive; cluster_size counts its
+    copies (FineWeb2 re-weights kept documents by it). One join and one
+    shuffle by component: every figure is a window over the cluster.
     `removable` limits which members may be removed (incremental mode: new dumps only).
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     key = {"longest": F.struct(-F.col("n_chars"), F.col("node")),
            "latest": F.struct(-F.col("dump_idx"), F.col("doc_id")),
            "earliest": F.struct(F.col("node"))}[keep]
-    members = comps.join(attrs, "node").withColumn("key", key)
-    reps = members.groupBy("component").agg(F.min(F.struct("key", "node")).alias("best")) \
-                  .select("component", F.col("best.node").alias("rep"))
-    dup_nodes = members.join(reps, "component").where(F.col("node") != F.col("rep"))
-    if removable is not None:
-        dup_nodes = dup_nodes.where(removable)
-    s = sigs.select("node", "exact", "sig")
-    pairs = (dup_nodes.select("node", "rep").join(s, "node")
-                      .join(s.select(F.col("node").alias("rep"), F.col("exact").alias("rep_exact"),
-                                     F.col("sig").alias("rep_sig")), "rep"))
+    cluster = Window.partitionBy("component")
+    best = F.min(F.struct(key.alias("key"), "node", "doc_id", "dump")).over(cluster)
+    members = comps.join(attrs, "node").select(
+        "node", "doc_id", "dump", "url", F.min(F.struct("node", "doc_id")).over(cluster)["doc_id"].alias("cluster_id"),
+        F.count(F.lit(1)).over(cluster).alias("cluster_size"), best["node"].alias("rep"),
+        best["doc_id"].alias("representative"), best["dump"].alias("representative_dump"))
+    removed = F.col("node") != F.col("rep")
+    return members.withColumn("removed", removed if removable is None else removed & removable)
+
+
+def _duplicates(members: "DataFrame", sigs: "DataFrame", cfg: DedupConfig) -> "DataFrame":
+    """The removed members: doc_id, dump, url, representative, representative_dump, reason
+    (exact when the normalized texts are equal), jaccard (to the representative: estimated, or
+    exact with shingle verification), cluster_id."""
+    from pyspark.sql import functions as F
+
+    s, exact = sigs.select("node", "exact", F.col(cfg.verify_column).alias("sig")), cfg.verify_by == "shingles"
+    pairs = (members.where("removed").join(s, "node")
+                    .join(s.select(F.col("node").alias("rep"), F.col("exact").alias("rep_exact"),
+                                   F.col("sig").alias("rep_sig")), "rep"))
     scored = pairs.select(F.col("node").alias("src"), F.col("rep").alias("dst"),
                           F.col("sig").alias("sig_src"), F.col("rep_sig").alias("sig_dst"),
-                          F.when(F.col("exact") == F.col("rep_exact"), "exact").otherwise("near").alias("reason"))
-    j = scored.mapInArrow(lambda it: (jaccard_batch(b) for b in it),
-                          "src long, dst long, reason string, jaccard double")
-    rep_attrs = attrs.select(F.col("node").alias("dst"), F.col("doc_id").alias("representative"),
-                             F.col("dump").alias("representative_dump"))
-    return (j.join(attrs.select(F.col("node").alias("src"), "doc_id", "dump", "url"), "src")
-                  .join(rep_attrs, "dst")
-                  .join(clusters.select(F.col("node").alias("src"), "cluster_id"), "src")
-                  .withColumn("jaccard", F.when(F.col("reason") == "exact", F.lit(1.0)).otherwise(F.col("jaccard")))
-                  .select("doc_id", "dump", "url", "representative", "representative_dump", "reason", "jaccard",
-                          "cluster_id"))
+                          F.when(F.col("exact") == F.col("rep_exact"), "exact").otherwise("near").alias("reason"),
+                          "doc_id", "dump", "url", "representative", "representative_dump", "cluster_id")
+    j = scored.mapInArrow(lambda it: (jaccard_batch(b, exact) for b in it),
+                          "src long, dst long, reason string, doc_id string, dump string, url string, "
+                          "representative string, representative_dump string, cluster_id string, jaccard double")
+    return j.select("doc_id", "dump", "url", "representative", "representative_dump", "reason",
+                    F.when(F.col("reason") == "exact", F.lit(1.0)).otherwise(F.col("jaccard")).alias("jaccard"),
+                    "cluster_id")
 
 
-def _rate_by_dumps(sigs: "DataFrame", edges: "DataFrame", comps: "DataFrame", cfg: DedupConfig,
-                   dump_sizes: list[int], report: dict, out) -> None:
+def _rate_by_dumps(edges: "DataFrame", comps: "DataFrame | None", dump_sizes: list[int], report: dict,
+                   out) -> None:
     """The paper's curve (removal for the first k dumps together) and per-dump removal, into `report`.
 
     Star edges point to the smallest node of their group, which lies in the
     group's oldest dump, so the edges whose later end is in dumps 1..k are
     exactly the graph that deduplicating those dumps alone builds. The curve
-    is one union-find pass over the edges grouped by global component; the
-    per-dump figure builds the per-dump edges and runs the same pass grouped
-    by dump (per-dump edges never cross dumps), with no components job.
+    is one union-find pass over the global edges grouped by component (all in
+    one task when `comps` is None: the graph was small enough to solve in one);
+    the per-dump figure is the same pass over the per-dump edges, built in the
+    same shuffle, grouped by dump (per-dump edges never cross dumps).
     """
     from pyspark.sql import functions as F
 
+    from crawl2model.pipeline.dedup_edges import GLOBAL, PER_DUMP
+
+    verified = edges.where("verified").select("src", "dst", "scope")
+    global_edges = in_scope(verified, GLOBAL).select("src", "dst")
+    if comps is None:
+        unions = unions_by_dump(global_edges, F.lit(0), dump_sizes)
+    else:
+        by_component = global_edges.join(comps.select(F.col("node").alias("src"), "component"), "src")
+        unions = unions_by_dump(by_component, F.col("component"), dump_sizes)
     docs_in = sum(dump_sizes)
-    by_component = edges.join(comps.select(F.col("node").alias("src"), "component"), "src")
     removed, n_docs, curve = 0, 0, []
-    for k, (size, unions) in enumerate(zip(dump_sizes, unions_by_dump(by_component, F.col("component"),
-                                                                      dump_sizes)), 1):
-        removed += unions
+    for k, (size, u) in enumerate(zip(dump_sizes, unions), 1):
+        removed += u
         n_docs += size
         curve.append({"dumps": k, "docs": n_docs, "removed": removed,
                       "removed_fraction": round(removed / n_docs, 6) if n_docs else 0.0})
@@ -431,7 +513,7 @@ def _rate_by_dumps(sigs: "DataFrame", edges: "DataFrame", comps: "DataFrame", cf
         "for k = 1..N, the star edges (exact and LSH, verified) among documents of the first k dumps "
         "in chronological (name) order; removed = documents in duplicate clusters minus clusters; "
         "fraction of the documents in those k dumps")
-    per_dump = build_edges(sigs, cfg, per_dump=True)[0].where("verified").select("src", "dst")
+    per_dump = in_scope(verified, PER_DUMP).select("src", "dst")
     removed = sum(unions_by_dump(per_dump, _dump_column(F.col("src"), dump_sizes), dump_sizes))
     report["per_dump_mode_removed"] = removed
     report["per_dump_mode_removed_fraction"] = round(removed / docs_in, 6) if docs_in else 0.0
@@ -442,7 +524,8 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from crawl2model.pipeline.components import connected_components
+    from crawl2model.pipeline.components import components_in_one_task, connected_components
+    from crawl2model.pipeline.dedup_edges import GLOBAL, PER_DUMP
     from crawl2model.pipeline.dedup_index import DedupIndex
     from crawl2model.pipeline.minhash import fp_fn_curve, fp_fn_mass
     from crawl2model.pipeline.parquet_out import write_parquet
@@ -469,45 +552,50 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
             return {"stage": "dedup", "docs_in": 0, "docs_out": 0, "removed_by_reason": {},
                     "already_indexed_dumps": input_dumps}
         docs = docs.where(F.col("dump").isin(new_dumps))
-    nodes, dumps, dump_sizes = _number_documents(docs, old_dumps, first_node)
-    nodes = nodes.persist(StorageLevel.MEMORY_AND_DISK)
+    nodes, dumps, dump_sizes, numbered = _number_documents(docs, old_dumps, first_node)
     docs_in = sum(dump_sizes)
     log.info(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows over "
              f"{cfg.num_perm} permutations ({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, keep {cfg.keep}")
     timer.mark("number_documents")
 
     sigs = _signatures(docs, nodes, cfg, bands, rows)
-    url = F.col("url") if "url" in docs.columns else F.lit(None).cast("string").alias("url")
-    attrs = nodes.join(docs.select("doc_id", "n_chars", url), "doc_id").select(
-        "node", "doc_id", "dump", "dump_idx", "n_chars", "url")
     if index:  # removed documents are new ones only: the old ones' URLs are never needed
-        sigs = sigs.unionByName(index.signatures())
-        attrs = attrs.unionByName(index.attributes().withColumn("url", F.lit(None).cast("string")))
+        sigs = sigs.unionByName(index.entries().withColumn("url", F.lit(None).cast("string")))
     sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
     sigs.count()
+    numbered.unpersist()
+    attrs = sigs.select("node", "doc_id", "dump", "dump_idx", "n_chars", "url")
     timer.mark("signatures")
 
-    all_edges, groups = build_edges(sigs, cfg, per_dump=cfg.mode == "per-dump")
+    curve = cfg.rate_by_dumps and cfg.mode == "global" and not index
+    main = PER_DUMP if cfg.mode == "per-dump" else GLOBAL
+    all_edges, raw = build_edges(sigs, cfg, main | (PER_DUMP if curve else 0))
+    raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
     all_edges = all_edges.localCheckpoint()
-    stats = edge_stats(all_edges, groups)
-    edges = all_edges.where("verified").select("src", "dst")
+    raw.unpersist()
+    stats = edge_stats(all_edges, raw, main)
+    edges = in_scope(all_edges, main).where("verified").select("src", "dst")
     new_only = None
     if index:  # old documents were deduplicated already: only edges that touch a new one matter
         edges = edges.where((F.col("src") >= first_node) | (F.col("dst") >= first_node))
         new_only = F.col("node") >= first_node
     timer.mark("edges")
-    comps, rounds = connected_components(edges, reliable_checkpoint=True, label="components")
+    n_edges = stats["verified_edges"] + stats["exact_duplicates"] + (cfg.url_dedup and edges.count() or 0)
+    if n_edges <= cfg.one_task_edges:
+        comps, rounds = components_in_one_task(edges), 0
+    else:
+        comps, rounds = connected_components(edges, reliable_checkpoint=True, label="components")
     comps = comps.persist(StorageLevel.MEMORY_AND_DISK)
     timer.mark("components")
 
-    clusters = _clusters(comps, attrs).persist(StorageLevel.MEMORY_AND_DISK)
-    duplicates = _duplicates(comps, attrs, sigs, clusters, cfg.keep, new_only).persist(StorageLevel.MEMORY_AND_DISK)
+    members = _cluster_members(comps, attrs, cfg.keep, new_only).persist(StorageLevel.MEMORY_AND_DISK)
+    duplicates = _duplicates(members, sigs, cfg).persist(StorageLevel.MEMORY_AND_DISK)
     parts = cfg.output_partitions
     write_parquet(duplicates, f"{out.tmp_uri}/duplicates", sort_by=["doc_id"], num_files=parts)
     # A document in no cluster is a cluster of one, named by itself.
     doc_cols = [c for c in docs.columns if c not in ("cluster_id", "cluster_size")]
-    kept = (docs.join(duplicates.select("doc_id"), "doc_id", "left_anti")
-                .join(clusters.select("doc_id", "cluster_id", "cluster_size"), "doc_id", "left")
+    kept = (docs.join(members.select("doc_id", "cluster_id", "cluster_size", "removed"), "doc_id", "left")
+                .where(~F.coalesce("removed", F.lit(False)))
                 .select(*doc_cols, F.coalesce("cluster_id", "doc_id").alias("cluster_id"),
                         F.coalesce("cluster_size", F.lit(1)).cast("long").alias("cluster_size")))
     kept_rows = sum(n for _, n in write_parquet(kept, f"{out.tmp_uri}/kept", partition_by=["dump"],
@@ -531,25 +619,24 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         "removed_by_reason": by_reason,
         "docs_per_dump": dict(zip(dumps, dump_sizes)),
         "removed_per_dump": removed_per_dump,
-        "component_size_histogram": _size_histogram(clusters.select("cluster_id", "cluster_size").distinct(),
+        "component_size_histogram": _size_histogram(members.select("cluster_id", "cluster_size").distinct(),
                                                      "cluster_size"),
         "components_rounds": rounds,
         "lsh": {"bands": bands, "rows": rows, "num_perm": cfg.num_perm, "threshold": cfg.threshold,
+                "candidate_threshold": cfg.lsh_threshold, "verify_by": cfg.verify_by if cfg.verify else None,
                 "false_positive_mass": round(fp, 6), "false_negative_mass": round(fn, 6),
                 "candidate_curve": fp_fn_curve(bands, rows)},
         **stats,
     }
-    if cfg.rate_by_dumps and cfg.mode == "global" and not index:
-        _rate_by_dumps(sigs, edges, comps, cfg, dump_sizes, report, out)
+    if curve:
+        _rate_by_dumps(all_edges, None if rounds == 0 else comps, dump_sizes, report, out)
         timer.mark("rate_by_dumps")
     if index:
-        kept_nodes = sigs.where(F.col("node") >= first_node).join(
-            nodes.join(duplicates.select("doc_id"), "doc_id", "left_anti").select("node", "doc_id", "dump"), "node")
-        report["index"] = index.append(kept_nodes.join(attrs.select("node", "n_chars"), "node"),
-                                       old_dumps + dumps, first_node + docs_in)
+        kept_nodes = sigs.where(F.col("node") >= first_node).join(duplicates.select("doc_id"), "doc_id", "left_anti")
+        report["index"] = index.append(kept_nodes, old_dumps + dumps, first_node + docs_in)
         timer.mark("index")
 
-    for df in (duplicates, clusters, comps, sigs, nodes):
+    for df in (duplicates, members, comps, sigs):
         df.unpersist()
     report["timings"] = timer.report()
     report["seconds"] = round(timer.total, 3)
@@ -558,9 +645,6 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
              f"{by_reason['exact']} exact, {by_reason['near']} near), {report['docs_out']} kept, "
              f"{report['seconds']:.1f}s")
     return report
-
-
-SIG_SCHEMA_DDL = "node long, exact string, sig binary, bands array<long>"
 
 
 def _plot_rate(report: dict, out) -> None:

@@ -171,6 +171,31 @@ def jaccard_from_signatures(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
     return equal.mean(axis=-1)
 
 
+@njit(cache=True, nogil=True)
+def _set_jaccard_kernel(a_off, a, b_off, b, out):
+    for k in range(len(out)):
+        i, ie, j, je = a_off[k], a_off[k + 1], b_off[k], b_off[k + 1]
+        inter = 0
+        while i < ie and j < je:
+            if a[i] == b[j]:
+                inter += 1
+                i += 1
+                j += 1
+            elif a[i] < b[j]:
+                i += 1
+            else:
+                j += 1
+        union = (a_off[k + 1] - a_off[k]) + (b_off[k + 1] - b_off[k]) - inter
+        out[k] = inter / union if union else 0.0
+
+
+def set_jaccard(a_off: np.ndarray, a: np.ndarray, b_off: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact Jaccard of row k of two collections of sorted distinct shingle sets (offsets, values)."""
+    out = np.zeros(len(a_off) - 1, dtype=np.float64)
+    _set_jaccard_kernel(a_off, a, b_off, b, out)
+    return out
+
+
 @lru_cache(maxsize=64)
 def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(n)
