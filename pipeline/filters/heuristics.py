@@ -54,9 +54,10 @@ _ALNUM = re.compile(r"[^\W_]")
 # code, many tokens with code characters, or few letters among code symbols.
 _PROMPT = re.compile(r"(?:[$#%>]|>>>|\.\.\.)\s")
 _CODE_MARK = re.compile(r"[|`]--|[\u2500-\u257f]|^[-dlcbps][-rwxsStT]{9}[.+@]?\s|[{;\\]$|^}")
-_CODE_CHARS = re.compile(r"[_/\\=<>{}\[\]|$^*~`();]")
-_NUMBER = re.compile(r"^[\d.,:%+-]+$")
-_TECH = re.compile(r"[_/\\=<>{}\[\]|$^*~`]|\w\.\w|::|^-[\w-]")
+_CODE_CHARS = re.compile(r"[_/\\=<>{}\[\]|$^*~`();\u2500-\u257f]")
+# A token with code characters or an option (-x, --name); numbers (-5) are not. A match runs from the
+# first such mark to the token's end: one per token.
+_TECH_TOKEN = re.compile(r"(?:[_/\\=<>{}\[\]|$^*~`]|::|(?<!\S)--?[^\W\d])\S*")
 MIN_TECH_TOKEN_SHARE = 0.3    # of a line's tokens with code characters (numbers are not): a code line
 MIN_CODE_LETTER_SHARE = 0.5   # fewer letters among a line's non-space characters, with code symbols: code
 SHORT_CODE_WORDS = 3          # a line this short without end punctuation is code when next to code
@@ -87,19 +88,17 @@ def has_letter(word: str) -> bool:
     return word.isalpha() or _LETTER.search(word) is not None
 
 
-def _is_tech(token: str) -> bool:
-    return _TECH.search(token) is not None and not _NUMBER.match(token)
-
-
 def is_code_line(line: str) -> bool:
     """Whether a (stripped, non-empty) line is, by itself, code or a listing rather than prose."""
+    marked = _CODE_CHARS.search(line) is not None
+    if not marked and "::" not in line and " -" not in line and line[0] not in "-$#%>.dlcbps":
+        return False  # most prose lines: told by one scan for a character class
     if _PROMPT.match(line) or _CODE_MARK.search(line):
         return True
-    tokens = line.split()
-    if sum(map(_is_tech, tokens)) >= MIN_TECH_TOKEN_SHARE * len(tokens):
+    if len(_TECH_TOKEN.findall(line)) >= MIN_TECH_TOKEN_SHARE * len(line.split()):
         return True
     chars = len(line) - line.count(" ") - line.count("\t")
-    return len(_LETTER.findall(line)) < MIN_CODE_LETTER_SHARE * chars and _CODE_CHARS.search(line) is not None
+    return marked and len(_LETTER.findall(line)) < MIN_CODE_LETTER_SHARE * chars
 
 
 def code_lines(lines: list[str]) -> list[bool]:
@@ -160,22 +159,32 @@ def _top_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int)
 
 
 def _dup_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int) -> float:
-    """Characters in n-grams already seen (non-overlapping once counted), over all word characters."""
+    """Characters in n-grams already seen (non-overlapping once counted), over all word characters.
+
+    Gopher's walk: at each position, an n-gram seen at a visited position counts and the walk jumps
+    n ahead, any other is remembered and the walk steps one. Only repeats (an n-gram that occurred
+    earlier) can count, so the walk visits those one by one and remembers the runs of first
+    occurrences between them in one set update."""
     if len(ids) < n or not total_chars:
         return 0.0
     keys, chars = _ngrams(ids, lens, n)
-    keys_l, chars_l = keys.tolist(), chars.tolist()
-    if len(set(keys_l)) == len(keys_l):
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if len(first) == len(keys):
         return 0.0
+    repeats = np.flatnonzero(first[inverse] < np.arange(len(keys))).tolist()
+    keys_l, chars_l = keys.tolist(), chars.tolist()
     seen: set[int] = set()
-    i = repeated = 0
-    while i < len(keys_l):
-        if keys_l[i] in seen:
-            repeated += chars_l[i]
-            i += n
+    pos = repeated = 0
+    for j in repeats:
+        if j < pos:
+            continue  # jumped over
+        seen.update(keys_l[pos:j])
+        if keys_l[j] in seen:
+            repeated += chars_l[j]
+            pos = j + n
         else:
-            seen.add(keys_l[i])
-            i += 1
+            seen.add(keys_l[j])
+            pos = j + 1
     return repeated / total_chars
 
 
