@@ -82,7 +82,7 @@ def _r(name: str, signal: str, op: str, threshold: float, enabled: bool = True, 
 #   does zh perplexity (2000 -> 3000), and documentation repeats phrases: Gopher's duplicated n-gram
 #   fractions + 0.05 (0.15..0.10 -> 0.20..0.15); the composition signals (letters per word, line endings,
 #   short lines, bullets) read the prose lines of a page that quotes code (heuristics.code_lines), which
-#   kept 96.5% of that dev split's prose instead of 95.4% with no junk gained.
+#   kept 96.2% of that dev split's prose instead of 95.4% with no junk gained.
 # - URL rules first, as in datatrove/FineWeb (blocklist.py: the UT1 lists; soft words need two in a URL);
 #   C4's bad-words test on the text wants two distinct banned words (one alone is mostly "xxx", a
 #   placeholder in documentation: 19 of 4,200 held-out documentation pages had it) or three soft ones.
