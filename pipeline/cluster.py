@@ -70,6 +70,10 @@ def shuffle_conf(total_cores: int, input_bytes: int) -> dict[str, str]:
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
         "spark.sql.adaptive.advisoryPartitionSizeInBytes": str(ADVISORY_PARTITION),
+        # Coalesce towards the advisory size, not down to spark.default.parallelism only: a small
+        # shuffle (a few MB of dedup's edges) runs as one task, not one per core, each paying
+        # its launch on an executor; a large one still gets one task per 64 MB.
+        "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false",
         "spark.sql.adaptive.skewJoin.enabled": "true",
     }
 
