@@ -158,19 +158,19 @@ def _top_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int)
     return float(chars[first[counts == top].min()]) * int(top) / total_chars
 
 
-def _dup_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int) -> float:
+def _dup_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int) -> float | None:
     """Characters in n-grams already seen (non-overlapping once counted), over all word characters.
 
     Gopher's walk: at each position, an n-gram seen at a visited position counts and the walk jumps
     n ahead, any other is remembered and the walk steps one. Only repeats (an n-gram that occurred
     earlier) can count, so the walk visits those one by one and remembers the runs of first
-    occurrences between them in one set update."""
+    occurrences between them in one set update. None: no n-gram occurs twice."""
     if len(ids) < n or not total_chars:
-        return 0.0
+        return None
     keys, chars = _ngrams(ids, lens, n)
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     if len(first) == len(keys):
-        return 0.0
+        return None
     repeats = np.flatnonzero(first[inverse] < np.arange(len(keys))).tolist()
     keys_l, chars_l = keys.tolist(), chars.tolist()
     seen: set[int] = set()
@@ -186,6 +186,18 @@ def _dup_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int)
             seen.add(keys_l[j])
             pos = j + 1
     return repeated / total_chars
+
+
+def _dup_ngram_fracs(ids: np.ndarray, lens: np.ndarray, total_chars: int) -> list[float]:
+    """`_dup_ngram_frac` for each of DUP_NGRAMS; once no n-gram repeats, no longer one can (it would
+    repeat its first n words), so the rest are 0 without a look."""
+    out: list[float] = []
+    for n in DUP_NGRAMS:
+        frac = _dup_ngram_frac(ids, lens, n, total_chars)
+        if frac is None:
+            return out + [0.0] * (len(DUP_NGRAMS) - len(out))
+        out.append(frac)
+    return out
 
 
 def _composition(lines: list[str], ws: list[str], text: str, lang: str) -> list[float]:
@@ -238,7 +250,7 @@ def doc_signals(text: str, lang: str) -> list[float]:
     content_chars = sum(map(len, content))
     vocab: dict[str, int] = {}
     ids = np.array([vocab.setdefault(w, len(vocab) + 1) for w in content], dtype=np.uint64)
-    lens = np.array([len(w) for w in content], dtype=np.int64)
+    lens = np.fromiter(map(len, content), np.int64, len(content))
     stop = STOP_WORDS.get(lang, frozenset())
     dup_lines, dup_line_chars = _duplicates(lines)
     dup_paras, dup_para_chars = _duplicates(paras)
@@ -257,9 +269,10 @@ def doc_signals(text: str, lang: str) -> list[float]:
         dup_line_chars / text_chars,
         dup_para_chars / text_chars,
         *(_top_ngram_frac(ids, lens, n, content_chars) for n in TOP_NGRAMS),
-        *(_dup_ngram_frac(ids, lens, n, content_chars) for n in DUP_NGRAMS),
-        sum("javascript" in ln.lower() for ln in lines) / n_lines,
-        sum(any(p in ln.lower() for p in POLICY) for ln in lines) / n_lines,
+        *_dup_ngram_fracs(ids, lens, content_chars),
+        sum("javascript" in ln.lower() for ln in lines) / n_lines if "javascript" in low_text else 0.0,
+        sum(any(p in ln.lower() for p in POLICY) for ln in lines) / n_lines
+        if any(p in low_text for p in POLICY) else 0.0,
         float("lorem ipsum" in low_text),
         float("{" in text),
         c4_short,
