@@ -151,11 +151,15 @@ def _top_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int)
     if len(ids) < n or not total_chars:
         return 0.0
     keys, chars = _ngrams(ids, lens, n)
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    ordered = np.sort(keys)   # an unstable sort: an n-gram's characters are the same wherever it occurs
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    counts = np.diff(np.append(starts, len(ordered)))
     top = counts.max()
     if top < 2:
         return 0.0
-    return float(chars[first[counts == top].min()]) * int(top) / total_chars
+    tied = ordered[starts[counts == top]]
+    first = int(np.argmax(keys == tied[0])) if len(tied) == 1 else int(np.flatnonzero(np.isin(keys, tied))[0])
+    return float(chars[first]) * int(top) / total_chars
 
 
 def _dup_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int) -> float | None:
@@ -168,10 +172,11 @@ def _dup_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int)
     if len(ids) < n or not total_chars:
         return None
     keys, chars = _ngrams(ids, lens, n)
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    if len(first) == len(keys):
+    order = np.argsort(keys, kind="stable")   # equal keys in the order they occur
+    same = keys[order[1:]] == keys[order[:-1]]
+    if not same.any():
         return None
-    repeats = np.flatnonzero(first[inverse] < np.arange(len(keys))).tolist()
+    repeats = np.sort(order[1:][same]).tolist()
     keys_l, chars_l = keys.tolist(), chars.tolist()
     seen: set[int] = set()
     pos = repeated = 0
