@@ -4,11 +4,13 @@ Each document gets a node id: its position in (dump order, doc_id) order, so
 the smallest node of any group is its copy from the oldest dump. Exact
 duplicates (same normalized text) and LSH candidates (same band hash) become
 star edges to the smallest node of their group, never all pairs, so a giant
-boilerplate bucket costs linear work. Candidate edges can be verified by the
-signatures' Jaccard estimate. Connected components of all edges are the
-duplicate clusters; in each, the `--keep` policy picks the representative and
-every other member is removed, with its reason and its estimated Jaccard to
-the representative. Nothing is collected to the driver but counts.
+boilerplate bucket costs linear work; both come from one shuffle
+(`dedup_edges`), which builds the per-dump graph too. Candidate edges are
+verified by the signatures' Jaccard estimate or the shingle sets' exact
+Jaccard. Connected components of all edges are the duplicate clusters; in
+each, the `--keep` policy picks the representative and every other member is
+removed, with its reason and its Jaccard to the representative. Nothing is
+collected to the driver but counts.
 """
 from __future__ import annotations
 
