@@ -49,6 +49,7 @@ ELLIPSES = ("...", "…")
 END_PUNCT = (".", "!", "?", '"', "'", "”", "’", "。", "！", "？", "」", "』", "…", ":", ";", "：", "；", ")", "）")
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _LETTER = re.compile(r"[^\W\d_]")
+_NOT_LETTER = re.compile(r"[\W\d_]")
 _ALNUM = re.compile(r"[^\W_]")
 # Code lines (see `code_lines`): a prompt, a directory tree, an `ls -l` line, a line ending like C or shell
 # code, many tokens with code characters, or few letters among code symbols.
@@ -98,7 +99,8 @@ def is_code_line(line: str) -> bool:
     if len(_TECH_TOKEN.findall(line)) >= MIN_TECH_TOKEN_SHARE * len(line.split()):
         return True
     chars = len(line) - line.count(" ") - line.count("\t")
-    return marked and len(_LETTER.findall(line)) < MIN_CODE_LETTER_SHARE * chars
+    letters = len(line) - len(_NOT_LETTER.findall(line))  # prose has fewer non-letters to find than letters
+    return marked and letters < MIN_CODE_LETTER_SHARE * chars
 
 
 def code_lines(lines: list[str]) -> list[bool]:
@@ -250,7 +252,7 @@ def doc_signals(text: str, lang: str) -> list[float]:
         composition = _composition(lines, ws, text, lang)
     (mean_word_len, symbol_ratio, bullets, ellipses, alpha, c4_short, line_punct, short_lines,
      newline_ratio) = composition
-    lower = [w.lower() for w in ws]
+    lower = " ".join(ws).lower().split(" ") if ws else []   # no word holds a space; one call, not one a word
     content = [w for w in lower if w.isalnum() or _ALNUM.search(w)]  # repetition ignores punctuation tokens
     content_chars = sum(map(len, content))
     vocab: dict[str, int] = {}
