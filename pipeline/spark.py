@@ -105,7 +105,8 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
         # cluster default of 200 partitions per shuffle.
         stated.update(read_profile("local"))
     stated.update(conf or {})
-    master = master or stated.pop("spark.master", None)
+    stated_master = stated.pop("spark.master", None)  # else it would override the --master flag below
+    master = master or stated_master
     settings.update(fitted_conf(master, stated, list(inputs or ())))
     settings.update(stated)
     if ship:
