@@ -26,6 +26,7 @@ work (both are in the JSON).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -484,17 +485,21 @@ def _run_measured(argv: list[str], env: dict[str, str] | None = None,
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            if timeout and time.time() - t0 > timeout:
-                for p in reversed(tree):
+        except psutil.Error:
+            continue
+        if timeout and time.time() - t0 > timeout:
+            for p in reversed(tree):
+                with contextlib.suppress(psutil.Error):
                     p.kill()
-                proc.wait()
-                return None
-            peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
-            for p in tree:
+            proc.wait()
+            return None
+        pss = 0
+        for p in tree:  # one process ending mid-sample must not void the others' readings
+            with contextlib.suppress(psutil.Error):
+                pss += p.memory_full_info().pss
                 t = p.cpu_times()
                 cpu[p.pid] = t.user + t.system
-        except psutil.Error:
-            pass
+        peak = max(peak, pss)
         time.sleep(0.5)
     log_file.seek(0)
     err = log_file.read()

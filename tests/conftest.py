@@ -17,7 +17,7 @@ os.environ.setdefault("CRAWL2MODEL_SPARK_UI", "0")
 
 @pytest.fixture(scope="session")
 def spark():
-    from crawl2model.pipeline.spark import get_spark
+    from crawl2model.pipeline.spark import get_spark, read_profile
 
     session = get_spark(
         "crawl2model-tests",
@@ -28,6 +28,8 @@ def spark():
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             "spark.driver.memory": "2g",
+            # The JIT settings users' local mode runs with (infra/spark/local.conf).
+            "spark.driver.defaultJavaOptions": read_profile("local")["spark.driver.defaultJavaOptions"],
         },
     )
     yield session
