@@ -172,7 +172,10 @@ class _Lists:
 def _load(spec: Blocklists) -> _Lists:
     source = spec.path()
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
-    stamp = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    # Names relative to the source, not absolute paths: a cluster's executors unpack the same
+    # lists into a new folder per application, and must find the cache built the first time.
+    stamp = "|".join(f"{p.relative_to(source).as_posix() if p != source else p.name}:{p.stat().st_size}:"
+                     f"{p.stat().st_mtime_ns}" for p in files)
     key = hashlib.sha1(f"{stamp}|{sorted(spec.categories)}".encode()).hexdigest()[:16]
     cache = _cache_root() / key
     if not (cache / "_DONE").is_file():
