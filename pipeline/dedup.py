@@ -574,15 +574,16 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     all_edges, raw = build_edges(sigs, cfg, main | (PER_DUMP if curve else 0))
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
     all_edges = all_edges.localCheckpoint()
-    raw.unpersist()
     stats = edge_stats(all_edges, raw, main)
+    raw.unpersist()
     edges = in_scope(all_edges, main).where("verified").select("src", "dst")
     new_only = None
     if index:  # old documents were deduplicated already: only edges that touch a new one matter
         edges = edges.where((F.col("src") >= first_node) | (F.col("dst") >= first_node))
         new_only = F.col("node") >= first_node
     timer.mark("edges")
-    n_edges = stats["verified_edges"] + stats["exact_duplicates"] + (cfg.url_dedup and edges.count() or 0)
+    # Exact and verified near edges are counted already; URL edges are not.
+    n_edges = edges.count() if cfg.url_dedup else stats["verified_edges"] + stats["exact_duplicates"]
     if n_edges <= cfg.one_task_edges:
         comps, rounds = components_in_one_task(edges), 0
     else:
