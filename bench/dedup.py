@@ -327,12 +327,11 @@ def _crawl_table(cache: Path = OUT / "dedup_crawl") -> Path:
     from crawl2model.corpora.crawl import stable_int
     from crawl2model.corpora.debian import DEFAULT_CACHE, fetch_packages
     from crawl2model.pipeline.extract import extract_text
-    from crawl2model.pipeline.schema import make_doc_id
 
     if (cache / "_SUCCESS").exists():
         return cache
     pages = candidates(fetch_packages(PACKAGES, DEFAULT_CACHE))
-    rows: dict[str, list] = {"doc_id": [], "dump": [], "url": [], "text": [], "n_chars": []}
+    rows: list[tuple[str, str, str]] = []
     t0 = time.time()
     for n, (url, path) in enumerate(pages, 1):
         text = extract_text(path.read_text("utf-8", "replace"))
@@ -343,16 +342,11 @@ def _crawl_table(cache: Path = OUT / "dedup_crawl") -> Path:
             h = stable_int(f"{url}|{k}")
             if k > first and h % 10 >= 6:
                 continue
-            body = text + (f"\nPage generated for {CRAWL_DUMPS[k]}." if k > first and h % 2 else "")
-            for col, value in zip(rows, (make_doc_id(CRAWL_DUMPS[k], url), CRAWL_DUMPS[k], url, body, len(body))):
-                rows[col].append(value)
+            rows.append((CRAWL_DUMPS[k], url,
+                         text + (f"\nPage generated for {CRAWL_DUMPS[k]}." if k > first and h % 2 else "")))
         if n % 5000 == 0:
-            print(f"  corpus: {n}/{len(pages)} pages, {len(rows['doc_id'])} documents, {time.time() - t0:.0f}s",
-                  flush=True)
-    table = pa.table(rows)
-    pq.write_to_dataset(table, cache, partition_cols=["dump"], row_group_size=4096)
-    (cache / "_SUCCESS").write_text("")
-    return cache
+            print(f"  corpus: {n}/{len(pages)} pages, {len(rows)} documents, {time.time() - t0:.0f}s", flush=True)
+    return _write_docs(rows, cache)
 
 
 LO_DUMP_LOCALES = ("ca", "cs", "da", "de", "en-gb", "en-us", "es", "fi", "fr", "hu", "it", "ja", "ko", "nl", "pl",

@@ -91,19 +91,30 @@ def connected_components(edges: "DataFrame", max_rounds: int = 50, reliable_chec
 
 
 @njit(cache=True, nogil=True)
+def _find(parent, a):
+    """The root of `a`, halving the path on the way."""
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+@njit(cache=True, nogil=True)
+def _union(parent, a, b):
+    """Join the trees of a and b under the smaller root; whether they were apart."""
+    a, b = _find(parent, a), _find(parent, b)
+    if a == b:
+        return False
+    parent[max(a, b)] = min(a, b)
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _forest_kernel(src, dst, order, counts):
-    """Union-find (path halving, union by smaller root) over edges taken in the given order."""
+    """Union-find over edges taken in the given order, counting the joining edges per order."""
     parent = np.arange(max(len(src), 1) * 2, dtype=np.int64)
     for e in range(len(src)):
-        a, b = src[e], dst[e]
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        while parent[b] != b:
-            parent[b] = parent[parent[b]]
-            b = parent[b]
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+        if _union(parent, src[e], dst[e]):
             counts[order[e]] += 1
 
 
@@ -127,22 +138,20 @@ def forest_edges_by_order(src: np.ndarray, dst: np.ndarray, order: np.ndarray, n
 
 @njit(cache=True, nogil=True)
 def _roots_kernel(src, dst, parent):
-    """Union-find over local node indices; every root is its component's smallest index."""
+    """Union-find over local node indices; then every node points at its root, its component's
+    smallest index."""
     for e in range(len(src)):
-        a, b = src[e], dst[e]
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        while parent[b] != b:
-            parent[b] = parent[parent[b]]
-            b = parent[b]
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+        _union(parent, src[e], dst[e])
     for v in range(len(parent)):
-        r = v
-        while parent[r] != r:
-            r = parent[r]
-        parent[v] = r
+        parent[v] = _find(parent, v)
+
+
+def edge_arrays(batches) -> tuple[np.ndarray, np.ndarray]:
+    """(src, dst) int64 arrays of one task's Arrow batches of edges."""
+    parts = [(b.column("src").to_numpy(), b.column("dst").to_numpy()) for b in batches]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def components_of_edges(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,10 +172,7 @@ def components_in_one_task(edges: "DataFrame") -> "DataFrame":
     import pyarrow as pa
 
     def solve(batches):
-        parts = [(b.column("src").to_numpy(), b.column("dst").to_numpy()) for b in batches]
-        src = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-        dst = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-        nodes, comps = components_of_edges(src, dst)
+        nodes, comps = components_of_edges(*edge_arrays(batches))
         yield pa.RecordBatch.from_arrays([pa.array(nodes), pa.array(comps)], names=["node", "component"])
 
     return edges.select("src", "dst").repartition(1).mapInArrow(solve, "node long, component long")

@@ -293,15 +293,13 @@ def unions_by_dump(edges: "DataFrame", key: "Column", dump_sizes: list[int]) -> 
     """
     from pyspark.sql import functions as F
 
-    from crawl2model.pipeline.components import forest_edges_by_order
+    from crawl2model.pipeline.components import edge_arrays, forest_edges_by_order
 
     n = len(dump_sizes)
     ends = np.cumsum(dump_sizes)
 
     def count(batches):
-        parts = [(b.column("src").to_numpy(), b.column("dst").to_numpy()) for b in batches]
-        src = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-        dst = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+        src, dst = edge_arrays(batches)
         unions = forest_edges_by_order(src, dst, _dump_of(np.maximum(src, dst), ends), n)
         yield pa.RecordBatch.from_arrays([pa.array(np.arange(n, dtype=np.int32)), pa.array(unions)],
                                          names=["dump_idx", "unions"])

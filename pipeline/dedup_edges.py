@@ -88,54 +88,47 @@ def _per_dump_stars(nodes, dumps, band, out, k):
 
 
 @njit(cache=True, nogil=True)
-def _bucket_edges_kernel(band, bh, node, dump, ex_hi, ex_lo, order, want, out):
-    """Star edges of every bucket of sorted key rows; returns the number of rows written to `out`.
+def _bucket_edges_kernel(band, bh, node, dump, ex_hi, ex_lo, want, out):
+    """Star edges of every bucket of key rows sorted by (band, bh, ex_hi, ex_lo, node); returns
+    the number of rows written to `out`.
 
-    `order` sorts rows by (band, bh, ex_hi, ex_lo, node). Exact buckets (band
-    -1) are split by the full 128-bit hash; LSH buckets keep one member per
-    exact text (per dump, for the per-dump graph).
+    Exact buckets (band -1) are split by the full 128-bit hash; LSH buckets
+    keep one member per exact text (per dump, for the per-dump graph).
     """
-    n, k, i = len(order), 0, 0
+    n, k, i = len(node), 0, 0
     members = np.empty(n, np.int64)      # globally surviving members of a bucket
     per_dump = np.empty(n, np.int64)     # per-dump survivors and their dumps
     per_dump_dumps = np.empty(n, np.int64)
     while i < n:
-        b, h = band[order[i]], bh[order[i]]
         j = i + 1
-        while j < n and band[order[j]] == b and bh[order[j]] == h:
+        while j < n and band[j] == band[i] and bh[j] == bh[i]:
             j += 1
         g = 0   # globally surviving members: first (smallest) node of each exact run
         p = 0   # per-dump survivors: first node of each dump within each exact run
         s = i
         while s < j:
             t = s + 1
-            while t < j and ex_hi[order[t]] == ex_hi[order[s]] and ex_lo[order[t]] == ex_lo[order[s]]:
+            while t < j and ex_hi[t] == ex_hi[s] and ex_lo[t] == ex_lo[s]:
                 t += 1
-            if b == EXACT_BAND:
-                run = np.empty(t - s, np.int64)
-                run_dumps = np.empty(t - s, np.int64)
-                for q in range(s, t):
-                    run[q - s], run_dumps[q - s] = node[order[q]], dump[order[q]]
+            if band[i] == EXACT_BAND:
                 if want & GLOBAL:
-                    k = _star(run, b, GLOBAL, out, k)
+                    k = _star(node[s:t], band[i], GLOBAL, out, k)
                 if want & PER_DUMP:
-                    k = _per_dump_stars(run, run_dumps, b, out, k)
+                    k = _per_dump_stars(node[s:t], dump[s:t], band[i], out, k)
             else:
-                members[g] = node[order[s]]
+                members[g] = node[s]
                 g += 1
-                last = -1
                 for q in range(s, t):
-                    if dump[order[q]] != last:
-                        last = dump[order[q]]
-                        per_dump[p], per_dump_dumps[p] = node[order[q]], last
+                    if q == s or dump[q] != dump[q - 1]:
+                        per_dump[p], per_dump_dumps[p] = node[q], dump[q]
                         p += 1
             s = t
-        if b != EXACT_BAND:
+        if band[i] != EXACT_BAND:
             if want & GLOBAL and g > 1:
-                k = _star(np.sort(members[:g]), b, GLOBAL, out, k)
+                k = _star(np.sort(members[:g]), band[i], GLOBAL, out, k)
             if want & PER_DUMP and p > 1:
                 by = np.argsort(per_dump[:p], kind="mergesort")
-                k = _per_dump_stars(per_dump[:p][by], per_dump_dumps[:p][by], b, out, k)
+                k = _per_dump_stars(per_dump[:p][by], per_dump_dumps[:p][by], band[i], out, k)
         i = j
     return k
 
@@ -148,8 +141,9 @@ def bucket_edges(batches: Iterator[pa.RecordBatch], want: int) -> Iterator[pa.Re
     cols = {c: table.column(c).to_numpy() for c in table.column_names}
     order = np.lexsort((cols["node"], cols["ex_lo"], cols["ex_hi"], cols["bh"], cols["band"]))
     out = np.empty((2 * len(order), 4), np.int64)
-    k = _bucket_edges_kernel(cols["band"], cols["bh"], cols["node"], cols["dump_idx"].astype(np.int64),
-                             cols["ex_hi"], cols["ex_lo"], order, want, out)
+    k = _bucket_edges_kernel(*(cols[c][order] for c in ("band", "bh", "node")),
+                             cols["dump_idx"][order].astype(np.int64),
+                             *(cols[c][order] for c in ("ex_hi", "ex_lo")), want, out)
     out = out[:k]
     yield pa.RecordBatch.from_arrays(
         [pa.array(out[:, 0]), pa.array(out[:, 1]), pa.array(out[:, 2].astype(np.int32)),

@@ -56,8 +56,7 @@ def partition_summary(batches: Iterator[pa.RecordBatch], plotted: tuple[str, ...
             pii_totals[col] += int(counts.sum())
             any_pii |= counts > 0
         pii_totals[PII_DOCUMENTS] += int(any_pii.sum())
-        ids = batch.column("doc_id").to_pylist() if "doc_id" in batch.schema.names else list(range(batch.num_rows))
-        take = np.flatnonzero(drawn(ids, fraction))
+        take = np.flatnonzero(drawn(batch.column("doc_id").to_pylist(), fraction))
         if len(take):
             rows = batch.take(pa.array(take))
             m = len(take)
