@@ -13,3 +13,11 @@ def resource(package: str, *parts: str) -> Path:
     real path that Spark, fastText and KenLM can open by name.
     """
     return Path(str(importlib.resources.files(package).joinpath(*parts)))
+
+
+def user_cache(*parts: str) -> Path:
+    """A folder under the user's cache (`$XDG_CACHE_HOME/crawl2model/...`) for what is rebuilt on demand."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base, "crawl2model", *parts)

@@ -83,20 +83,24 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
     from pyspark.sql import SparkSession
 
     from crawl2model.pipeline.cluster import fitted_conf, warm_executors
+    from crawl2model.pipeline.jvm_archive import driver_options
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
 
     settings = dict(BASE_CONF)
+    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     log4j = PROFILES_DIR / "log4j2.properties"
-    if log4j.is_file():
-        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
+    driver_opts = [f"-Dlog4j2.configurationFile=file:{log4j}"] if log4j.is_file() else []
+    if not under_spark_submit:  # this process starts the driver's JVM: it can map a class archive
+        driver_opts.append(driver_options())
+    if any(driver_opts):
+        settings["spark.driver.extraJavaOptions"] = " ".join(o for o in driver_opts if o)
     if os.environ.get("CRAWL2MODEL_SPARK_UI", "1") == "0":
         settings["spark.ui.enabled"] = "false"
     if not sys.stderr.isatty():
         settings["spark.ui.showConsoleProgress"] = "false"  # progress bars garble logs
-    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     stated: dict[str, str] = {}
     if profile:
         stated.update(read_profile(profile))

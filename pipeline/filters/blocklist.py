@@ -45,6 +45,7 @@ import numpy as np
 
 from crawl2model.core.errors import ConfigError
 from crawl2model.core.log import get_logger
+from crawl2model.core.resources import user_cache
 
 log = get_logger("filter")
 
@@ -59,11 +60,6 @@ ALL = "all"   # the category of flat lists (datatrove's archive: UT1's adult lis
 MAX_TEXT_CHARS = 100_000   # as the heuristics: the words of the first 100k characters
 _URL_SPLIT = re.compile(r"[^a-z0-9]+")
 _WORD = re.compile(r"[^\W\d_]+")
-
-
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "crawl2model" / "blocklists"
 
 
 def datatrove_assets() -> Path:
@@ -177,7 +173,7 @@ def _load(spec: Blocklists) -> _Lists:
     stamp = "|".join(f"{p.relative_to(source).as_posix() if p != source else p.name}:{p.stat().st_size}:"
                      f"{p.stat().st_mtime_ns}" for p in files)
     key = hashlib.sha1(f"{stamp}|{sorted(spec.categories)}".encode()).hexdigest()[:16]
-    cache = _cache_root() / key
+    cache = user_cache("blocklists", key)
     if not (cache / "_DONE").is_file():
         _build_cache(source, spec.categories, cache)
     domains = np.load(cache / "domains.npy", mmap_mode="r")
