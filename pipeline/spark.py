@@ -82,7 +82,7 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    from crawl2model.pipeline.cluster import fitted_conf, warm_executors
+    from crawl2model.pipeline.cluster import fitted_conf, prepare_workers, warm_executors
     from crawl2model.pipeline.jvm_archive import driver_options
 
     active = SparkSession.getActiveSession()
@@ -124,7 +124,9 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("CRAWL2MODEL_SPARK_LOG_LEVEL", "WARN"))
-    if not spark.sparkContext.master.startswith("local"):
+    if spark.sparkContext.master.startswith("local"):
+        prepare_workers(spark)
+    else:
         warm_executors(spark)
     return spark
 

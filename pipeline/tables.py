@@ -40,7 +40,9 @@ def read_table(spark: "SparkSession", paths: str | list[str]) -> "DataFrame":
     for p in [paths] if isinstance(paths, str) else paths:
         files = parquet_files(p)
         if is_local(filesystem(p)[0]):
-            frames.append(spark.read.option("basePath", p).parquet(*files))
+            # basePath keeps hive partition columns (dump=...) of a folder; a single file has none.
+            reader = spark.read if files == [p] else spark.read.option("basePath", p)
+            frames.append(reader.parquet(*files))
         else:
             frames.append(_read_with_arrow(spark, p, files))
     if not frames:

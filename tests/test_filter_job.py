@@ -124,3 +124,11 @@ def test_spark_submit_entry_point_runs(documents, tmp_path):
                            "--output", str(out), "--rules", str(tmp_path / "missing.toml")],
                           capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 2 and "config file not found" in proc.stderr
+
+
+def test_a_single_file_without_dump_is_one_clear_error(spark, tmp_path, capsys):
+    """A lone Parquet file is read as a table (no basePath), and a missing column is named, exit 2."""
+    pq.write_table(pa.table({"doc_id": ["a"], "text": ["Some prose."]}), tmp_path / "docs.parquet")
+    assert cli(["filter", "--input", str(tmp_path / "docs.parquet"), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("lacks document columns: dump") and "Traceback" not in "\n".join(err)

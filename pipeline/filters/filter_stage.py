@@ -10,6 +10,7 @@ without any model.
 """
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import threading
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from crawl2model.core.errors import ConfigError
+from crawl2model.core.errors import ConfigError, InputError
 from crawl2model.core.log import Timer, get_logger
+from crawl2model.pipeline.cluster import prepare_workers
 from crawl2model.pipeline.filters import blocklist, heuristics, pii, rules, summary
 from crawl2model.pipeline.filters.blocklist import Blocklists
 from crawl2model.pipeline.filters.langid import identify
@@ -41,6 +43,9 @@ SIGNAL_FIELDS = [pa.field("lang", pa.string()), pa.field("lang_score", pa.float6
                  pa.field("quality_score", pa.float64()), pa.field("perplexity", pa.float64()),
                  *BLOCKLIST_FIELDS, *pii.FIELDS]
 SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
+# A worker loads what the signals need on its first batch; these load it ahead (`_load_models`).
+WARM_TEXTS = ["The filter loads its models before the first batch arrives.\nA second line of prose.",
+              "过滤器在第一批文档到达之前加载模型。\n第二行中文。"]
 # Columns a filter output written before they existed lacks; --reapply reads them as unmeasured.
 LATER_FIELDS = [pa.field(s, pa.float64()) for s in heuristics.LATER_SIGNALS] + BLOCKLIST_FIELDS + pii.FIELDS
 # Histograms in the report folder: (signal, log scale).
@@ -175,6 +180,12 @@ def _signals(docs: "DataFrame", models: FilterModels, cfg: FilterConfig,
                            _with_fields(docs, SIGNAL_FIELDS))
 
 
+def _load_models(models: FilterModels, lists: Blocklists | None, redact: tuple[str, ...]) -> None:
+    """What a worker's first batch would load (models, blocklists, jieba's dictionary): one tiny batch."""
+    signal_batch(pa.RecordBatch.from_pydict({"doc_id": ["a", "b"], "text": WARM_TEXTS}), models,
+                 blocklists=lists, redact=redact)
+
+
 def _previous_output(spark: "SparkSession", paths: list[str]) -> "DataFrame":
     from crawl2model.pipeline.tables import read_table
 
@@ -291,7 +302,11 @@ def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: Fi
         lists = cfg.blocklist_spec()
         if lists is not None:
             log.info(f"blocklists: {lists.describe()}")
+        prepare_workers(spark, functools.partial(_load_models, models, lists, tuple(cfg.pii)))
         docs = read_table(spark, cfg.input)
+        missing = {"doc_id", "dump", "text"} - set(docs.columns)
+        if missing:
+            raise InputError(f"filter: {', '.join(cfg.input)} lacks document columns: {', '.join(sorted(missing))}")
         timer.mark("read")
         signals = _signals(docs, models, cfg, lists)
     signals = signals.persist(StorageLevel.MEMORY_AND_DISK)
