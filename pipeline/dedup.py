@@ -14,6 +14,7 @@ collected to the driver but counts.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -412,20 +413,16 @@ def edge_stats(edges: "DataFrame", raw: "DataFrame", bit: int) -> dict:
     }
 
 
-def _signatures(docs: "DataFrame", nodes: "DataFrame", cfg: DedupConfig, bands: int, rows: int) -> "DataFrame":
-    """(doc_id, n_chars, url, exact, sig, bands, node, dump, dump_idx) for the documents in `nodes`.
-
-    Signatures are computed where the text is read; only they meet the node
-    numbers in a join, so the text is never shuffled here.
-    """
+def _signature_rows(docs: "DataFrame", cfg: DedupConfig, bands: int, rows: int) -> "DataFrame":
+    """(doc_id, n_chars, url, exact, sig, bands[, shingles]) of every document, computed where the text
+    is read: only these rows meet the node numbers in a join, so the text is never shuffled."""
     from pyspark.sql import functions as F
 
     params, with_shingles = cfg.minhash_params(), cfg.verify_by == "shingles"
     url = F.col("url") if "url" in docs.columns else F.lit(None).cast("string").alias("url")
-    sig_rows = docs.select("doc_id", F.col("n_chars").cast("long").alias("n_chars"), url, "text").mapInArrow(
+    return docs.select("doc_id", F.col("n_chars").cast("long").alias("n_chars"), url, "text").mapInArrow(
         lambda it: (signature_batch(b, params, bands, rows, with_shingles) for b in it),
         f"doc_id string, n_chars long, url string, {SIG_DDL}" + (", shingles binary" if with_shingles else ""))
-    return sig_rows.join(nodes.select("doc_id", "node", "dump", "dump_idx"), "doc_id")
 
 
 def _cluster_members(comps: "DataFrame", attrs: "DataFrame", keep: str,
@@ -478,9 +475,8 @@ def _duplicates(members: "DataFrame", sigs: "DataFrame", cfg: DedupConfig) -> "D
                     "cluster_id")
 
 
-def _rate_by_dumps(edges: "DataFrame", comps: "DataFrame | None", dump_sizes: list[int], report: dict,
-                   out) -> None:
-    """The paper's curve (removal for the first k dumps together) and per-dump removal, into `report`.
+def _rate_by_dumps(edges: "DataFrame", comps: "DataFrame | None", dump_sizes: list[int], out) -> dict:
+    """The paper's curve (removal for the first k dumps together) and per-dump removal: the report's part.
 
     Star edges point to the smallest node of their group, which lies in the
     group's oldest dump, so the edges whose later end is in dumps 1..k are
@@ -501,7 +497,7 @@ def _rate_by_dumps(edges: "DataFrame", comps: "DataFrame | None", dump_sizes: li
     else:
         by_component = global_edges.join(comps.select(F.col("node").alias("src"), "component"), "src")
         unions = unions_by_dump(by_component, F.col("component"), dump_sizes)
-    docs_in = sum(dump_sizes)
+    docs_in, report = sum(dump_sizes), {}
     removed, n_docs, curve = 0, 0, []
     for k, (size, u) in enumerate(zip(dump_sizes, unions), 1):
         removed += u
@@ -518,6 +514,7 @@ def _rate_by_dumps(edges: "DataFrame", comps: "DataFrame | None", dump_sizes: li
     report["per_dump_mode_removed"] = removed
     report["per_dump_mode_removed_fraction"] = round(removed / docs_in, 6) if docs_in else 0.0
     _plot_rate(report, out)
+    return report
 
 
 def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
@@ -552,17 +549,24 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
             return {"stage": "dedup", "docs_in": 0, "docs_out": 0, "removed_by_reason": {},
                     "already_indexed_dumps": input_dumps}
         docs = docs.where(F.col("dump").isin(new_dumps))
-    nodes, dumps, dump_sizes, numbered = _number_documents(docs, old_dumps, first_node)
-    docs_in = sum(dump_sizes)
-    log.info(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows over "
-             f"{cfg.num_perm} permutations ({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, keep {cfg.keep}")
-    timer.mark("number_documents")
-
-    sigs = _signatures(docs, nodes, cfg, bands, rows)
+    # The signatures (Python, most of the CPU) are computed while the numbering's short JVM jobs
+    # run: one job's idle cores are the other's.
+    sig_rows = _signature_rows(docs, cfg, bands, rows).persist(StorageLevel.MEMORY_AND_DISK)
+    with ThreadPoolExecutor(1, thread_name_prefix="dedup-signatures") as pool:
+        signed = pool.submit(sig_rows.count)
+        nodes, dumps, dump_sizes, numbered = _number_documents(docs, old_dumps, first_node)
+        docs_in = sum(dump_sizes)
+        log.info(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows "
+                 f"over {cfg.num_perm} permutations ({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, "
+                 f"keep {cfg.keep}")
+        timer.mark("number_documents")
+        signed.result()
+    sigs = sig_rows.join(nodes.select("doc_id", "node", "dump", "dump_idx"), "doc_id")
     if index:  # removed documents are new ones only: the old ones' URLs are never needed
         sigs = sigs.unionByName(index.entries().withColumn("url", F.lit(None).cast("string")))
     sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
     sigs.count()
+    sig_rows.unpersist()
     numbered.unpersist()
     attrs = sigs.select("node", "doc_id", "dump", "dump_idx", "n_chars", "url")
     timer.mark("signatures")
@@ -572,17 +576,13 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     all_edges, raw = build_edges(sigs, cfg, main | (PER_DUMP if curve else 0))
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
     all_edges = all_edges.localCheckpoint()
-    stats = edge_stats(all_edges, raw, main)
-    raw.unpersist()
     edges = in_scope(all_edges, main).where("verified").select("src", "dst")
     new_only = None
     if index:  # old documents were deduplicated already: only edges that touch a new one matter
         edges = edges.where((F.col("src") >= first_node) | (F.col("dst") >= first_node))
         new_only = F.col("node") >= first_node
     timer.mark("edges")
-    # Exact and verified near edges are counted already; URL edges are not.
-    n_edges = edges.count() if cfg.url_dedup else stats["verified_edges"] + stats["exact_duplicates"]
-    if n_edges <= cfg.one_task_edges:
+    if edges.count() <= cfg.one_task_edges:
         comps, rounds = components_in_one_task(edges), 0
     else:
         comps, rounds = connected_components(edges, reliable_checkpoint=True, label="components")
@@ -592,22 +592,36 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     members = _cluster_members(comps, attrs, cfg.keep, new_only).persist(StorageLevel.MEMORY_AND_DISK)
     duplicates = _duplicates(members, sigs, cfg).persist(StorageLevel.MEMORY_AND_DISK)
     parts = cfg.output_partitions
-    write_parquet(duplicates, f"{out.tmp_uri}/duplicates", sort_by=["doc_id"], num_files=parts)
     # A document in no cluster is a cluster of one, named by itself.
     doc_cols = [c for c in docs.columns if c not in ("cluster_id", "cluster_size")]
     kept = (docs.join(members.select("doc_id", "cluster_id", "cluster_size", "removed"), "doc_id", "left")
                 .where(~F.coalesce("removed", F.lit(False)))
                 .select(*doc_cols, F.coalesce("cluster_id", "doc_id").alias("cluster_id"),
                         F.coalesce("cluster_size", F.lit(1)).cast("long").alias("cluster_size")))
-    kept_rows = sum(n for _, n in write_parquet(kept, f"{out.tmp_uri}/kept", partition_by=["dump"],
-                                                 sort_by=["doc_id"], num_files=parts))
-    timer.mark("write")
-
-    removed_per_dump = {d: 0 for d in dumps}
-    by_reason = {"exact": 0, "near": 0}
-    for r in duplicates.groupBy("dump", "reason").count().collect():
-        removed_per_dump[r["dump"]] += r["count"]
-        by_reason[r["reason"]] += r["count"]
+    # The outputs, the counts and the curve are independent Spark jobs, run at once: on all but
+    # huge inputs each is a chain of short stages, and one's gaps are the others' cores.
+    with ThreadPoolExecutor(6, thread_name_prefix="dedup-outputs") as pool:
+        edge_figures = pool.submit(edge_stats, all_edges, raw, main)
+        wrote = [pool.submit(write_parquet, duplicates, f"{out.tmp_uri}/duplicates", sort_by=["doc_id"],
+                             num_files=parts),
+                 pool.submit(write_parquet, kept, f"{out.tmp_uri}/kept", partition_by=["dump"], sort_by=["doc_id"],
+                             num_files=parts)]
+        reasons = pool.submit(lambda: duplicates.groupBy("dump", "reason").count().collect())
+        histogram = pool.submit(_size_histogram, members.select("cluster_id", "cluster_size").distinct(),
+                                "cluster_size")
+        curve_part = pool.submit(_rate_by_dumps, all_edges, None if rounds == 0 else comps, dump_sizes, out) \
+            if curve else None
+        kept_rows = sum(n for _, n in wrote[1].result())
+        wrote[0].result()
+        removed_per_dump = {d: 0 for d in dumps}
+        by_reason = {"exact": 0, "near": 0}
+        for r in reasons.result():
+            removed_per_dump[r["dump"]] += r["count"]
+            by_reason[r["reason"]] += r["count"]
+        report_parts = {**edge_figures.result(), "component_size_histogram": histogram.result(),
+                        **(curve_part.result() if curve_part else {})}
+    raw.unpersist()
+    timer.mark("outputs")
     docs_removed = sum(removed_per_dump.values())
     if kept_rows != docs_in - docs_removed:
         raise RuntimeError(f"dedup: wrote {kept_rows} kept documents, expected {docs_in - docs_removed}")
@@ -620,18 +634,13 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         "removed_by_reason": by_reason,
         "docs_per_dump": dict(zip(dumps, dump_sizes)),
         "removed_per_dump": removed_per_dump,
-        "component_size_histogram": _size_histogram(members.select("cluster_id", "cluster_size").distinct(),
-                                                     "cluster_size"),
         "components_rounds": rounds,
         "lsh": {"bands": bands, "rows": rows, "num_perm": cfg.num_perm, "threshold": cfg.threshold,
                 "candidate_threshold": cfg.lsh_threshold, "verify_by": cfg.verify_by if cfg.verify else None,
                 "false_positive_mass": round(fp, 6), "false_negative_mass": round(fn, 6),
                 "candidate_curve": fp_fn_curve(bands, rows)},
-        **stats,
+        **report_parts,
     }
-    if curve:
-        _rate_by_dumps(all_edges, None if rounds == 0 else comps, dump_sizes, report, out)
-        timer.mark("rate_by_dumps")
     if index:
         kept_nodes = sigs.where(F.col("node") >= first_node).join(duplicates.select("doc_id"), "doc_id", "left_anti")
         report["index"] = index.append(kept_nodes, old_dumps + dumps, first_node + docs_in)

@@ -33,15 +33,39 @@ def plain_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def _write_partition(batches: Iterator[pa.RecordBatch], root: str, partition_by: Sequence[str],
-                     file_name: str) -> Iterator[pa.RecordBatch]:
-    """Write one task's sorted rows into `root/<col>=<value>/.../<file_name>`, one file per key."""
+FILE_COLUMN = "__file"  # which file of `num_files` a row goes to: a hash of its sort key
+
+
+def _write_partition(batches: Iterator[pa.RecordBatch], root: str,
+                     partition_by: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """Write one task's rows, sorted by (file, *partition_by, *sort_by), into
+    `root/<col>=<value>/.../part-<file>.zstd.parquet`, one file per key.
+
+    A task may hold several files' rows (adaptive execution coalesces small
+    partitions) and Spark cuts its Arrow batches wherever it likes, so rows are
+    buffered and written in row groups of exactly ROW_GROUP_ROWS: the bytes of a
+    file depend on its rows only.
+    """
     fs, base = filesystem(root)
-    writer = out = key = None
+    key_cols = [FILE_COLUMN, *partition_by]
+    writer = out = key = schema = None
+    pending: list[pa.RecordBatch] = []
     files, counts = [], []
+
+    def flush(final: bool) -> None:
+        rows = sum(b.num_rows for b in pending)
+        if not rows or (rows < ROW_GROUP_ROWS and not final):
+            return
+        table = pa.Table.from_batches(pending, schema)
+        whole = rows if final else rows - rows % ROW_GROUP_ROWS
+        writer.write_table(table.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+        pending[:] = table.slice(whole).to_batches()
+        counts[-1] += whole
 
     def close() -> None:
         if writer is not None:
+            flush(final=True)
+            pending.clear()
             writer.close()
             files.append(out.commit())
 
@@ -49,10 +73,8 @@ def _write_partition(batches: Iterator[pa.RecordBatch], root: str, partition_by:
         for batch in batches:
             if not batch.num_rows:
                 continue
-            data_cols = [c for c in batch.schema.names if c not in partition_by]
-            schema = pa.schema([pa.field(c, plain_type(batch.schema.field(c).type)) for c in data_cols])
-            keys = list(zip(*(batch.column(c).to_pylist() for c in partition_by))) if partition_by \
-                else [()] * batch.num_rows
+            data_cols = [c for c in batch.schema.names if c not in key_cols]
+            keys = list(zip(*(batch.column(c).to_pylist() for c in key_cols)))
             start = 0
             for i in range(1, batch.num_rows + 1):
                 if i < batch.num_rows and keys[i] == keys[start]:
@@ -60,14 +82,16 @@ def _write_partition(batches: Iterator[pa.RecordBatch], root: str, partition_by:
                 if keys[start] != key:
                     close()
                     key = keys[start]
-                    folder = posixpath.join(base, *(f"{c}={v}" for c, v in zip(partition_by, key)))
+                    folder = posixpath.join(base, *(f"{c}={v}" for c, v in zip(partition_by, key[1:])))
                     fs.create_dir(folder, recursive=True)
-                    out = AtomicFile(fs, posixpath.join(folder, file_name))
+                    out = AtomicFile(fs, posixpath.join(folder, f"part-{key[0]:05d}.zstd.parquet"))
+                    schema = pa.schema([pa.field(c, plain_type(batch.schema.field(c).type)) for c in data_cols])
                     writer = pq.ParquetWriter(out.stream, schema, compression="zstd")
                     counts.append(0)
-                chunk = batch.slice(start, i - start).select(data_cols).cast(schema)
-                writer.write_batch(chunk, row_group_size=ROW_GROUP_ROWS)
-                counts[-1] += chunk.num_rows
+                pending.append(pa.RecordBatch.from_arrays(
+                    [batch.column(c).slice(start, i - start).cast(f.type) for c, f in zip(data_cols, schema)],
+                    schema=schema))
+                flush(final=False)
                 start = i
         close()
     except BaseException:
@@ -84,16 +108,14 @@ def write_parquet(df: "DataFrame", root: str, *, partition_by: Sequence[str] = (
     """Write `df` under `root` (hive folders for `partition_by`); returns (file, rows), sorted.
 
     `sort_by` must identify rows uniquely (e.g. doc_id), or ties make the order,
-    and so the bytes, depend on the input layout.
+    and so the bytes, depend on the input layout. Each row's file is a hash of
+    its `sort_by` values, not the task that happens to hold it.
     """
-    from pyspark import TaskContext
+    from pyspark.sql import functions as F
 
     partition_by, sort_by = list(partition_by), list(sort_by)
-
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        name = f"part-{TaskContext.get().partitionId():05d}.zstd.parquet"
-        yield from _write_partition(batches, root, partition_by, name)
-
-    ordered = df.repartition(num_files, *sort_by).sortWithinPartitions(*partition_by, *sort_by)
-    rows = ordered.mapInArrow(write, "file string, rows long").collect()
+    ordered = (df.withColumn(FILE_COLUMN, F.pmod(F.xxhash64(*sort_by), F.lit(num_files)).cast("int"))
+                 .repartition(num_files, FILE_COLUMN)
+                 .sortWithinPartitions(FILE_COLUMN, *partition_by, *sort_by))
+    rows = ordered.mapInArrow(lambda it: _write_partition(it, root, partition_by), "file string, rows long").collect()
     return sorted((r["file"], r["rows"]) for r in rows)
