@@ -242,10 +242,11 @@ def _size_histogram(sizes: "DataFrame", col: str = "size") -> dict[str, int]:
 
 # --- the job ----------------------------------------------------------------------------
 
-def _number_documents(docs: "DataFrame", old_dumps: list[str],
+def _number_documents(rows: "DataFrame", old_dumps: list[str],
                       first_node: int = 0) -> tuple["DataFrame", list[str], list[int], "DataFrame"]:
-    """(doc_id, dump, dump_idx, node), the dumps found (name order), their sizes and the
-    persisted frame behind the nodes (for the caller to release once it is used).
+    """`rows` (one per document, with doc_id and dump) plus dump_idx and node, the dumps found
+    (name order), their sizes, and the persisted frame behind the result (for the caller to
+    release once it has persisted what it needs).
 
     node = rank in (dump, doc_id) order: dump names sort chronologically, and
     indexed dumps are older than new ones, so this is (dump_idx, doc_id) order.
@@ -253,13 +254,17 @@ def _number_documents(docs: "DataFrame", old_dumps: list[str],
     of the partitions before it: ranks without one-partition windows and without
     Python serialization, and the same whatever the partitioning. One job
     counts rows per (partition, dump), which gives both the offsets and the dumps.
+    The rows are the signature rows, so they are numbered where they are sorted,
+    with no join to bring the numbers back.
     """
+    from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    ordered = docs.select("doc_id", "dump").orderBy("dump", "doc_id").withColumn("pid", F.spark_partition_id())
+    ordered = rows.orderBy("dump", "doc_id").withColumn("pid", F.spark_partition_id())
     local = ordered.withColumn(
-        "r", F.row_number().over(Window.partitionBy("pid").orderBy("dump", "doc_id")) - 1).persist()
+        "r", F.row_number().over(Window.partitionBy("pid").orderBy("dump", "doc_id")) - 1
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     counts = local.groupBy("pid", "dump").count().collect()
     dumps = sorted({r["dump"] for r in counts})
     per_pid: dict[int, int] = {}
@@ -272,9 +277,9 @@ def _number_documents(docs: "DataFrame", old_dumps: list[str],
         offsets += [F.lit(pid), F.lit(total)]
         total += per_pid[pid]
     dump_idx = F.create_map(*[x for i, d in enumerate(old_dumps + dumps) for x in (F.lit(d), F.lit(i))])
-    nodes = local.select("doc_id", "dump", dump_idx[F.col("dump")].alias("dump_idx"),
-                         (F.create_map(*offsets)[F.col("pid")] + F.col("r")).cast("long").alias("node"))
-    return nodes, dumps, [per_dump[d] for d in dumps], local
+    numbered = local.select(*rows.columns, dump_idx[F.col("dump")].alias("dump_idx"),
+                            (F.create_map(*offsets)[F.col("pid")] + F.col("r")).cast("long").alias("node"))
+    return numbered, dumps, [per_dump[d] for d in dumps], local
 
 
 def _dump_of(node: np.ndarray, dump_ends: np.ndarray) -> np.ndarray:
@@ -414,15 +419,16 @@ def edge_stats(edges: "DataFrame", raw: "DataFrame", bit: int) -> dict:
 
 
 def _signature_rows(docs: "DataFrame", cfg: DedupConfig, bands: int, rows: int) -> "DataFrame":
-    """(doc_id, n_chars, url, exact, sig, bands[, shingles]) of every document, computed where the text
-    is read: only these rows meet the node numbers in a join, so the text is never shuffled."""
+    """(doc_id, dump, n_chars, url, exact, sig, bands[, shingles]) of every document, computed where
+    the text is read: the text is never shuffled, only these rows."""
     from pyspark.sql import functions as F
 
     params, with_shingles = cfg.minhash_params(), cfg.verify_by == "shingles"
     url = F.col("url") if "url" in docs.columns else F.lit(None).cast("string").alias("url")
-    return docs.select("doc_id", F.col("n_chars").cast("long").alias("n_chars"), url, "text").mapInArrow(
+    ddl = f"doc_id string, dump string, n_chars long, url string, {SIG_DDL}"
+    return docs.select("doc_id", "dump", F.col("n_chars").cast("long").alias("n_chars"), url, "text").mapInArrow(
         lambda it: (signature_batch(b, params, bands, rows, with_shingles) for b in it),
-        f"doc_id string, n_chars long, url string, {SIG_DDL}" + (", shingles binary" if with_shingles else ""))
+        ddl + (", shingles binary" if with_shingles else ""))
 
 
 def _cluster_members(comps: "DataFrame", attrs: "DataFrame", keep: str,
@@ -549,25 +555,23 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
             return {"stage": "dedup", "docs_in": 0, "docs_out": 0, "removed_by_reason": {},
                     "already_indexed_dumps": input_dumps}
         docs = docs.where(F.col("dump").isin(new_dumps))
-    # The signatures (Python, most of the CPU) are computed while the numbering's short JVM jobs
-    # run: one job's idle cores are the other's.
+    # Signatures first, persisted: the numbering's sort samples its keys and then sorts, and must
+    # not run the Python pass twice.
     sig_rows = _signature_rows(docs, cfg, bands, rows).persist(StorageLevel.MEMORY_AND_DISK)
-    with ThreadPoolExecutor(1, thread_name_prefix="dedup-signatures") as pool:
-        signed = pool.submit(sig_rows.count)
-        nodes, dumps, dump_sizes, numbered = _number_documents(docs, old_dumps, first_node)
-        docs_in = sum(dump_sizes)
-        log.info(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows "
-                 f"over {cfg.num_perm} permutations ({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, "
-                 f"keep {cfg.keep}")
-        timer.mark("number_documents")
-        signed.result()
-    sigs = sig_rows.join(nodes.select("doc_id", "node", "dump", "dump_idx"), "doc_id")
+    sig_rows.count()
+    timer.mark("signatures")
+    sigs, dumps, dump_sizes, numbered = _number_documents(sig_rows, old_dumps, first_node)
+    docs_in = sum(dump_sizes)
+    log.info(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows "
+             f"over {cfg.num_perm} permutations ({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, "
+             f"keep {cfg.keep}")
     if index:  # removed documents are new ones only: the old ones' URLs are never needed
         sigs = sigs.unionByName(index.entries().withColumn("url", F.lit(None).cast("string")))
     sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
     sigs.count()
-    sig_rows.unpersist()
     numbered.unpersist()
+    sig_rows.unpersist()
+    timer.mark("number_documents")
     attrs = sigs.select("node", "doc_id", "dump", "dump_idx", "n_chars", "url")
     timer.mark("signatures")
 
