@@ -25,6 +25,11 @@ ADVISORY_PARTITION = 64 << 20   # what AQE coalesces shuffle partitions towards
 HEAP_SHARE = 0.5                # of a worker's memory for the executor JVM; Python workers use the rest
 MIN_HEAP_MB = 512
 MAX_SHUFFLE_PARTITIONS = 20_000
+# An input of at most this much per core keeps executors alive for minutes, not hours: their JVMs
+# compile with C1 only, as local mode's does (infra/spark/local.conf), because C2's compilation
+# costs more CPU than it saves in so short a life (the sample on a 2-core cluster: ~2x less JVM CPU).
+SHORT_JOB_BYTES_PER_CORE = 256 << 20
+SHORT_JOB_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -XX:ParallelGCThreads={threads}"
 
 log = get_logger("spark")
 
@@ -103,8 +108,19 @@ def fitted_conf(master: str | None, stated: dict[str, str], inputs: list[str]) -
     if not total:
         instances = int(stated.get("spark.executor.instances", 0) or 0)
         total = instances * int(stated.get("spark.executor.cores", 1) or 1)
-    derived.update(shuffle_conf(total or 8, total_size(inputs)))
+    input_bytes = total_size(inputs)
+    derived.update(shuffle_conf(total or 8, input_bytes))
+    cores = int(stated.get("spark.executor.cores") or derived.get("spark.executor.cores") or 1)
+    derived.update(jit_conf(total or 8, cores, input_bytes))
     return {k: v for k, v in derived.items() if k not in stated}
+
+
+def jit_conf(total_cores: int, executor_cores: int, input_bytes: int) -> dict[str, str]:
+    """C1-only JIT for the executors and the driver of a short job (see SHORT_JOB_BYTES_PER_CORE)."""
+    if input_bytes > SHORT_JOB_BYTES_PER_CORE * max(total_cores, 1):
+        return {}
+    return {"spark.executor.defaultJavaOptions": SHORT_JOB_JVM.format(threads=max(executor_cores, 1)),
+            "spark.driver.defaultJavaOptions": SHORT_JOB_JVM.format(threads=2)}
 
 
 def local_cores(master: str) -> int:

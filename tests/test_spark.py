@@ -37,7 +37,7 @@ def test_session_settings(spark):
 
 
 def test_cluster_fit_never_asks_more_than_the_smallest_worker_and_widens_with_input():
-    from crawl2model.pipeline.cluster import Worker, executor_conf, fitted_conf, shuffle_conf
+    from crawl2model.pipeline.cluster import Worker, executor_conf, fitted_conf, jit_conf, shuffle_conf
 
     conf = executor_conf([Worker(4, 16384), Worker(2, 4096)])
     assert conf == {"spark.executor.cores": "2", "spark.executor.memory": "2048m", "spark.cores.max": "6"}
@@ -50,6 +50,10 @@ def test_cluster_fit_never_asks_more_than_the_smallest_worker_and_widens_with_in
     stated = {"spark.executor.instances": "10", "spark.executor.cores": "4", "spark.sql.shuffle.partitions": "7"}
     fitted = fitted_conf("yarn", stated, [])
     assert fitted["spark.default.parallelism"] == "80" and "spark.sql.shuffle.partitions" not in fitted
+    # A small input on 40 cores: short-lived executors compile with C1 only; a large one keeps the JVM's default.
+    assert "TieredStopAtLevel=1" in fitted["spark.executor.defaultJavaOptions"]
+    assert "ParallelGCThreads=4" in fitted["spark.executor.defaultJavaOptions"]
+    assert jit_conf(40, 4, 100 << 30) == {}
 
 
 def test_ship_needs_a_cluster_and_an_archive(tmp_path, capsys):
