@@ -573,7 +573,6 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     sig_rows.unpersist()
     timer.mark("number_documents")
     attrs = sigs.select("node", "doc_id", "dump", "dump_idx", "n_chars", "url")
-    timer.mark("signatures")
 
     curve = cfg.rate_by_dumps and cfg.mode == "global" and not index
     main = PER_DUMP if cfg.mode == "per-dump" else GLOBAL
