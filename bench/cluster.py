@@ -63,11 +63,12 @@ def drive(session: dict, todo: list[list[str]], flags: list[str]) -> float:
     return float(out.split("SESSION_SECONDS ", 1)[1].split()[0])
 
 
-def run(root: Path, tokenizer: str, session: dict, flags: list[str]) -> dict[str, float]:
-    """{"session start": s, stage: its report's seconds, ...}."""
+def run(root: Path, tokenizer: str, session: dict, flags: list[str]) -> tuple[dict[str, float], dict[str, dict]]:
+    """({"session start": s, stage: its report's seconds, ...}, {stage: its report's laps})."""
     started = drive(session, steps(root, tokenizer), flags)
-    return {"session start": started,
-            **{s: json.loads((root / f / "report.json").read_text())["seconds"] for s, f in FOLDERS.items()}}
+    reports = {s: json.loads((root / f / "report.json").read_text()) for s, f in FOLDERS.items()}
+    return ({"session start": started, **{s: r["seconds"] for s, r in reports.items()}},
+            {s: r.get("timings", {}) for s, r in reports.items()})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--archive", default=str(ROOT / "dist" / "crawl2model-env.tar.gz"))
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "cluster.json"))
+    p.add_argument("--spark-conf", action="append", default=[], metavar="K=V",
+                   help="extra conf for both runs, e.g. spark.eventLog.enabled=true")
     args = p.parse_args(argv)
+    extra = dict(kv.split("=", 1) for kv in args.spark_conf)
+    extra_flags = [x for kv in args.spark_conf for x in ("--spark-conf", kv)]
     if not os.path.isfile(args.archive):
         subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_env.py")], check=True)
     work = Path(tempfile.mkdtemp(prefix="crawl2model-cluster-bench-"))
@@ -84,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     # The tokenizer is trained once (not a Spark stage), from the local run's filter output.
     master = f"local[{args.workers}]"
     session = {"app_name": "crawl2model-ingest", "master": master, "profile": "local",
-               "conf": {"spark.master": master}, "inputs": [str(SAMPLE)]}
+               "conf": {"spark.master": master, **extra}, "inputs": [str(SAMPLE)]}
     drive(session, steps(local, tokenizer)[:3], ["--master", master])
     subprocess.run([sys.executable, "-m", "crawl2model", "tokenizer", "train", "--input", str(local / "filter/kept"),
                     "--output", tokenizer, "--vocab-size", "2000", "--padded-vocab-size", "2048"], check=True)
-    ours = run(local, tokenizer, session, ["--master", master, "--overwrite"])
+    ours, ours_laps = run(local, tokenizer, session, ["--master", master, "--overwrite", *extra_flags])
     port, ui = _port(), _port()
     import pyspark
 
@@ -99,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                     "--webui-port", str(ui)], check=True, env=env)
     try:
         url = f"spark://127.0.0.1:{port}"
-        cluster = run(work / "cluster", tokenizer,
-                      {"app_name": "crawl2model-ingest", "master": url, "ship": args.archive,
-                       "conf": {"spark.master.ui.port": str(ui)}, "inputs": [str(SAMPLE)]},
-                      ["--master", url, "--ship", args.archive, "--spark-conf", f"spark.master.ui.port={ui}"])
+        cluster, cluster_laps = run(work / "cluster", tokenizer,
+                                    {"app_name": "crawl2model-ingest", "master": url, "ship": args.archive,
+                                     "conf": {"spark.master.ui.port": str(ui), **extra}, "inputs": [str(SAMPLE)]},
+                                    ["--master", url, "--ship", args.archive, "--spark-conf",
+                                     f"spark.master.ui.port={ui}", *extra_flags])
     finally:
         subprocess.run(["bash", str(script / "stop-standalone.sh"), str(work / "spark")], env=env)
     print(f"{'stage':14} {'local s':>8} {'cluster s':>10} {'ratio':>6}   ({args.workers} cores either way)")
@@ -114,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{cluster['session start'] / ours['session start']:6.2f}   (once per command; reused by later stages here)")
     print(f"archive {args.archive}: {os.path.getsize(args.archive) / 1e6:.0f} MB")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"local": ours, "cluster": cluster, "workers": args.workers}, indent=2))
+    Path(args.out).write_text(json.dumps({"local": ours, "cluster": cluster, "workers": args.workers,
+                                          "laps": {"local": ours_laps, "cluster": cluster_laps}}, indent=2))
     return 0
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -42,14 +44,31 @@ def test_a_failed_dump_is_not_retried(cache):
     assert jvm_archive.driver_options() == ""
 
 
+SESSION = """
+import re, subprocess
+from crawl2model.pipeline import jvm_archive
+from crawl2model.pipeline.spark import get_spark
+spark = get_spark("archive-test", master="local[1]", conf={"spark.ui.enabled": "false"})
+spark.range(3).count()
+pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+info = subprocess.run(["jcmd", str(pid), "VM.info"], capture_output=True, text=True).stdout
+print("MAPPED", re.search(r"CDS archive\\(s\\) mapped at: .*size (\\d+)", info).group(1))
+jvm_archive.save_archive(spark)
+"""
+
+
 @pytest.mark.spark
-def test_dump_of_a_recording_session(spark, cache):
-    """The test session's JVM records when no archive existed at its start: dump it for real."""
-    if "-XX:+RecordDynamicDumpInfo" not in spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", ""):
-        pytest.skip("the session started from an archive (or without jcmd): nothing recorded to dump")
-    path = jvm_archive.archive_path()
-    jvm_archive._recording = path
-    jvm_archive.save_archive(spark)
-    assert path.is_file() and path.stat().st_size > 1_000_000
-    assert not path.with_suffix(".failed").exists() and jvm_archive._recording is None
-    assert spark.range(3).count() == 3  # the JVM goes on after the dump
+@pytest.mark.skipif(not _has_jcmd(), reason="needs the JDK's jcmd")
+def test_first_session_writes_the_archive_and_the_next_maps_it(tmp_path):
+    """Two real sessions: the first records and dumps, the second maps Spark's classes from it."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), PYSPARK_PYTHON=sys.executable)
+    env.pop("CRAWL2MODEL_JVM_CDS", None)
+    mapped = []
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", SESSION], env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        mapped.append(int(run.stdout.split("MAPPED ", 1)[1].split()[0]))
+        archives = list((tmp_path / "crawl2model" / "jvm").glob("*.jsa"))
+        assert len(archives) == 1 and archives[0].stat().st_size > 10_000_000, run.stderr[-2000:]
+    # The JDK's own base archive is ~12 MB; with Spark's classes added it is several times that.
+    assert mapped[1] > 3 * mapped[0], mapped
