@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from crawl2model.core.config import DEFAULT_SEED
 from crawl2model.core.errors import ConfigError, InputError
@@ -159,7 +160,7 @@ def signature_batch(batch: pa.RecordBatch, params, bands: int, rows: int,
     """
     from crawl2model.pipeline.minhash import band_hashes, exact_hash, normalize, shingle_hashes, signatures
 
-    texts = batch.column("text")
+    texts = pc.fill_null(batch.column("text"), "")  # a missing text is an empty one, exact hash and all
     normalized = normalize(texts)
     exact = exact_hash(normalized)
     sigs = signatures(texts, params)

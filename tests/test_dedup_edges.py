@@ -107,3 +107,17 @@ def test_one_task_components_equal_distributed_rounds(spark):
     one = components_in_one_task(df)
     assert sorted(map(tuple, one.collect())) == sorted(map(tuple, rounds.select("node", "component").collect()))
     assert one.where(F.col("node") < F.col("component")).count() == 0
+
+
+def test_a_missing_text_is_an_empty_one():
+    """A null text hashes as "" (an exact duplicate of other empty documents) and makes key rows."""
+    from crawl2model.pipeline.dedup import DedupConfig, signature_batch
+
+    cfg = DedupConfig(input=["-"], output="-")
+    batch = pa.record_batch([pa.array([0, 1, 2], pa.int64()), pa.array([0, 0, 0], pa.int32()),
+                             pa.array([None, "", "some words here"], pa.string())], ["node", "dump_idx", "text"])
+    sigs = signature_batch(batch, cfg.minhash_params(), *cfg.lsh())
+    exact = sigs.column("exact").to_pylist()
+    assert exact[0] == exact[1] and exact[0] is not None and exact[2] != exact[0]
+    keys = key_rows_batch(sigs)
+    assert keys.column("band").to_pylist().count(EXACT_BAND) == 3
