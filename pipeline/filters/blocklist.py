@@ -36,6 +36,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,10 +169,11 @@ class _Lists:
 def _load(spec: Blocklists) -> _Lists:
     source = spec.path()
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
-    # Names relative to the source, not absolute paths: a cluster's executors unpack the same
-    # lists into a new folder per application, and must find the cache built the first time.
-    stamp = "|".join(f"{p.relative_to(source).as_posix() if p != source else p.name}:{p.stat().st_size}:"
-                     f"{p.stat().st_mtime_ns}" for p in files)
+    # Names relative to the source and contents, not absolute paths or mtimes: a cluster's
+    # executors unpack the same lists into a new folder per application, and every install (a
+    # new packed environment, a new virtualenv) gives them new mtimes; all must find the cache
+    # built the first time. Hashing the lists' bytes takes milliseconds; rebuilding, seconds.
+    stamp = "|".join(f"{p.relative_to(source).as_posix() if p != source else p.name}:{_digest(p)}" for p in files)
     key = hashlib.sha1(f"{stamp}|{sorted(spec.categories)}".encode()).hexdigest()[:16]
     cache = user_cache("blocklists", key)
     if not (cache / "_DONE").is_file():
@@ -210,7 +212,12 @@ def _build_cache(source: Path, categories: tuple[str, ...], cache: Path) -> None
     try:
         tmp.rename(cache)
     except OSError:  # another process finished first: its copy is the same
-        pass
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def _strip_url(url: str) -> str:
