@@ -3,6 +3,9 @@ shipped models, the demo sample), found the same way in a checkout and in a whee
 from __future__ import annotations
 
 import importlib.resources
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -17,7 +20,20 @@ def resource(package: str, *parts: str) -> Path:
 
 def user_cache(*parts: str) -> Path:
     """A folder under the user's cache (`$XDG_CACHE_HOME/crawl2model/...`) for what is rebuilt on demand."""
-    import os
-
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(base, "crawl2model", *parts)
+
+
+def publish_folder(final: Path, write: Callable[[Path], None]) -> None:
+    """Let `write` fill a folder beside `final`, then rename it into place: a reader of a cache
+    sees all of its files or none. When another process got there first, its copy wins (it is
+    the same); any other failure is raised, with the half-written folder removed."""
+    tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not final.is_dir():
+            raise

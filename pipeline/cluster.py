@@ -134,13 +134,16 @@ def local_cores(master: str) -> int:
     return (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1) or 1)
 
 
+def _executors(spark: "SparkSession") -> int:
+    return len(spark.sparkContext.statusTracker().getExecutorInfos()) - 1  # less the driver
+
+
 def task_slots(spark: "SparkSession") -> int:
     """How many tasks run at once: a local master's cores, or executors times their cores."""
-    sc = spark.sparkContext
-    if sc.master.startswith("local"):
-        return local_cores(sc.master)
-    executors = len(sc.statusTracker().getExecutorInfos()) - 1  # less the driver
-    return max(1, executors) * int(spark.conf.get("spark.executor.cores", "1"))
+    master = spark.sparkContext.master
+    if master.startswith("local"):
+        return local_cores(master)
+    return max(1, _executors(spark)) * int(spark.conf.get("spark.executor.cores", "1"))
 
 
 def warm_executors(spark: "SparkSession") -> float:
@@ -156,7 +159,7 @@ def warm_executors(spark: "SparkSession") -> float:
     slots = task_slots(spark)
     seen = _run_in_workers(spark, slots, None)
     seconds = time.perf_counter() - t0
-    log.info(f"session start: {len(spark.sparkContext.statusTracker().getExecutorInfos()) - 1} executors "
+    log.info(f"session start: {_executors(spark)} executors "
              f"({slots} cores) unpacked their environment and started Python ({', '.join(sorted(seen))}) "
              f"in {seconds:.1f} s")
     return seconds

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crawl2model.core.config import DEFAULT_SEED
-from crawl2model.core.errors import ConfigError, InputError
+from crawl2model.core.errors import ConfigError
 from crawl2model.core.log import Timer, get_logger
 
 log = get_logger("dedup")
@@ -534,14 +534,12 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from crawl2model.pipeline.minhash import fp_fn_curve, fp_fn_mass
     from crawl2model.pipeline.parquet_out import write_parquet
     from crawl2model.pipeline.spark import use_checkpoint_dir
-    from crawl2model.pipeline.tables import read_table
+    from crawl2model.pipeline.tables import read_table, require_columns
 
     timer = Timer()
     use_checkpoint_dir(spark, out)
     docs = read_table(spark, cfg.input)
-    missing = {"doc_id", "dump", "text"} - set(docs.columns)
-    if missing:
-        raise InputError(f"dedup: {', '.join(cfg.input)} lacks document columns: {', '.join(sorted(missing))}")
+    require_columns(docs, ("doc_id", "dump", "text"), "dedup", cfg.input)
     if "n_chars" not in docs.columns:
         docs = docs.withColumn("n_chars", F.length("text"))
     bands, rows = cfg.lsh()

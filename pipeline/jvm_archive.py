@@ -36,6 +36,10 @@ def _java() -> str | None:
     return os.path.realpath(java) if java and os.path.exists(java) else None
 
 
+def _jcmd() -> str:
+    return os.path.join(os.path.dirname(_java() or ""), "jcmd")
+
+
 def archive_path() -> Path | None:
     """The archive for this Spark install and this JVM (None when there is no JVM or jcmd to use)."""
     import pyspark
@@ -55,8 +59,7 @@ def driver_options(record: bool = True) -> str:
         return ""
     if path.is_file():
         return f"-XX:SharedArchiveFile={path} -Xshare:auto {QUIET}"
-    jcmd = os.path.join(os.path.dirname(_java() or ""), "jcmd")
-    if not record or not os.access(jcmd, os.X_OK) or path.with_suffix(".failed").exists():
+    if not record or not os.access(_jcmd(), os.X_OK) or path.with_suffix(".failed").exists():
         return ""
     _recording = path
     return f"-XX:+RecordDynamicDumpInfo {QUIET}"
@@ -74,11 +77,10 @@ def save_archive(spark: "SparkSession") -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    jcmd = os.path.join(os.path.dirname(_java() or ""), "jcmd")
     log.info(f"saving the JVM's class archive for faster session starts (once): {path}")
     try:
         pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
-        done = subprocess.run([jcmd, str(pid), "VM.cds", "dynamic_dump", str(tmp)],
+        done = subprocess.run([_jcmd(), str(pid), "VM.cds", "dynamic_dump", str(tmp)],
                               check=False, capture_output=True, text=True, timeout=300)
         if done.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
             raise RuntimeError((done.stdout + done.stderr).strip()[-300:])

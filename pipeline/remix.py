@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from crawl2model.core.config import DEFAULT_SEED
-from crawl2model.core.errors import ConfigError, InputError
+from crawl2model.core.errors import ConfigError
 from crawl2model.core.fs import write_json
 from crawl2model.core.log import Timer, get_logger
 from crawl2model.core.outputs import StageOutput
@@ -230,13 +230,11 @@ def run(spark: "SparkSession", cfg: RemixConfig, out: StageOutput, classifier: L
     from pyspark.sql.pandas.types import from_arrow_schema
 
     from crawl2model.pipeline.parquet_out import write_parquet
-    from crawl2model.pipeline.tables import read_table
+    from crawl2model.pipeline.tables import read_table, require_columns
 
     timer = Timer()
     docs = read_table(spark, cfg.input)
-    missing = {"doc_id", "text"} - set(docs.columns)
-    if missing:
-        raise InputError(f"remix: {', '.join(cfg.input)} lacks document columns: {', '.join(sorted(missing))}")
+    require_columns(docs, ("doc_id", "text"), "remix", cfg.input)
     if "copy" in docs.columns:
         raise ConfigError(f"remix: {', '.join(cfg.input)} already has a 'copy' column (a remix output?); remix its source")
     rules = DomainRules.load(cfg.domain_rules)

@@ -93,10 +93,10 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
     under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     log4j = PROFILES_DIR / "log4j2.properties"
     driver_opts = [f"-Dlog4j2.configurationFile=file:{log4j}"] if log4j.is_file() else []
-    if not under_spark_submit:  # this process starts the driver's JVM: it can map a class archive
-        driver_opts.append(driver_options())
-    if any(driver_opts):
-        settings["spark.driver.extraJavaOptions"] = " ".join(o for o in driver_opts if o)
+    if not under_spark_submit and (archive := driver_options()):  # we start the JVM: it can map one
+        driver_opts.append(archive)
+    if driver_opts:
+        settings["spark.driver.extraJavaOptions"] = " ".join(driver_opts)
     if os.environ.get("CRAWL2MODEL_SPARK_UI", "1") == "0":
         settings["spark.ui.enabled"] = "false"
     if not sys.stderr.isatty():

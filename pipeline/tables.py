@@ -53,6 +53,13 @@ def read_table(spark: "SparkSession", paths: str | list[str]) -> "DataFrame":
     return table
 
 
+def require_columns(df: "DataFrame", columns: tuple[str, ...], stage: str, paths: list[str]) -> None:
+    """A user's table without the columns a stage reads: one line naming the input and what it lacks."""
+    missing = set(columns) - set(df.columns)
+    if missing:
+        raise InputError(f"{stage}: {', '.join(paths)} lacks document columns: {', '.join(sorted(missing))}")
+
+
 def _partition_values(base: str, file: str) -> dict[str, str]:
     """`dump=CC-MAIN-2024-10/part-0.parquet` -> {"dump": "CC-MAIN-2024-10"} (hive layout)."""
     parts = posixpath.relpath(file, base).split("/")[:-1]

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
-import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -35,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crawl2model.core.resources import user_cache
+from crawl2model.core.resources import publish_folder, user_cache
 
 try:
     from numba import njit
@@ -114,15 +112,14 @@ def _tables_folder() -> Path:
 
 
 def _save_tables(tables: CharTables, folder: Path) -> None:
-    """Write the tables beside their final name, then rename: a reader sees all of them or none."""
-    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-    try:
-        tmp.mkdir(parents=True, exist_ok=True)
+    def write(tmp: Path) -> None:
         for name, array in zip(CharTables._fields, tables):
             np.save(tmp / f"{name}.npy", array)
-        os.replace(tmp, folder)
-    except OSError:  # read-only home or another worker was first: this process keeps its own copy
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    try:
+        publish_folder(folder, write)
+    except OSError:  # a read-only cache: this process keeps its own copy
+        pass
 
 
 def _build_char_tables() -> CharTables:

@@ -34,9 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import os
 import re
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +44,7 @@ import numpy as np
 
 from crawl2model.core.errors import ConfigError
 from crawl2model.core.log import get_logger
-from crawl2model.core.resources import user_cache
+from crawl2model.core.resources import publish_folder, user_cache
 
 log = get_logger("filter")
 
@@ -193,26 +191,24 @@ def _build_cache(source: Path, categories: tuple[str, ...], cache: Path) -> None
     """Hash the domain lists once per machine (seconds for UT1's millions), beside the URL and word lists."""
     log.info(f"blocklists: reading {source} (categories {', '.join(categories)}) into {cache}")
     lists = _read_lists(source, categories)
-    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
     names = sorted({c for c, _ in lists["domains"]})
     index = {c: i for i, c in enumerate(names)}
     hashes, first = np.unique(np.fromiter((_hash(d) for _, d in lists["domains"]), dtype=np.uint64,
                                           count=len(lists["domains"])), return_index=True)
     cats = np.array([index[c] for c, _ in lists["domains"]], dtype=np.uint8)[first] if len(first) \
         else np.zeros(0, np.uint8)
-    np.save(tmp / "domains.npy", hashes)
-    np.save(tmp / "domain_categories.npy", cats)
-    (tmp / "categories.txt").write_text("\n".join(names), "utf-8")
-    with open(tmp / "urls.tsv", "w", encoding="utf-8") as f:
-        f.writelines(f"{c}\t{_strip_url(u)}\n" for c, u in lists["urls"])
-    for key in WORD_FILES:
-        (tmp / f"{key}.txt").write_text("\n".join(w for _, w in lists.get(key, [])), "utf-8")
-    (tmp / "_DONE").write_text("")
-    try:
-        tmp.rename(cache)
-    except OSError:  # another process finished first: its copy is the same
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def write(tmp: Path) -> None:
+        np.save(tmp / "domains.npy", hashes)
+        np.save(tmp / "domain_categories.npy", cats)
+        (tmp / "categories.txt").write_text("\n".join(names), "utf-8")
+        with open(tmp / "urls.tsv", "w", encoding="utf-8") as f:
+            f.writelines(f"{c}\t{_strip_url(u)}\n" for c, u in lists["urls"])
+        for key in WORD_FILES:
+            (tmp / f"{key}.txt").write_text("\n".join(w for _, w in lists.get(key, [])), "utf-8")
+        (tmp / "_DONE").write_text("")
+
+    publish_folder(cache, write)
 
 
 def _digest(path: Path) -> str:

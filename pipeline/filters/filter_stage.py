@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from crawl2model.core.errors import ConfigError, InputError
+from crawl2model.core.errors import ConfigError
 from crawl2model.core.log import Timer, get_logger
 from crawl2model.pipeline.cluster import prepare_workers
 from crawl2model.pipeline.filters import blocklist, heuristics, pii, rules, summary
@@ -288,7 +288,7 @@ def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: Fi
     from pyspark.sql import functions as F
 
     from crawl2model.pipeline.parquet_out import write_parquet
-    from crawl2model.pipeline.tables import read_table
+    from crawl2model.pipeline.tables import read_table, require_columns
 
     timer = Timer()
     threading.Thread(target=_import_plotting, name="filter-import-plotting", daemon=True).start()
@@ -304,9 +304,7 @@ def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: Fi
             log.info(f"blocklists: {lists.describe()}")
         prepare_workers(spark, functools.partial(_load_models, models, lists, tuple(cfg.pii)))
         docs = read_table(spark, cfg.input)
-        missing = {"doc_id", "dump", "text"} - set(docs.columns)
-        if missing:
-            raise InputError(f"filter: {', '.join(cfg.input)} lacks document columns: {', '.join(sorted(missing))}")
+        require_columns(docs, ("doc_id", "dump", "text"), "filter", cfg.input)
         timer.mark("read")
         signals = _signals(docs, models, cfg, lists)
     signals = signals.persist(StorageLevel.MEMORY_AND_DISK)
