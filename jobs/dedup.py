@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 STAGE = SparkStage(
     "dedup", help="exact + near-duplicate removal across dumps", description=DESCRIPTION,
-    add_arguments=add_arguments, config="crawl2model.pipeline.dedup:DedupConfig", body="crawl2model.pipeline.dedup:run")
+    add_arguments=add_arguments, config="crawl2model.pipeline.dedup:DedupConfig", body="crawl2model.pipeline.dedup:run",
+    worker_preload=("crawl2model.pipeline.dedup",))
 register = STAGE.register
 
 if __name__ == "__main__":

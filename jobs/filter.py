@@ -75,7 +75,8 @@ def run(spark: "SparkSession", cfg: "FilterConfig", out: "StageOutput") -> dict:
 STAGE = SparkStage(
     "filter", help="language, heuristic, quality and perplexity filtering", description=DESCRIPTION,
     add_arguments=add_arguments, config="crawl2model.pipeline.filters.filter_stage:FilterConfig",
-    body="crawl2model.jobs.filter:run")
+    body="crawl2model.jobs.filter:run",
+    worker_preload=("crawl2model.pipeline.filters.filter_stage", "crawl2model.core.text:_jieba"))
 register = STAGE.register
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 STAGE = SparkStage(
     "ingest", help="crawl files -> document table", description=DESCRIPTION,
-    add_arguments=add_arguments, config="crawl2model.pipeline.ingest:IngestConfig", body="crawl2model.pipeline.ingest:run")
+    add_arguments=add_arguments, config="crawl2model.pipeline.ingest:IngestConfig", body="crawl2model.pipeline.ingest:run",
+    worker_preload=("crawl2model.pipeline.ingest",))
 register = STAGE.register
 
 if __name__ == "__main__":

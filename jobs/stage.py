@@ -39,7 +39,8 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value or [])
 
 
-def run_spark_stage(args: argparse.Namespace, stage: str, config_cls: type, body: StageBody) -> int:
+def run_spark_stage(args: argparse.Namespace, stage: str, config_cls: type, body: StageBody,
+                    worker_preload: tuple[str, ...] = ()) -> int:
     cfg = resolve(config_cls, stage, args)
     check_spark_arguments(args)
     storage = s3_settings(args.s3_endpoint, args.s3_region)
@@ -47,7 +48,7 @@ def run_spark_stage(args: argparse.Namespace, stage: str, config_cls: type, body
     def work(out: StageOutput, timer) -> dict:
         spark = spark_from_args(args, f"crawl2model-{stage}",
                                 extra={f"spark.executorEnv.{k}": v for k, v in storage.items()},
-                                inputs=_as_list(cfg.input))
+                                inputs=_as_list(cfg.input), worker_preload=worker_preload)
         report = body(spark, cfg, out)
         save_archive(spark)
         report["spark"] = {"master": spark.sparkContext.master, "version": spark.version,
@@ -64,7 +65,9 @@ class SparkStage:
     """A Spark stage's command, the same for `crawl2model NAME` and `spark-submit jobs/NAME.py`.
 
     `config` and `body` name "module:attribute" and are imported only when the
-    stage runs, so building the CLI's parser imports no stage code.
+    stage runs, so building the CLI's parser imports no stage code. `worker_preload`
+    names what the stage's Python workers import (and call) before their first task
+    (`pipeline.worker_daemon`): done once per executor, not once per core.
     """
 
     name: str
@@ -73,9 +76,11 @@ class SparkStage:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     config: str
     body: str
+    worker_preload: tuple[str, ...] = ()
 
     def run(self, args: argparse.Namespace) -> int:
-        return run_spark_stage(args, self.name, _attribute(self.config), _attribute(self.body))
+        return run_spark_stage(args, self.name, _attribute(self.config), _attribute(self.body),
+                               self.worker_preload)
 
     def register(self, subparsers) -> None:
         p = subparsers.add_parser(self.name, help=self.help, description=self.description)

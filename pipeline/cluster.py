@@ -29,6 +29,13 @@ MAX_SHUFFLE_PARTITIONS = 20_000
 # compile with C1 only, as local mode's does (infra/spark/local.conf), because C2's compilation
 # costs more CPU than it saves in so short a life (the sample on a 2-core cluster: ~2x less JVM CPU).
 SHORT_JOB_BYTES_PER_CORE = 256 << 20
+# An input of at most this much per core is seconds of work for the JVM: it interprets Spark's
+# expressions instead of generating a class per operator and projection and compiling it with
+# Janino, which in a fresh JVM costs more CPU than it saves (the 400-document filter: ~1 s less
+# JVM CPU of 12, 0.5-2 s less wall; dedup of 50,000 documents, 39 MB on 2 cores: no change).
+INTERPRETED_BYTES_PER_CORE = 32 << 20
+INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+SIMPLIFIED_TRACEBACK_CONF = "spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled"
 SHORT_JOB_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -XX:ParallelGCThreads={threads}"
 
 log = get_logger("spark")
@@ -36,7 +43,7 @@ log = get_logger("spark")
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from pyspark.sql import SparkSession
+    from pyspark import SparkContext
 
 
 @dataclass(frozen=True)
@@ -86,10 +93,16 @@ def shuffle_conf(total_cores: int, input_bytes: int) -> dict[str, str]:
 
 
 def fitted_conf(master: str | None, stated: dict[str, str], inputs: list[str]) -> dict[str, str]:
-    """What to set for `master` beyond what a profile or the flags `stated`: nothing for local
-    mode (its profile is tuned), executor size and a shuffle width for the `inputs` on a cluster."""
-    if not master or master.startswith("local"):
-        return {}  # and no listing of the inputs
+    """What to set for `master` beyond what a profile or the flags `stated`: for local mode (its
+    profile is tuned) only interpreted expressions for a small input; on a cluster also the
+    executor size, a shuffle width for the `inputs` and the JIT. Nothing under spark-submit."""
+    if not master:
+        return {}
+    if master.startswith("local"):
+        if any("://" in p and not p.startswith("file://") for p in inputs):
+            return {}  # no listing of an object store here: a large input is assumed
+        small = codegen_conf(local_cores(master), total_size(inputs))
+        return {k: v for k, v in small.items() if k not in stated}
     derived: dict[str, str] = {}
     total = int(stated.get("spark.cores.max", 0) or 0)
     if master.startswith("spark://"):
@@ -112,6 +125,7 @@ def fitted_conf(master: str | None, stated: dict[str, str], inputs: list[str]) -
     derived.update(shuffle_conf(total or 8, input_bytes))
     cores = int(stated.get("spark.executor.cores") or derived.get("spark.executor.cores") or 1)
     derived.update(jit_conf(total or 8, cores, input_bytes))
+    derived.update(codegen_conf(total or 8, input_bytes))
     return {k: v for k, v in derived.items() if k not in stated}
 
 
@@ -121,6 +135,11 @@ def jit_conf(total_cores: int, executor_cores: int, input_bytes: int) -> dict[st
         return {}
     return {"spark.executor.defaultJavaOptions": SHORT_JOB_JVM.format(threads=max(executor_cores, 1)),
             "spark.driver.defaultJavaOptions": SHORT_JOB_JVM.format(threads=2)}
+
+
+def codegen_conf(total_cores: int, input_bytes: int) -> dict[str, str]:
+    """Interpreted expressions for a small input (see INTERPRETED_BYTES_PER_CORE)."""
+    return dict(INTERPRETED) if input_bytes <= INTERPRETED_BYTES_PER_CORE * max(total_cores, 1) else {}
 
 
 def local_cores(master: str) -> int:
@@ -134,69 +153,76 @@ def local_cores(master: str) -> int:
     return (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1) or 1)
 
 
-def _executors(spark: "SparkSession") -> int:
-    return len(spark.sparkContext.statusTracker().getExecutorInfos()) - 1  # less the driver
+def _executors(sc: "SparkContext") -> int:
+    return len(sc.statusTracker().getExecutorInfos()) - 1  # less the driver
 
 
-def task_slots(spark: "SparkSession") -> int:
+def task_slots(sc: "SparkContext") -> int:
     """How many tasks run at once: a local master's cores, or executors times their cores."""
-    master = spark.sparkContext.master
-    if master.startswith("local"):
-        return local_cores(master)
-    return max(1, _executors(spark)) * int(spark.conf.get("spark.executor.cores", "1"))
+    if sc.master.startswith("local"):
+        return local_cores(sc.master)
+    return max(1, _executors(sc)) * int(sc.getConf().get("spark.executor.cores", "1"))
 
 
-def warm_executors(spark: "SparkSession") -> float:
+def warm_executors(sc: "SparkContext") -> float:
     """Start every executor's Python worker before the first stage's timer; the seconds it took.
 
     An executor fetches and unpacks a shipped environment (`--ship`) when its first task
     arrives, and starts a Python worker for it: ~15 s on a 2-core host, which the first stage
-    would otherwise count as its own work. One tiny Arrow task per executor core makes each
+    would otherwise count as its own work. One tiny task per executor core makes each
     executor do both now (workers are reused by the stages: `spark.python.worker.reuse`); the
     time is logged as the session's start, where a cluster's start-up belongs.
     """
     t0 = time.perf_counter()
-    slots = task_slots(spark)
-    seen = _run_in_workers(spark, slots, None)
+    slots = task_slots(sc)
+    seen = _run_in_workers(sc, slots, None)
     seconds = time.perf_counter() - t0
-    log.info(f"session start: {_executors(spark)} executors "
+    log.info(f"session start: {_executors(sc)} executors "
              f"({slots} cores) unpacked their environment and started Python ({', '.join(sorted(seen))}) "
              f"in {seconds:.1f} s")
     return seconds
 
 
-def prepare_workers(spark: "SparkSession", prepare: "Callable[[], object] | None" = None) -> None:
+def prepare_workers(sc: "SparkContext", prepare: "Callable[[], object] | None" = None) -> None:
     """Run `prepare` (or just start Python) in every worker slot, in the background.
 
     A Python worker's start (the daemon, pyarrow, pandas: ~1 s of a core) and a stage's
     models (jieba's dictionary alone takes 0.7 s) otherwise fall on the first batches of
-    the first Python stage; here they overlap the driver's planning, the reading of footers
-    and listings and the first JVM-only jobs, and the stages reuse the workers with what
-    they loaded (`spark.python.worker.reuse`).
+    the first Python stage; here they overlap the session's own start, the driver's planning,
+    the reading of footers and listings and the first JVM-only jobs, and the stages reuse
+    the workers with what they loaded (`spark.python.worker.reuse`).
     """
     import threading
 
-    slots = task_slots(spark)
+    slots = task_slots(sc)
 
     def run() -> None:
         try:
-            _run_in_workers(spark, slots, prepare)
+            _run_in_workers(sc, slots, prepare)
         except Exception as e:  # noqa: BLE001 - only a head start is lost; the stage meets any real error itself
             log.debug(f"preparing the Python workers failed: {e}")
 
     threading.Thread(target=run, name="prepare-python-workers", daemon=True).start()
 
 
-def _run_in_workers(spark: "SparkSession", slots: int, prepare: "Callable[[], object] | None") -> set[str]:
-    """One tiny Arrow task per slot, each calling `prepare`; the Python executables that ran them."""
-    def started(batches):
-        import sys
+def _run_in_workers(sc: "SparkContext", slots: int, prepare: "Callable[[], object] | None") -> set[str]:
+    """One tiny task per slot, each calling `prepare`; the Python executables that ran them.
 
-        import pyarrow as pa
+    An RDD job, not a DataFrame one: it needs no SparkSession, and in a fresh JVM Catalyst's
+    analysis, planning and code generation of even `range().mapInArrow()` delay the first
+    Python task by 1-2 s of its CPU. Spark keeps one pool of workers per environment, and
+    its SQL runners add SPARK_SIMPLIFIED_TRACEBACK to theirs; the same variable in the
+    context's environment (which both kinds of task start from) lets the SQL stages reuse
+    these workers (tests/test_spark.py checks that they do).
+    """
+    if sc.getConf().get(SIMPLIFIED_TRACEBACK_CONF, "true").lower() == "true":
+        sc.environment.setdefault("SPARK_SIMPLIFIED_TRACEBACK", "1")
+
+    def started(_):
+        import sys
 
         if prepare is not None:
             prepare()
-        for batch in batches:
-            yield pa.RecordBatch.from_pydict({"python": [sys.executable] * batch.num_rows})
+        yield sys.executable
 
-    return {r.python for r in spark.range(slots, numPartitions=slots).mapInArrow(started, "python string").collect()}
+    return set(sc.parallelize(range(slots), slots).mapPartitions(started).collect())

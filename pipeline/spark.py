@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +35,8 @@ BASE_CONF: dict[str, str] = {
     "spark.hadoop.parquet.block.row.count.limit": "4096",
     "spark.sql.parquet.compression.codec": "zstd",
     "spark.python.worker.reuse": "true",
+    # PySpark's daemon, after importing what the stage's workers need (pipeline/worker_daemon.py).
+    "spark.python.daemon.module": "crawl2model.pipeline.worker_daemon",
 }
 
 
@@ -70,20 +72,25 @@ def parse_conf_pairs(pairs: Iterable[str] | None) -> dict[str, str]:
 
 def get_spark(app_name: str = "crawl2model", master: str | None = None,
               profile: str | None = None, conf: dict[str, str] | None = None,
-              ship: str | None = None, inputs: list[str] | None = None) -> "SparkSession":
+              ship: str | None = None, inputs: list[str] | None = None,
+              worker_preload: Sequence[str] = ()) -> "SparkSession":
     """Return the active session, or build one with the project's settings.
 
     Conf layers, later wins: BASE_CONF < what fits the cluster and the input
     (`pipeline.cluster`) < the profile < `conf`. `ship` is a packed environment
     (`make dist`) the executors unpack and run instead of a Python of their host.
+    `worker_preload` is what each executor's Python daemon imports before it forks
+    workers (`pipeline.worker_daemon`); a session already running keeps its own.
     """
     # Workers must run this interpreter so they find the installed packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     from crawl2model.pipeline.cluster import fitted_conf, prepare_workers, warm_executors
     from crawl2model.pipeline.jvm_archive import driver_options
+    from crawl2model.pipeline.worker_daemon import PRELOAD_ENV
 
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -117,17 +124,20 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
         settings.update(ship_conf(ship, settings.get("spark.archives")))
         os.environ["PYSPARK_PYTHON"] = SHIPPED_PYTHON  # what PySpark tells executors to run
 
-    builder = SparkSession.builder.appName(app_name)
+    spark_conf = SparkConf().setAppName(app_name).setAll(list(settings.items()))
     if master:
-        builder = builder.master(master)
-    for key, value in settings.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("CRAWL2MODEL_SPARK_LOG_LEVEL", "WARN"))
-    if spark.sparkContext.master.startswith("local"):
-        prepare_workers(spark)
-    else:
-        warm_executors(spark)
+        spark_conf.setMaster(master)
+    # The context first: in local mode the Python workers start (in the background) while the
+    # SQL session initializes, a second of a fresh JVM.
+    sc = SparkContext.getOrCreate(spark_conf)
+    sc.setLogLevel(os.environ.get("CRAWL2MODEL_SPARK_LOG_LEVEL", "WARN"))
+    if worker_preload:  # before any Python task, so that all of them share one daemon (one environment)
+        sc.environment[PRELOAD_ENV] = ",".join(worker_preload)
+    if sc.master.startswith("local"):
+        prepare_workers(sc)
+    spark = SparkSession.builder.config(conf=spark_conf).getOrCreate()
+    if not sc.master.startswith("local"):
+        warm_executors(sc)
     return spark
 
 
@@ -212,8 +222,8 @@ def check_spark_arguments(args) -> None:
 
 
 def spark_from_args(args, app_name: str, extra: dict[str, str] | None = None,
-                    inputs: list[str] | None = None) -> "SparkSession":
+                    inputs: list[str] | None = None, worker_preload: Sequence[str] = ()) -> "SparkSession":
     """The session for a stage's flags; `extra` conf comes first, so `--spark-conf` still wins."""
     return get_spark(app_name, master=args.master, profile=args.spark_profile,
                      conf={**(extra or {}), **parse_conf_pairs(args.spark_conf)},
-                     ship=getattr(args, "ship", None), inputs=inputs)
+                     ship=getattr(args, "ship", None), inputs=inputs, worker_preload=worker_preload)

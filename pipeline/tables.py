@@ -16,10 +16,14 @@ import pyarrow.dataset as ds
 
 from crawl2model.core.errors import InputError
 from crawl2model.core.fs import filesystem, is_local
+from crawl2model.core.log import get_logger
 from crawl2model.core.outputs import data_files
+
+log = get_logger("tables")
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 
 def parquet_files(path: str) -> list[str]:
@@ -42,6 +46,8 @@ def read_table(spark: "SparkSession", paths: str | list[str]) -> "DataFrame":
         if is_local(filesystem(p)[0]):
             # basePath keeps hive partition columns (dump=...) of a folder; a single file has none.
             reader = spark.read if files == [p] else spark.read.option("basePath", p)
+            if (schema := _data_schema(files[0], p)) is not None:
+                reader = reader.schema(schema)
             frames.append(reader.parquet(*files))
         else:
             frames.append(_read_with_arrow(spark, p, files))
@@ -58,6 +64,26 @@ def require_columns(df: "DataFrame", columns: tuple[str, ...], stage: str, paths
     missing = set(columns) - set(df.columns)
     if missing:
         raise InputError(f"{stage}: {', '.join(paths)} lacks document columns: {', '.join(sorted(missing))}")
+
+
+def _data_schema(file: str, base: str) -> "StructType | None":
+    """The Spark schema of a local file's columns, from its footer; None where Spark must infer it.
+
+    Without a schema Spark reads that same footer in a job of its own (one task), which in a
+    fresh session costs most of a second of cold JVM before any work starts. Partition columns
+    (`dump=...`) are left out, so Spark still infers them from the paths as it would have.
+    Fields are nullable, as Spark makes every field of a file source.
+    """
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    keys = _partition_values(base, file) if file != base else {}
+    try:
+        arrow = pq.read_schema(file)
+        return from_arrow_schema(pa.schema([f.with_nullable(True) for f in arrow if f.name not in keys]))
+    except (OSError, TypeError, ValueError, pa.ArrowException) as e:  # a type PySpark cannot map: Spark's own way
+        log.debug(f"schema of {file} left to Spark: {e}")
+        return None
 
 
 def _partition_values(base: str, file: str) -> dict[str, str]:

@@ -26,11 +26,9 @@ def _has_jcmd() -> bool:
 def test_options_record_then_map_then_off(cache, monkeypatch):
     path = jvm_archive.archive_path()
     assert path is not None and str(path).startswith(str(cache))
-    if _has_jcmd():
-        assert "-XX:+RecordDynamicDumpInfo" in jvm_archive.driver_options()
-        assert jvm_archive._recording == path
+    assert f"-XX:ArchiveClassesAtExit={path}.tmp{os.getpid()}" in jvm_archive.driver_options()
+    assert jvm_archive._recording == path
     assert jvm_archive.driver_options(record=False) == ""
-    path.parent.mkdir(parents=True)
     path.write_bytes(b"x")
     assert f"-XX:SharedArchiveFile={path}" in jvm_archive.driver_options()
     monkeypatch.setenv("CRAWL2MODEL_JVM_CDS", "0")
@@ -60,7 +58,8 @@ jvm_archive.save_archive(spark)
 @pytest.mark.spark
 @pytest.mark.skipif(not _has_jcmd(), reason="needs the JDK's jcmd")
 def test_first_session_writes_the_archive_and_the_next_maps_it(tmp_path):
-    """Two real sessions: the first records and dumps, the second maps Spark's classes from it."""
+    """Two real sessions: the first records, its JVM writes the archive as the process ends (and
+    the archive is published whole), the second maps Spark's classes from it."""
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), PYSPARK_PYTHON=sys.executable)
     env.pop("CRAWL2MODEL_JVM_CDS", None)
     mapped = []
@@ -68,7 +67,9 @@ def test_first_session_writes_the_archive_and_the_next_maps_it(tmp_path):
         run = subprocess.run([sys.executable, "-c", SESSION], env=env, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr[-2000:]
         mapped.append(int(run.stdout.split("MAPPED ", 1)[1].split()[0]))
-        archives = list((tmp_path / "crawl2model" / "jvm").glob("*.jsa"))
+        folder = tmp_path / "crawl2model" / "jvm"
+        archives = list(folder.glob("*.jsa"))
         assert len(archives) == 1 and archives[0].stat().st_size > 10_000_000, run.stderr[-2000:]
+        assert [p.name for p in folder.iterdir()] == [archives[0].name]  # no partial dump, no failure marker
     # The JDK's own base archive is ~12 MB; with Spark's classes added it is several times that.
     assert mapped[1] > 3 * mapped[0], mapped
