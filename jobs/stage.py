@@ -17,7 +17,6 @@ from crawl2model.core.config import add_config_argument, resolve, to_dict
 from crawl2model.core.fs import s3_settings
 from crawl2model.core.outputs import StageOutput
 from crawl2model.core.stage import run_stage
-from crawl2model.pipeline.jvm_archive import save_archive
 from crawl2model.pipeline.spark import add_spark_arguments, check_spark_arguments, spark_from_args
 
 StageBody = Callable[[Any, Any, StageOutput], dict]
@@ -50,7 +49,6 @@ def run_spark_stage(args: argparse.Namespace, stage: str, config_cls: type, body
                                 extra={f"spark.executorEnv.{k}": v for k, v in storage.items()},
                                 inputs=_as_list(cfg.input), worker_preload=worker_preload)
         report = body(spark, cfg, out)
-        save_archive(spark)
         report["spark"] = {"master": spark.sparkContext.master, "version": spark.version,
                            "default_parallelism": spark.sparkContext.defaultParallelism}
         return report

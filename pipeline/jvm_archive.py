@@ -15,13 +15,9 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from crawl2model.core.log import get_logger
 from crawl2model.core.resources import user_cache
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
 
 log = get_logger("spark")
 
@@ -58,50 +54,68 @@ def driver_options(record: bool = True) -> str:
         return ""
     _recording = path
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(path)
     return f"-XX:ArchiveClassesAtExit={_partial(path)} {QUIET}"
 
 
-def _partial(path: Path) -> Path:
-    """Where this process's JVM writes the archive; renamed to `path` once the JVM has exited."""
-    return path.with_name(f"{path.name}.tmp{os.getpid()}")
+def _partial(path: Path, pid: int | None = None) -> Path:
+    """Where a process's JVM writes the archive; renamed to `path` once the JVM has exited."""
+    return path.with_name(f"{path.name}.tmp{os.getpid() if pid is None else pid}")
 
 
-def save_archive(spark: "SparkSession") -> None:
-    """Have the archive written when this process ends, if its JVM was started to record one.
+def _remove_orphans(path: Path) -> None:
+    """Partial archives of processes that died (a killed driver's JVM still dumps as it exits)."""
+    for tmp in path.parent.glob(f"{path.name}.tmp*"):
+        pid = tmp.name.rsplit(".tmp", 1)[1]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            continue
 
-    Called after a stage's work. The JVM writes the archive as it exits, with every class it
-    linked (a `jcmd VM.cds dynamic_dump` of a running JVM, on JDK 17, leaves out the ~4,000
-    classes loaded but not yet linked: the filter of 400 documents then still loaded 4,500
-    classes from the jars, ~2 s of JVM CPU). So at exit this process stops the session and
-    its JVM, waits for the dump (10-30 s, once per machine) and publishes the file; the next
-    sessions map it. A failure only costs the speed-up, and is remembered so no later stage
-    pays for a dump again.
+
+def publish_at_exit() -> None:
+    """If the JVM just started records an archive, publish it when this process ends.
+
+    The JVM writes the archive as it exits, with every class it linked (a `jcmd VM.cds
+    dynamic_dump` of a running JVM, on JDK 17, leaves out the ~4,000 classes loaded but not
+    yet linked: the filter of 400 documents then still loaded 4,500 classes from the jars,
+    ~1.5 s of JVM CPU). So at exit this process stops the session and its JVM, waits for
+    the dump (10-30 s, once per machine) and renames the file into place; the next sessions
+    map it. A failure only costs the speed-up, and is remembered so no later stage pays
+    for a dump again.
     """
     global _recording
     path, _recording = _recording, None
-    if path is None or path.is_file():
-        return
-    import atexit
+    if path is not None:
+        import atexit
 
-    atexit.register(_publish, path)
+        atexit.register(_publish, path)
 
 
 def _publish(path: Path) -> None:
     from pyspark import SparkContext
 
     tmp = _partial(path)
+    proc = getattr(SparkContext._gateway, "proc", None)  # the JVM launch_gateway started
+    if proc is None:
+        return
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    if path.is_file():  # another process published one meanwhile: no dump to wait for
+        proc.kill()
+        proc.wait()
+        tmp.unlink(missing_ok=True)
+        return
     log.info(f"saving the JVM's class archive for faster session starts (once, 10-30 s): {path}")
     try:
-        if SparkContext._active_spark_context is not None:
-            SparkContext._active_spark_context.stop()
-        proc = SparkContext._gateway.proc  # the JVM that launch_gateway started; it exits when its stdin closes
-        proc.stdin.close()
+        proc.stdin.close()  # the JVM exits when its stdin closes, and dumps as it does
         proc.wait(timeout=600)
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise RuntimeError(f"the JVM wrote no archive (exit code {proc.returncode})")
         os.replace(tmp, path)
     except Exception as e:  # noqa: BLE001 - any failure only loses the speed-up
         log.warning(f"could not save the JVM's class archive ({e}); sessions start without one")
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".failed").touch()
         tmp.unlink(missing_ok=True)

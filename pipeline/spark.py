@@ -89,7 +89,7 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
     from pyspark.sql import SparkSession
 
     from crawl2model.pipeline.cluster import fitted_conf, prepare_workers, warm_executors
-    from crawl2model.pipeline.jvm_archive import driver_options
+    from crawl2model.pipeline.jvm_archive import driver_options, publish_at_exit
     from crawl2model.pipeline.worker_daemon import PRELOAD_ENV
 
     active = SparkSession.getActiveSession()
@@ -130,6 +130,7 @@ def get_spark(app_name: str = "crawl2model", master: str | None = None,
     # The context first: in local mode the Python workers start (in the background) while the
     # SQL session initializes, a second of a fresh JVM.
     sc = SparkContext.getOrCreate(spark_conf)
+    publish_at_exit()
     sc.setLogLevel(os.environ.get("CRAWL2MODEL_SPARK_LOG_LEVEL", "WARN"))
     if worker_preload:  # before any Python task, so that all of them share one daemon (one environment)
         sc.environment[PRELOAD_ENV] = ",".join(worker_preload)

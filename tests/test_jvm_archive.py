@@ -35,6 +35,17 @@ def test_options_record_then_map_then_off(cache, monkeypatch):
     assert jvm_archive.driver_options() == "" and jvm_archive.archive_path() is None
 
 
+def test_recording_removes_partial_archives_of_dead_processes(cache):
+    path = jvm_archive.archive_path()
+    path.parent.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan, alive = jvm_archive._partial(path, int(dead.stdout)), jvm_archive._partial(path, os.getppid())
+    orphan.write_bytes(b"x")
+    alive.write_bytes(b"x")
+    assert "-XX:ArchiveClassesAtExit" in jvm_archive.driver_options()
+    assert not orphan.exists() and alive.exists()
+
+
 def test_a_failed_dump_is_not_retried(cache):
     path = jvm_archive.archive_path()
     path.parent.mkdir(parents=True)
@@ -51,7 +62,6 @@ spark.range(3).count()
 pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
 info = subprocess.run(["jcmd", str(pid), "VM.info"], capture_output=True, text=True).stdout
 print("MAPPED", re.search(r"CDS archive\\(s\\) mapped at: .*size (\\d+)", info).group(1))
-jvm_archive.save_archive(spark)
 """
 
 
