@@ -14,8 +14,10 @@ before its own timer starts). Stops the cluster at the end.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,12 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "cluster.json"))
     p.add_argument("--spark-conf", action="append", default=[], metavar="K=V",
                    help="extra conf for both runs, e.g. spark.eventLog.enabled=true")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (outputs, cluster logs) for a look")
     args = p.parse_args(argv)
     extra = dict(kv.split("=", 1) for kv in args.spark_conf)
     extra_flags = [x for kv in args.spark_conf for x in ("--spark-conf", kv)]
     if not os.path.isfile(args.archive):
         subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_env.py")], check=True)
     work = Path(tempfile.mkdtemp(prefix="crawl2model-cluster-bench-"))
+    if not args.keep:  # ~1.3 GB: both flows' outputs and the cluster's work folders (unpacked archives)
+        atexit.register(shutil.rmtree, work, True)
     tokenizer = str(work / "tok")
     local = work / "local"
     # The tokenizer is trained once (not a Spark stage), from the local run's filter output.
