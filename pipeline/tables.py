@@ -74,16 +74,21 @@ def _data_schema(file: str, base: str) -> "StructType | None":
     (`dump=...`) are left out, so Spark still infers them from the paths as it would have.
     Fields are nullable, as Spark makes every field of a file source.
     """
-    import pyarrow.parquet as pq
     from pyspark.sql.pandas.types import from_arrow_schema
 
     keys = _partition_values(base, file) if file != base else {}
     try:
-        arrow = pq.read_schema(file)
-        return from_arrow_schema(pa.schema([f.with_nullable(True) for f in arrow if f.name not in keys]))
+        return from_arrow_schema(pa.schema([f.with_nullable(True) for f in _file_fields(file, keys)]))
     except (OSError, TypeError, ValueError, pa.ArrowException) as e:  # a type PySpark cannot map: Spark's own way
         log.debug(f"schema of {file} left to Spark: {e}")
         return None
+
+
+def _file_fields(file: str, partition_keys, fs=None) -> list[pa.Field]:
+    """A Parquet file's columns from its footer, less the hive partition columns."""
+    import pyarrow.parquet as pq
+
+    return [f for f in pq.read_schema(file, filesystem=fs) if f.name not in partition_keys]
 
 
 def _partition_values(base: str, file: str) -> dict[str, str]:
@@ -94,14 +99,12 @@ def _partition_values(base: str, file: str) -> dict[str, str]:
 
 def _read_with_arrow(spark: "SparkSession", path: str, files: list[str]) -> "DataFrame":
     """A table read file by file with pyarrow inside Spark tasks (one task per file)."""
-    import pyarrow.parquet as pq
     from pyspark.sql.pandas.types import from_arrow_schema
 
     fs, base = filesystem(path)
     inner = [filesystem(f)[1] for f in files]
     keys = list(_partition_values(base, inner[0]))
-    file_schema = pq.read_schema(inner[0], filesystem=fs)
-    schema = pa.schema([f for f in file_schema if f.name not in keys] + [pa.field(k, pa.string()) for k in keys])
+    schema = pa.schema(_file_fields(inner[0], keys, fs) + [pa.field(k, pa.string()) for k in keys])
 
     def read(batches):
         import pyarrow.parquet as pq

@@ -26,9 +26,8 @@ PRELOAD_ENV = "CRAWL2MODEL_WORKER_PRELOAD"
 COMMON = ("pyarrow", "pandas", "pyspark.worker")
 
 
-def preload(spec: str) -> list[str]:
-    """Import (and call) each entry of `spec` and COMMON; the entries that failed."""
-    failed = []
+def preload(spec: str) -> None:
+    """Import (and call) each entry of `spec` and COMMON; a failure is reported and skipped."""
     for item in (*COMMON, *(s.strip() for s in spec.split(",") if s.strip())):
         module, _, function = item.partition(":")
         try:
@@ -38,8 +37,6 @@ def preload(spec: str) -> list[str]:
         except Exception as e:  # noqa: BLE001 - see the module docstring
             print(f"crawl2model worker daemon: preloading {item} failed: {type(e).__name__}: {e}",
                   file=sys.stderr, flush=True)
-            failed.append(item)
-    return failed
 
 
 def main() -> None:
