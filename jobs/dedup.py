@@ -49,9 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidate-threshold", type=float, metavar="T",
                    help="similarity the LSH bands are tuned to (default: --threshold; with --verify-by "
                         "shingles, 0.1 below it)")
+    p.add_argument("--one-task-docs", type=int, metavar="N",
+                   help="inputs of at most N documents are deduplicated after their signatures in one Python "
+                        "task (~1 KB of worker memory per document), larger ones by the distributed plan "
+                        "(default 500000; 0 always distributes)")
     p.add_argument("--one-task-edges", type=int, metavar="N",
-                   help="graphs of at most N edges get their components from one union-find task, larger "
-                        "ones from distributed large-star/small-star rounds (default 10000000)")
+                   help="in the distributed plan, graphs of at most N edges get their components from one "
+                        "union-find task, larger ones from large-star/small-star rounds (default 10000000)")
     p.add_argument("--max-shingles", type=int, help="cap on shingles per document (default 100000)")
     p.add_argument("--output-partitions", type=int, help="files per dump in kept/ (default 4)")
     p.add_argument("--index", metavar="DIR",

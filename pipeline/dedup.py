@@ -61,8 +61,11 @@ class DedupConfig:
     max_shingles: int = 100_000
     # The removal-rate-by-number-of-dumps curve and per-dump removal (one union-find pass each).
     rate_by_dumps: bool = True
-    # Graphs with at most this many edges get their components from one union-find task
-    # (~100 bytes of worker memory per edge); larger ones from large-star/small-star rounds.
+    # Inputs of at most this many documents are deduplicated after their signatures in one Python
+    # task (`dedup_graph`, ~1 KB of worker memory per document); larger ones by the distributed plan.
+    one_task_docs: int = 500_000
+    # In the distributed plan, graphs with at most this many edges get their components from one
+    # union-find task (~100 bytes of worker memory per edge); larger ones from large-star/small-star rounds.
     one_task_edges: int = 10_000_000
     # Files the outputs are hashed into; fixed, so reruns on any cluster write the same bytes.
     output_partitions: int = 4
@@ -134,18 +137,6 @@ def _fixed_binary(rows: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(np.ascontiguousarray(rows).tobytes())])
 
 
-def _rows_of(binary: pa.Array, dtype=np.uint32) -> np.ndarray:
-    """Inverse of `_fixed_binary`: a (n, k) view of equal-width binary values."""
-    if isinstance(binary, pa.ChunkedArray):
-        binary = binary.combine_chunks()
-    n = len(binary)
-    if n == 0:
-        return np.zeros((0, 0), dtype=dtype)
-    offsets = np.frombuffer(binary.buffers()[1], dtype=np.int32)[binary.offset: binary.offset + n + 1]
-    data = np.frombuffer(binary.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
-    return data.view(dtype).reshape(n, -1)
-
-
 SIG_DDL = "exact string, sig binary, bands array<long>"
 
 
@@ -180,35 +171,6 @@ def signature_batch(batch: pa.RecordBatch, params, bands: int, rows: int,
     return pa.RecordBatch.from_arrays(cols, names=names)
 
 
-def _sets_of(binary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, uint32 values) of binary values that each hold a sorted shingle set."""
-    if isinstance(binary, pa.ChunkedArray):
-        binary = binary.combine_chunks()
-    offsets = np.frombuffer(binary.buffers()[1], dtype=np.int32)[binary.offset: binary.offset + len(binary) + 1]
-    end = int(offsets[-1]) if len(binary) else 0
-    data = np.frombuffer(binary.buffers()[2], dtype=np.uint8)[:end].view(np.uint32) if end else np.zeros(0, np.uint32)
-    return (offsets // 4).astype(np.int64), data
-
-
-def jaccard_batch(batch: pa.RecordBatch, exact: bool = False) -> pa.RecordBatch:
-    """(src, dst, sig_src, sig_dst, *other) -> (src, dst, *other, jaccard).
-
-    The two columns hold signatures (the Jaccard estimate: equal positions)
-    or, with `exact`, shingle sets (the exact Jaccard). Other columns pass
-    through, so a caller needs no join to get them back.
-    """
-    if exact:
-        from crawl2model.pipeline.minhash import set_jaccard
-
-        j = set_jaccard(*_sets_of(batch.column("sig_src")), *_sets_of(batch.column("sig_dst")))
-    else:
-        a, b = _rows_of(batch.column("sig_src")), _rows_of(batch.column("sig_dst"))
-        j = (a == b).mean(axis=1) if len(a) else np.zeros(0)
-    names = [n for n in batch.schema.names if n not in ("sig_src", "sig_dst")]
-    return pa.RecordBatch.from_arrays([batch.column(n) for n in names] + [pa.array(j, pa.float64())],
-                                      names=[*names, "jaccard"])
-
-
 # --- graph building ---------------------------------------------------------------------
 
 def star_edges(members: "DataFrame", key_cols: list[str]) -> tuple["DataFrame", "DataFrame"]:
@@ -228,17 +190,10 @@ def star_edges(members: "DataFrame", key_cols: list[str]) -> tuple["DataFrame", 
 
 
 def _size_histogram(sizes: "DataFrame", col: str = "size") -> dict[str, int]:
-    """Counts of group sizes in power-of-two bins: {'2': n, '3-4': n, '5-8': n, ...}."""
-    from pyspark.sql import functions as F
+    """Counts of group sizes in power-of-two bins (`dedup_graph.size_histogram`)."""
+    from crawl2model.pipeline.dedup_graph import size_histogram
 
-    rows = (sizes.select(F.ceil(F.log2(F.col(col).cast("double"))).cast("int").alias("b"))
-                 .groupBy("b").count().orderBy("b").collect())
-    out = {}
-    for r in rows:
-        hi = 2 ** r["b"]
-        lo = hi // 2 + 1
-        out[str(hi) if lo == hi else f"{lo}-{hi}"] = r["count"]
-    return out
+    return size_histogram({r[col]: r["count"] for r in sizes.groupBy(col).count().collect()})
 
 
 # --- the job ----------------------------------------------------------------------------
@@ -283,11 +238,6 @@ def _number_documents(rows: "DataFrame", old_dumps: list[str],
     return numbered, dumps, [per_dump[d] for d in dumps], local
 
 
-def _dump_of(node: np.ndarray, dump_ends: np.ndarray) -> np.ndarray:
-    """Index of the dump a node belongs to: node ids are ranked by dump, dump k ends at dump_ends[k]."""
-    return np.searchsorted(dump_ends, node, side="right").astype(np.int64)
-
-
 def unions_by_dump(edges: "DataFrame", key: "Column", dump_sizes: list[int]) -> list[int]:
     """Per dump k: edges that join two clusters when edges are added by the later dump of their ends.
 
@@ -301,13 +251,14 @@ def unions_by_dump(edges: "DataFrame", key: "Column", dump_sizes: list[int]) -> 
     from pyspark.sql import functions as F
 
     from crawl2model.pipeline.components import edge_arrays, forest_edges_by_order
+    from crawl2model.pipeline.dedup_graph import dump_of
 
     n = len(dump_sizes)
     ends = np.cumsum(dump_sizes)
 
     def count(batches):
         src, dst = edge_arrays(batches)
-        unions = forest_edges_by_order(src, dst, _dump_of(np.maximum(src, dst), ends), n)
+        unions = forest_edges_by_order(src, dst, dump_of(np.maximum(src, dst), ends), n)
         yield pa.RecordBatch.from_arrays([pa.array(np.arange(n, dtype=np.int32)), pa.array(unions)],
                                          names=["dump_idx", "unions"])
 
@@ -343,7 +294,7 @@ def build_edges(sigs: "DataFrame", cfg: DedupConfig, want: int) -> tuple["DataFr
     """
     from pyspark.sql import functions as F
 
-    from crawl2model.pipeline.dedup_edges import EXACT_BAND, GLOBAL, PER_DUMP, raw_edges
+    from crawl2model.pipeline.dedup_edges import EXACT_BAND, GLOBAL, PER_DUMP, jaccard_batch, raw_edges
 
     raw = raw_edges(sigs, want)
     merged = raw.groupBy("src", "dst").agg(F.bit_or("scope").alias("scope"),
@@ -390,6 +341,7 @@ def edge_stats(edges: "DataFrame", raw: "DataFrame", bit: int) -> dict:
     from pyspark.sql import functions as F
 
     from crawl2model.pipeline.dedup_edges import EXACT_BAND
+    from crawl2model.pipeline.dedup_graph import edge_figures
 
     groups = (in_scope(raw, bit).groupBy("band", "dst").agg((F.count(F.lit(1)) + 1).alias("size"))
                                 .select(F.when(F.col("band") == EXACT_BAND, "exact").otherwise("bucket").alias("kind"),
@@ -404,19 +356,10 @@ def edge_stats(edges: "DataFrame", raw: "DataFrame", bit: int) -> dict:
     counts = {r["kind"]: r for r in in_scope(edges, bit).where(F.col("kind") == "near").groupBy("kind").agg(
         F.count(F.lit(1)).alias("n"), F.sum(F.col("verified").cast("long")).alias("verified")).collect()}
     near = counts.get("near", {"n": 0, "verified": 0})
-    return {
-        "exact_groups": exact["n"],
-        "exact_duplicates": (exact["members"] or 0) - exact["n"],
-        "candidate_edges": near["n"],
-        "verified_edges": near["verified"] or 0,
-        "buckets_with_collisions": bucket["n"],
-        "bucket_size_max": bucket["max"],
-        "bucket_size_p99": bucket["p99"],
-        # Before merging across bands: an edge found by several bands counts in each.
-        "candidate_edges_per_band": {str(r["band"]): r["members"] - r["n"] for r in
-                                     sorted((r for r in rows if r["g"] == 0 and r["kind"] == "bucket"),
-                                            key=lambda r: r["band"])},
-    }
+    return edge_figures((exact["n"], exact["members"] or 0),
+                        (bucket["n"], bucket["members"] or 0, bucket["max"], bucket["p99"]),
+                        (near["n"], near["verified"] or 0),
+                        {r["band"]: r["members"] - r["n"] for r in rows if r["g"] == 0 and r["kind"] == "bucket"})
 
 
 def _signature_rows(docs: "DataFrame", cfg: DedupConfig, bands: int, rows: int) -> "DataFrame":
@@ -466,6 +409,8 @@ def _duplicates(members: "DataFrame", sigs: "DataFrame", cfg: DedupConfig) -> "D
     exact with shingle verification), cluster_id."""
     from pyspark.sql import functions as F
 
+    from crawl2model.pipeline.dedup_edges import jaccard_batch
+
     s, exact = sigs.select("node", "exact", F.col(cfg.verify_column).alias("sig")), cfg.verify_by == "shingles"
     pairs = (members.where("removed").join(s, "node")
                     .join(s.select(F.col("node").alias("rep"), F.col("exact").alias("rep_exact"),
@@ -482,7 +427,7 @@ def _duplicates(members: "DataFrame", sigs: "DataFrame", cfg: DedupConfig) -> "D
                     "cluster_id")
 
 
-def _rate_by_dumps(edges: "DataFrame", comps: "DataFrame | None", dump_sizes: list[int], out) -> dict:
+def _rate_by_dumps(edges: "DataFrame", comps: "DataFrame | None", dump_sizes: list[int]) -> dict:
     """The paper's curve (removal for the first k dumps together) and per-dump removal: the report's part.
 
     Star edges point to the smallest node of their group, which lies in the
@@ -496,6 +441,7 @@ def _rate_by_dumps(edges: "DataFrame", comps: "DataFrame | None", dump_sizes: li
     from pyspark.sql import functions as F
 
     from crawl2model.pipeline.dedup_edges import GLOBAL, PER_DUMP
+    from crawl2model.pipeline.dedup_graph import curve_figures
 
     verified = edges.where("verified").select("src", "dst", "scope")
     global_edges = in_scope(verified, GLOBAL).select("src", "dst")
@@ -504,31 +450,108 @@ def _rate_by_dumps(edges: "DataFrame", comps: "DataFrame | None", dump_sizes: li
     else:
         by_component = global_edges.join(comps.select(F.col("node").alias("src"), "component"), "src")
         unions = unions_by_dump(by_component, F.col("component"), dump_sizes)
-    docs_in, report = sum(dump_sizes), {}
-    removed, n_docs, curve = 0, 0, []
-    for k, (size, u) in enumerate(zip(dump_sizes, unions), 1):
-        removed += u
-        n_docs += size
-        curve.append({"dumps": k, "docs": n_docs, "removed": removed,
-                      "removed_fraction": round(removed / n_docs, 6) if n_docs else 0.0})
-    report["rate_by_dumps"] = curve
-    report["rate_by_dumps_method"] = (
-        "for k = 1..N, the star edges (exact and LSH, verified) among documents of the first k dumps "
-        "in chronological (name) order; removed = documents in duplicate clusters minus clusters; "
-        "fraction of the documents in those k dumps")
     per_dump = in_scope(verified, PER_DUMP).select("src", "dst")
-    removed = sum(unions_by_dump(per_dump, _dump_column(F.col("src"), dump_sizes), dump_sizes))
-    report["per_dump_mode_removed"] = removed
-    report["per_dump_mode_removed_fraction"] = round(removed / docs_in, 6) if docs_in else 0.0
-    _plot_rate(report, out)
-    return report
+    per_dump_removed = sum(unions_by_dump(per_dump, _dump_column(F.col("src"), dump_sizes), dump_sizes))
+    return curve_figures(dump_sizes, unions, per_dump_removed)
 
 
-def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
+@dataclass
+class _Graph:
+    """What either graph path hands the outputs: the members of duplicate clusters (doc_id,
+    cluster_id, cluster_size, removed), the removed ones' rows for duplicates/, the dumps, and the
+    report's figures: known already, or Spark jobs to run alongside the writes."""
+
+    members: "DataFrame"
+    duplicates: "DataFrame"
+    dumps: list[str]
+    dump_sizes: list[int]
+    figures: dict = field(default_factory=dict)
+    figure_jobs: list = field(default_factory=list)
+    persisted: list = field(default_factory=list)
+
+
+def _graph_in_one_task(sig_rows: "DataFrame", cfg: DedupConfig, want: int, main: int, curve: bool) -> _Graph:
+    """Every step after the signatures in one Python task (`dedup_graph`): one job, one shuffle."""
+    import json
+
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from crawl2model.pipeline.dedup_graph import MEMBER_DDL, solve
+
+    graph = (sig_rows.repartition(1).mapInArrow(lambda it: solve(it, cfg, want, main, curve), MEMBER_DDL)
+                     .persist(StorageLevel.MEMORY_AND_DISK))
+    figures = json.loads(graph.where(F.col("figures").isNotNull()).select("figures").collect()[0][0])
+    members = graph.where(F.col("figures").isNull())
+    duplicates = members.where("removed").select("doc_id", "dump", "url", "representative", "representative_dump",
+                                                 "reason", "jaccard", "cluster_id")
+    return _Graph(members, duplicates, figures.pop("dumps"), figures.pop("dump_sizes"), figures,
+                  persisted=[graph])
+
+
+def _graph_distributed(spark: "SparkSession", sig_rows: "DataFrame", cfg: DedupConfig, want: int, main: int,
+                       curve: bool, index, timer: Timer) -> tuple[_Graph, "DataFrame"]:
+    """The graph in Spark jobs that scale with the cluster; also returns the numbered signature
+    rows (the incremental index appends the kept ones)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from crawl2model.pipeline.components import components_in_one_task, connected_components
+
+    first_node, old_dumps = (index.next_node, index.dumps) if index else (0, [])
+    # Signatures first, persisted: the numbering's sort samples its keys and then sorts, and must
+    # not run the Python pass twice.
+    sig_rows = sig_rows.persist(StorageLevel.MEMORY_AND_DISK)
+    sig_rows.count()
+    timer.mark("signatures")
+    sigs, dumps, dump_sizes, numbered = _number_documents(sig_rows, old_dumps, first_node)
+    if index:  # removed documents are new ones only: the old ones' URLs are never needed
+        sigs = sigs.unionByName(index.entries().withColumn("url", F.lit(None).cast("string")))
+    sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
+    sigs.count()
+    numbered.unpersist()
+    sig_rows.unpersist()
+    timer.mark("number_documents")
+    attrs = sigs.select("node", "doc_id", "dump", "dump_idx", "n_chars", "url")
+
+    all_edges, raw = build_edges(sigs, cfg, want)
+    raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+    all_edges = all_edges.localCheckpoint()
+    edges = in_scope(all_edges, main).where("verified").select("src", "dst")
+    new_only = None
+    if index:  # old documents were deduplicated already: only edges that touch a new one matter
+        edges = edges.where((F.col("src") >= first_node) | (F.col("dst") >= first_node))
+        new_only = F.col("node") >= first_node
+    timer.mark("edges")
+    if edges.count() <= cfg.one_task_edges:
+        comps, rounds = components_in_one_task(edges), 0
+    else:
+        comps, rounds = connected_components(edges, reliable_checkpoint=True, label="components")
+    comps = comps.persist(StorageLevel.MEMORY_AND_DISK)
+    timer.mark("components")
+
+    members = _cluster_members(comps, attrs, cfg.keep, new_only).persist(StorageLevel.MEMORY_AND_DISK)
+    duplicates = _duplicates(members, sigs, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+
+    def removals() -> dict:
+        per_dump, by_reason = dict.fromkeys(dumps, 0), {"exact": 0, "near": 0}
+        for r in duplicates.groupBy("dump", "reason").count().collect():
+            per_dump[r["dump"]] += r["count"]
+            by_reason[r["reason"]] += r["count"]
+        return {"removed_per_dump": per_dump, "removed_by_reason": by_reason}
+
+    jobs = [removals, lambda: edge_stats(all_edges, raw, main),
+            lambda: {"component_size_histogram": _size_histogram(
+                members.select("cluster_id", "cluster_size").distinct(), "cluster_size")}]
+    if curve:
+        jobs.append(lambda: _rate_by_dumps(all_edges, None if rounds == 0 else comps, dump_sizes))
+    return _Graph(members, duplicates, dumps, dump_sizes, {"components_rounds": rounds}, jobs,
+                  [raw, duplicates, members, comps]), sigs
+
+
+def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
+    from pyspark.sql import functions as F
+
     from crawl2model.pipeline.dedup_edges import GLOBAL, PER_DUMP
     from crawl2model.pipeline.dedup_index import DedupIndex
     from crawl2model.pipeline.minhash import fp_fn_curve, fp_fn_mass
@@ -554,76 +577,46 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
             return {"stage": "dedup", "docs_in": 0, "docs_out": 0, "removed_by_reason": {},
                     "already_indexed_dumps": input_dumps}
         docs = docs.where(F.col("dump").isin(new_dumps))
-    # Signatures first, persisted: the numbering's sort samples its keys and then sorts, and must
-    # not run the Python pass twice.
-    sig_rows = _signature_rows(docs, cfg, bands, rows).persist(StorageLevel.MEMORY_AND_DISK)
-    sig_rows.count()
-    timer.mark("signatures")
-    sigs, dumps, dump_sizes, numbered = _number_documents(sig_rows, old_dumps, first_node)
-    docs_in = sum(dump_sizes)
-    log.info(f"{len(dumps)} dumps ({len(old_dumps)} more in the index); LSH {bands} bands x {rows} rows "
-             f"over {cfg.num_perm} permutations ({cfg.scheme}), threshold {cfg.threshold}, mode {cfg.mode}, "
-             f"keep {cfg.keep}")
-    if index:  # removed documents are new ones only: the old ones' URLs are never needed
-        sigs = sigs.unionByName(index.entries().withColumn("url", F.lit(None).cast("string")))
-    sigs = sigs.persist(StorageLevel.MEMORY_AND_DISK)
-    sigs.count()
-    numbered.unpersist()
-    sig_rows.unpersist()
-    timer.mark("number_documents")
-    attrs = sigs.select("node", "doc_id", "dump", "dump_idx", "n_chars", "url")
-
     curve = cfg.rate_by_dumps and cfg.mode == "global" and not index
     main = PER_DUMP if cfg.mode == "per-dump" else GLOBAL
-    all_edges, raw = build_edges(sigs, cfg, main | (PER_DUMP if curve else 0))
-    raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
-    all_edges = all_edges.localCheckpoint()
-    edges = in_scope(all_edges, main).where("verified").select("src", "dst")
-    new_only = None
-    if index:  # old documents were deduplicated already: only edges that touch a new one matter
-        edges = edges.where((F.col("src") >= first_node) | (F.col("dst") >= first_node))
-        new_only = F.col("node") >= first_node
-    timer.mark("edges")
-    if edges.count() <= cfg.one_task_edges:
-        comps, rounds = components_in_one_task(edges), 0
+    want = main | (PER_DUMP if curve else 0)
+    sig_rows = _signature_rows(docs, cfg, bands, rows)
+    log.info(f"LSH {bands} bands x {rows} rows over {cfg.num_perm} permutations ({cfg.scheme}), "
+             f"threshold {cfg.threshold}, mode {cfg.mode}, keep {cfg.keep}")
+    # Parquet counts from the footers; the incremental index is always solved by the distributed plan.
+    one_task = not index and docs.count() <= cfg.one_task_docs
+    sigs = None
+    if one_task:
+        graph = _graph_in_one_task(sig_rows, cfg, want, main, curve)
+        timer.mark("graph")
     else:
-        comps, rounds = connected_components(edges, reliable_checkpoint=True, label="components")
-    comps = comps.persist(StorageLevel.MEMORY_AND_DISK)
-    timer.mark("components")
+        graph, sigs = _graph_distributed(spark, sig_rows, cfg, want, main, curve, index, timer)
+    dumps, dump_sizes, docs_in = graph.dumps, graph.dump_sizes, sum(graph.dump_sizes)
+    log.info(f"{len(dumps)} dumps ({len(old_dumps)} more in the index), {docs_in} documents; graph "
+             + ("in one task" if one_task else "distributed"))
 
-    members = _cluster_members(comps, attrs, cfg.keep, new_only).persist(StorageLevel.MEMORY_AND_DISK)
-    duplicates = _duplicates(members, sigs, cfg).persist(StorageLevel.MEMORY_AND_DISK)
     parts = cfg.output_partitions
     # A document in no cluster is a cluster of one, named by itself.
     doc_cols = [c for c in docs.columns if c not in ("cluster_id", "cluster_size")]
-    kept = (docs.join(members.select("doc_id", "cluster_id", "cluster_size", "removed"), "doc_id", "left")
+    kept = (docs.join(graph.members.select("doc_id", "cluster_id", "cluster_size", "removed"), "doc_id", "left")
                 .where(~F.coalesce("removed", F.lit(False)))
                 .select(*doc_cols, F.coalesce("cluster_id", "doc_id").alias("cluster_id"),
                         F.coalesce("cluster_size", F.lit(1)).cast("long").alias("cluster_size")))
-    # The outputs, the counts and the curve are independent Spark jobs, run at once: on all but
-    # huge inputs each is a chain of short stages, and one's gaps are the others' cores.
+    # The outputs and the figures are independent Spark jobs, run at once: on all but huge
+    # inputs each is a chain of short stages, and one's gaps are the others' cores.
     with ThreadPoolExecutor(6, thread_name_prefix="dedup-outputs") as pool:
-        edge_figures = pool.submit(edge_stats, all_edges, raw, main)
-        wrote = [pool.submit(write_parquet, duplicates, f"{out.tmp_uri}/duplicates", sort_by=["doc_id"],
+        figure_jobs = [pool.submit(job) for job in graph.figure_jobs]
+        wrote = [pool.submit(write_parquet, graph.duplicates, f"{out.tmp_uri}/duplicates", sort_by=["doc_id"],
                              num_files=parts),
                  pool.submit(write_parquet, kept, f"{out.tmp_uri}/kept", partition_by=["dump"], sort_by=["doc_id"],
                              num_files=parts)]
-        reasons = pool.submit(lambda: duplicates.groupBy("dump", "reason").count().collect())
-        histogram = pool.submit(_size_histogram, members.select("cluster_id", "cluster_size").distinct(),
-                                "cluster_size")
-        curve_part = pool.submit(_rate_by_dumps, all_edges, None if rounds == 0 else comps, dump_sizes, out) \
-            if curve else None
         kept_rows = sum(n for _, n in wrote[1].result())
         wrote[0].result()
-        removed_per_dump = {d: 0 for d in dumps}
-        by_reason = {"exact": 0, "near": 0}
-        for r in reasons.result():
-            removed_per_dump[r["dump"]] += r["count"]
-            by_reason[r["reason"]] += r["count"]
-        report_parts = {**edge_figures.result(), "component_size_histogram": histogram.result(),
-                        **(curve_part.result() if curve_part else {})}
-    raw.unpersist()
+        figures = dict(graph.figures)
+        for job in figure_jobs:
+            figures.update(job.result())
     timer.mark("outputs")
+    removed_per_dump, by_reason = figures.pop("removed_per_dump"), figures.pop("removed_by_reason")
     docs_removed = sum(removed_per_dump.values())
     if kept_rows != docs_in - docs_removed:
         raise RuntimeError(f"dedup: wrote {kept_rows} kept documents, expected {docs_in - docs_removed}")
@@ -636,19 +629,23 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         "removed_by_reason": by_reason,
         "docs_per_dump": dict(zip(dumps, dump_sizes)),
         "removed_per_dump": removed_per_dump,
-        "components_rounds": rounds,
+        "graph": "one task" if one_task else "distributed",
+        "components_rounds": figures.pop("components_rounds", 0),
         "lsh": {"bands": bands, "rows": rows, "num_perm": cfg.num_perm, "threshold": cfg.threshold,
                 "candidate_threshold": cfg.lsh_threshold, "verify_by": cfg.verify_by if cfg.verify else None,
                 "false_positive_mass": round(fp, 6), "false_negative_mass": round(fn, 6),
                 "candidate_curve": fp_fn_curve(bands, rows)},
-        **report_parts,
+        **figures,
     }
+    if curve:
+        _plot_rate(report, out)
     if index:
-        kept_nodes = sigs.where(F.col("node") >= first_node).join(duplicates.select("doc_id"), "doc_id", "left_anti")
+        kept_nodes = sigs.where(F.col("node") >= first_node).join(graph.duplicates.select("doc_id"), "doc_id",
+                                                                  "left_anti")
         report["index"] = index.append(kept_nodes, old_dumps + dumps, first_node + docs_in)
         timer.mark("index")
 
-    for df in (duplicates, members, comps, sigs):
+    for df in graph.persisted + ([sigs] if sigs is not None else []):
         df.unpersist()
     report["timings"] = timer.report()
     report["seconds"] = round(timer.total, 3)

@@ -155,3 +155,49 @@ def raw_edges(sigs: "DataFrame", want: int) -> "DataFrame":
     keys = sigs.select("node", "dump_idx", "exact", "bands").mapInArrow(
         lambda it: (key_rows_batch(b) for b in it), KEY_DDL)
     return keys.repartition("band", "bh").mapInArrow(lambda it: bucket_edges(it, want), RAW_EDGE_DDL)
+
+
+# --- verification: the Jaccard of an edge's two ends -------------------------------------
+
+def _rows_of(binary: pa.Array, dtype=np.uint32) -> np.ndarray:
+    """A (n, k) view of equal-width binary values (signatures), the inverse of `dedup._fixed_binary`."""
+    if isinstance(binary, pa.ChunkedArray):
+        binary = binary.combine_chunks()
+    n = len(binary)
+    if n == 0:
+        return np.zeros((0, 0), dtype=dtype)
+    offsets = np.frombuffer(binary.buffers()[1], dtype=np.int32)[binary.offset: binary.offset + n + 1]
+    data = np.frombuffer(binary.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
+    return data.view(dtype).reshape(n, -1)
+
+
+def _sets_of(binary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, uint32 values) of binary values that each hold a sorted shingle set."""
+    if isinstance(binary, pa.ChunkedArray):
+        binary = binary.combine_chunks()
+    offsets = np.frombuffer(binary.buffers()[1], dtype=np.int32)[binary.offset: binary.offset + len(binary) + 1]
+    end = int(offsets[-1]) if len(binary) else 0
+    data = np.frombuffer(binary.buffers()[2], dtype=np.uint8)[:end].view(np.uint32) if end else np.zeros(0, np.uint32)
+    return (offsets // 4).astype(np.int64), data
+
+
+def pair_jaccard(a: pa.Array, b: pa.Array, exact: bool = False) -> np.ndarray:
+    """Jaccard of row k of `a` and `b`: the signatures' share of equal positions (the estimate) or,
+    with `exact`, the shingle sets' exact Jaccard."""
+    if exact:
+        from crawl2model.pipeline.minhash import set_jaccard
+
+        return set_jaccard(*_sets_of(a), *_sets_of(b))
+    a, b = _rows_of(a), _rows_of(b)
+    return (a == b).mean(axis=1) if len(a) else np.zeros(0)
+
+
+def jaccard_batch(batch: pa.RecordBatch, exact: bool = False) -> pa.RecordBatch:
+    """(src, dst, sig_src, sig_dst, *other) -> (src, dst, *other, jaccard), by `pair_jaccard`.
+
+    Other columns pass through, so a caller needs no join to get them back.
+    """
+    j = pair_jaccard(batch.column("sig_src"), batch.column("sig_dst"), exact)
+    names = [n for n in batch.schema.names if n not in ("sig_src", "sig_dst")]
+    return pa.RecordBatch.from_arrays([batch.column(n) for n in names] + [pa.array(j, pa.float64())],
+                                      names=[*names, "jaccard"])

@@ -52,7 +52,8 @@ import numpy as np
 import pyarrow as pa
 from crawl2model.core.text import words
 from crawl2model.pipeline import components, dedup_edges
-from crawl2model.pipeline.dedup import DedupConfig, jaccard_batch, signature_batch
+from crawl2model.pipeline.dedup import DedupConfig, signature_batch
+from crawl2model.pipeline.dedup_edges import jaccard_batch
 cfg = DedupConfig(input=["-"], output="-")
 texts = ["The quick brown fox jumps over the lazy dog " * 3, "The quick brown fox jumps over the lazy dog " * 3,
          "", "数据去重与过滤 " * 5, None]

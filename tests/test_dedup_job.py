@@ -194,13 +194,36 @@ def test_byte_identical_on_rerun_with_other_parallelism(documents, deduped, tmp_
         capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    def files(root: Path) -> dict[str, str]:
-        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for sub in ("kept", "duplicates") for p in sorted((root / sub).rglob("*.parquet"))}
-
-    assert files(out) == files(deduped)
+    assert _parquet_digests(out) == _parquet_digests(deduped)
     a, b = read_json(str(out / "report.json")), read_json(str(deduped / "report.json"))
     assert a["rate_by_dumps"] == b["rate_by_dumps"] and a["removed_by_reason"] == b["removed_by_reason"]
+
+
+def _parquet_digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for sub in ("kept", "duplicates") for p in sorted((root / sub).rglob("*.parquet"))}
+
+
+@pytest.mark.parametrize("flags", [[], ["--keep", "longest", "--url-dedup", "--verify-by", "shingles"],
+                                   ["--keep", "latest", "--mode", "per-dump", "--no-verify"]],
+                         ids=["defaults", "longest-url-shingles", "latest-per-dump-unverified"])
+def test_one_task_graph_equals_the_distributed_plan(documents, deduped, tmp_path, flags):
+    """Small inputs skip the distributed plan (numbering sort, edge shuffles, a job per figure) for
+    one task after the signatures: the same bytes and every figure the same, whatever the options."""
+    runs = {}
+    for plan, limit in (("one task", "1000000"), ("distributed", "0")):
+        if plan == "one task" and not flags:
+            runs[plan] = deduped
+            continue
+        runs[plan] = tmp_path / plan.replace(" ", "-")
+        assert cli(["dedup", "--input", str(documents), "--output", str(runs[plan]),
+                    "--one-task-docs", limit, *flags]) == 0
+    one, dist = (read_json(str(runs[p] / "report.json")) for p in ("one task", "distributed"))
+    assert (one["graph"], dist["graph"]) == ("one task", "distributed")
+    assert one["removed_by_reason"]["near"] > 0
+    skip = {"graph", "timings", "seconds"}
+    assert {k: v for k, v in one.items() if k not in skip} == {k: v for k, v in dist.items() if k not in skip}
+    assert _parquet_digests(runs["one task"]) == _parquet_digests(runs["distributed"])
 
 
 def test_incremental_index_matches_global_run(documents, deduped, tmp_path):
