@@ -51,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "shingles, 0.1 below it)")
     p.add_argument("--one-task-docs", type=int, metavar="N",
                    help="inputs of at most N documents are deduplicated after their signatures in one Python "
-                        "task (~1 KB of worker memory per document), larger ones by the distributed plan "
-                        "(default 500000; 0 always distributes)")
+                        "task (a few KB of worker memory per document), larger ones by the distributed plan "
+                        "(default 250000; 0 always distributes)")
     p.add_argument("--one-task-edges", type=int, metavar="N",
                    help="in the distributed plan, graphs of at most N edges get their components from one "
                         "union-find task, larger ones from large-star/small-star rounds (default 10000000)")

@@ -62,8 +62,8 @@ class DedupConfig:
     # The removal-rate-by-number-of-dumps curve and per-dump removal (one union-find pass each).
     rate_by_dumps: bool = True
     # Inputs of at most this many documents are deduplicated after their signatures in one Python
-    # task (`dedup_graph`, ~1 KB of worker memory per document); larger ones by the distributed plan.
-    one_task_docs: int = 500_000
+    # task (`dedup_graph`, a few KB of worker memory per document); larger ones by the distributed plan.
+    one_task_docs: int = 250_000
     # In the distributed plan, graphs with at most this many edges get their components from one
     # union-find task (~100 bytes of worker memory per edge); larger ones from large-star/small-star rounds.
     one_task_edges: int = 10_000_000

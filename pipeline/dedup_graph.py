@@ -125,7 +125,8 @@ def _bucket_figures(src: np.ndarray, band: np.ndarray, dst: np.ndarray) -> tuple
     sizes = np.diff(np.append(starts, len(order))) + 1
     group_band = band[order][starts]
     ex, bu = sizes[group_band == EXACT_BAND], np.sort(sizes[group_band != EXACT_BAND])
-    # Spark's percentile_approx is exact below 10,000 groups: the value at rank ceil(p * n).
+    # The value at rank ceil(p * n), as Spark's percentile_approx returns it while its summary holds
+    # every value (its default accuracy keeps rank errors below 1 in 10,000 beyond that).
     p99 = int(bu[max(math.ceil(0.99 * len(bu)) - 1, 0)]) if len(bu) else None
     per_band = {int(b): int(n) for b, n in zip(*np.unique(band[band != EXACT_BAND], return_counts=True))}
     return ((len(ex), int(ex.sum())), (len(bu), int(bu.sum()), int(bu.max()) if len(bu) else None, p99), per_band)
@@ -147,6 +148,49 @@ def _representatives(nodes: np.ndarray, comp: np.ndarray, keep: str, n_chars: np
     return best[np.searchsorted(comp[order][starts], comp)]
 
 
+def _number(docs: pa.Table) -> tuple[dict[str, pa.Array], list[str], np.ndarray, np.ndarray]:
+    """The columns in node order (dump, then doc_id, byte-wise as Spark sorts), the dumps, their
+    sizes and each node's dump index."""
+    docs = docs.take(pc.sort_indices(docs, sort_keys=[("dump", "ascending"), ("doc_id", "ascending")]))
+    col = {name: docs.column(name).combine_chunks() for name in docs.column_names}
+    counted = pc.value_counts(col["dump"])  # in order of appearance: sorted
+    dumps, sizes = counted.field("values").to_pylist(), counted.field("counts").to_numpy().astype(np.int64)
+    return col, dumps, sizes, np.repeat(np.arange(len(dumps), dtype=np.int32), sizes)
+
+
+def _edges(col: dict[str, pa.Array], dump_idx: np.ndarray, n_dumps: int, cfg: "DedupConfig", want: int) -> dict:
+    """Raw star edges (r_src, r_dst, r_band, r_scope: one per band that found them, for the figures)
+    and the graph's edges (src, dst, scope, kind, verified) as `dedup.build_edges` makes them."""
+    n = len(dump_idx)
+    keys = key_rows_batch(pa.RecordBatch.from_arrays(
+        [pa.array(np.arange(n, dtype=np.int64)), pa.array(dump_idx), col["exact"], col["bands"]],
+        names=["node", "dump_idx", "exact", "bands"]))
+    raw = next(bucket_edges(iter([keys]), want))
+    e = {f"r_{c}": raw.column(c).to_numpy() for c in ("src", "dst", "band", "scope")}
+    # Merged across bands: one edge per (src, dst), exact when an exact group made it.
+    order, starts = _groups(e["r_src"] * n + e["r_dst"])
+    e["src"], e["dst"] = e["r_src"][order][starts], e["r_dst"][order][starts]
+    e["scope"] = np.bitwise_or.reduceat(e["r_scope"][order], starts) if len(starts) else e["r_scope"][:0]
+    exact = (np.minimum.reduceat(e["r_band"][order], starts) == EXACT_BAND if len(starts)
+             else np.zeros(0, bool))
+    e["kind"], e["verified"] = np.where(exact, EXACT, NEAR), np.ones(len(exact), bool)
+    if cfg.verify:
+        cand = np.flatnonzero(~exact)
+        sig = col[cfg.verify_column]
+        e["verified"][cand] = pair_jaccard(sig.take(e["src"][cand]), sig.take(e["dst"][cand]),
+                                           cfg.verify_by == "shingles") >= cfg.threshold
+    if cfg.url_dedup:
+        has_url = np.flatnonzero(col["url"].is_valid().to_numpy(zero_copy_only=False))
+        code = pc.dictionary_encode(col["url"].take(has_url)).indices.to_numpy().astype(np.int64)
+        for bit, key in ((GLOBAL, code), (PER_DUMP, code * n_dumps + dump_idx[has_url])):
+            if want & bit:
+                u_src, u_dst = _stars(has_url.astype(np.int64), key)
+                for name, add in (("src", u_src), ("dst", u_dst), ("scope", np.full(len(u_src), bit, np.int8)),
+                                  ("kind", np.full(len(u_src), URL)), ("verified", np.ones(len(u_src), bool))):
+                    e[name] = np.concatenate([e[name], add])
+    return e
+
+
 def solve(batches: Iterable[pa.RecordBatch], cfg: "DedupConfig", want: int, main: int,
           curve: bool) -> Iterator[pa.RecordBatch]:
     """Signature rows of every document (`dedup._signature_rows`) -> MEMBER_DDL rows: each member
@@ -157,87 +201,50 @@ def solve(batches: Iterable[pa.RecordBatch], cfg: "DedupConfig", want: int, main
                             {"exact": 0, "near": 0}, **edge_figures((0, 0), (0, 0, None, None), (0, 0), {}),
                             "component_size_histogram": {}, **(curve_figures([], [], 0) if curve else {})})
         return
-    docs = pa.Table.from_batches(parts)
-    docs = docs.take(pc.sort_indices(docs, sort_keys=[("dump", "ascending"), ("doc_id", "ascending")]))
-    col = {name: docs.column(name).combine_chunks() for name in docs.column_names}
-    n = docs.num_rows
-    node = np.arange(n, dtype=np.int64)
-    dumps, dump_sizes = (lambda c: (c.field("values").to_pylist(), c.field("counts").to_numpy()))(
-        pc.value_counts(col["dump"]))
-    dump_idx = np.repeat(np.arange(len(dumps), dtype=np.int32), dump_sizes)
-    ends = np.cumsum(dump_sizes)
-
-    keys = key_rows_batch(pa.RecordBatch.from_arrays(
-        [pa.array(node), pa.array(dump_idx), col["exact"], col["bands"]], names=["node", "dump_idx", "exact", "bands"]))
-    raw = next(bucket_edges(iter([keys]), want))
-    r_src, r_dst, r_band, r_scope = (raw.column(c).to_numpy() for c in ("src", "dst", "band", "scope"))
-
-    # Merge the star edges across bands: one edge per (src, dst), exact when an exact group made it.
-    order, starts = _groups(r_src * n + r_dst)
-    src, dst = r_src[order][starts], r_dst[order][starts]
-    scope = np.bitwise_or.reduceat(r_scope[order], starts) if len(starts) else r_scope[:0]
-    exact = np.minimum.reduceat(r_band[order], starts) == EXACT_BAND if len(starts) else np.zeros(0, bool)
-    verify_col = col[cfg.verify_column]
-    verified = exact.copy()
-    if cfg.verify:
-        cand = np.flatnonzero(~exact)
-        j = pair_jaccard(verify_col.take(src[cand]), verify_col.take(dst[cand]), cfg.verify_by == "shingles")
-        verified[cand] = j >= cfg.threshold
-    else:
-        verified[:] = True
-    kind = np.where(exact, EXACT, NEAR)
-    if cfg.url_dedup:
-        has_url = np.flatnonzero(col["url"].is_valid().to_numpy(zero_copy_only=False))
-        code = pc.dictionary_encode(col["url"].take(has_url)).indices.to_numpy().astype(np.int64)
-        for bit, key in ((GLOBAL, code), (PER_DUMP, code * len(dumps) + dump_idx[has_url])):
-            if want & bit:
-                u_src, u_dst = _stars(has_url.astype(np.int64), key)
-                src, dst = np.concatenate([src, u_src]), np.concatenate([dst, u_dst])
-                scope = np.concatenate([scope, np.full(len(u_src), bit, scope.dtype)])
-                kind = np.concatenate([kind, np.full(len(u_src), URL)])
-                verified = np.concatenate([verified, np.ones(len(u_src), bool)])
-
-    in_main = (scope & main) != 0
-    nodes, comp = components_of_edges(src[in_main & verified], dst[in_main & verified])
+    col, dumps, dump_sizes, dump_idx = _number(pa.Table.from_batches(parts))
+    e = _edges(col, dump_idx, len(dumps), cfg, want)
+    in_main = (e["scope"] & main) != 0
+    nodes, comp = components_of_edges(e["src"][in_main & e["verified"]], e["dst"][in_main & e["verified"]])
     rep = _representatives(nodes, comp, cfg.keep, col["n_chars"].to_numpy(), dump_idx)
     removed = nodes != rep
     _, inverse, counts = np.unique(comp, return_inverse=True, return_counts=True)
-    cluster_size = counts[inverse]
 
+    # The removed: exact when the normalized texts are equal, else near with the Jaccard to the representative.
     gone, gone_rep = nodes[removed], rep[removed]
-    doc_exact = col["exact"]
-    same_text = pc.equal(doc_exact.take(gone), doc_exact.take(gone_rep)).to_numpy(zero_copy_only=False)
-    jaccard = np.ones(len(gone))
+    same_text = pc.equal(col["exact"].take(gone), col["exact"].take(gone_rep)).to_numpy(zero_copy_only=False)
+    jaccard = np.full(len(nodes), np.nan)
     if len(gone):
-        jaccard = np.where(same_text, 1.0, pair_jaccard(verify_col.take(gone), verify_col.take(gone_rep),
-                                                        cfg.verify_by == "shingles"))
+        sig = col[cfg.verify_column]
+        jaccard[removed] = np.where(same_text, 1.0, pair_jaccard(sig.take(gone), sig.take(gone_rep),
+                                                                 cfg.verify_by == "shingles"))
     reason = np.full(len(nodes), None, object)
     reason[removed] = np.where(same_text, "exact", "near")
-    full_jaccard = np.full(len(nodes), np.nan)
-    full_jaccard[removed] = jaccard
 
-    doc_id, dump = col["doc_id"], col["dump"]
-    gone_dumps = dump_idx[gone]
-    near_main = in_main & (kind == NEAR)
-    main_raw = (r_scope & main) != 0
-    exact_groups, buckets, per_band = _bucket_figures(r_src[main_raw], r_band[main_raw], r_dst[main_raw])
+    near_main = in_main & (e["kind"] == NEAR)
+    raw_main = (e["r_scope"] & main) != 0
+    exact_groups, buckets, per_band = _bucket_figures(e["r_src"][raw_main], e["r_band"][raw_main],
+                                                      e["r_dst"][raw_main])
     figures = {
         "dumps": dumps, "dump_sizes": dump_sizes.tolist(),
-        "removed_per_dump": {d: int(c) for d, c in zip(dumps, np.bincount(gone_dumps, minlength=len(dumps)))},
+        "removed_per_dump": dict(zip(dumps, np.bincount(dump_idx[gone], minlength=len(dumps)).tolist())),
         "removed_by_reason": {"exact": int(same_text.sum()), "near": int(len(gone) - same_text.sum())},
-        **edge_figures(exact_groups, buckets, (int(near_main.sum()), int((near_main & verified).sum())), per_band),
+        **edge_figures(exact_groups, buckets, (int(near_main.sum()), int((near_main & e["verified"]).sum())),
+                       per_band),
         "component_size_histogram": size_histogram(dict(zip(*np.unique(counts, return_counts=True)))),
     }
-    if curve:  # unions per dump when edges are added by the later dump of their ends
+    if curve:  # joining edges per dump, edges added by the later dump of their ends
+        ends = np.cumsum(dump_sizes)
         unions, per_dump = (
-            forest_edges_by_order(src[e], dst[e], dump_of(np.maximum(src[e], dst[e]), ends), len(dumps))
-            for e in (verified & ((scope & GLOBAL) != 0), verified & ((scope & PER_DUMP) != 0)))
+            forest_edges_by_order(e["src"][k], e["dst"][k], dump_of(np.maximum(e["src"][k], e["dst"][k]), ends),
+                                  len(dumps))
+            for k in (e["verified"] & ((e["scope"] & GLOBAL) != 0), e["verified"] & ((e["scope"] & PER_DUMP) != 0)))
         figures.update(curve_figures(dump_sizes.tolist(), unions.tolist(), int(per_dump.sum())))
 
+    doc_id, dump = col["doc_id"], col["dump"]
     yield pa.RecordBatch.from_arrays([a.cast(f.type) for a, f in zip([
         doc_id.take(nodes), dump.take(nodes), col["url"].take(nodes), doc_id.take(comp),
-        pa.array(cluster_size, pa.int64()), pa.array(removed), doc_id.take(rep), dump.take(rep),
-        pa.array(reason, pa.string()), pa.array(full_jaccard, pa.float64(), mask=~removed),
+        pa.array(counts[inverse], pa.int64()), pa.array(removed), doc_id.take(rep), dump.take(rep),
+        pa.array(reason, pa.string()), pa.array(jaccard, pa.float64(), mask=~removed),
         pa.nulls(len(nodes), pa.string())], _SCHEMA)], schema=_SCHEMA)
     yield _figures_row(figures)
 
