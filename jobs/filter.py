@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_io_arguments(p, input_help="document table (dedup's kept/ or any Parquet with doc_id, dump, text); "
                                    "with --reapply, a previous filter output folder",
-                     output_help="output folder (kept/, rejected/, report.json, hist_*.png)")
+                     output_help="output folder (kept/, rejected/, report.json, hist_*.svg)")
     p.add_argument("--rules", metavar="RULES.toml", help="rule set overriding the defaults (pipeline/filters/rules.py)")
     p.add_argument("--reapply", action="store_true", default=None,
                    help="apply --rules to the stored signals of the filter output given as --input")

@@ -96,8 +96,8 @@ def note(text: str) -> str:
     return f'<p class="note">{esc(text)}</p>'
 
 
-def img(png: bytes, alt: str) -> str:
-    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+def img(data: bytes, alt: str, mime: str = "image/png") -> str:
+    return f'<img alt="{esc(alt)}" src="data:{mime};base64,{base64.b64encode(data).decode("ascii")}">'
 
 
 def chart(draw: Callable[[Any], None], alt: str, size: tuple[float, float] = (7, 3.6)) -> str:
@@ -298,7 +298,8 @@ def filter_section(r: StageReport) -> str:
         for name in plots:
             path = r.folder / name
             if path.is_file() and path.resolve().is_relative_to(r.folder.resolve()):
-                parts.append(img(path.read_bytes(), f"filter histogram {name}"))
+                mime = "image/svg+xml" if path.suffix == ".svg" else "image/png"
+                parts.append(img(path.read_bytes(), f"filter histogram {name}", mime))
             else:
                 parts.append(note(f"{name}: listed in the report but not in {r.folder.name}/"))
         parts.append("</div>")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -94,7 +95,9 @@ def test_accounting_outputs_and_plots(documents, filtered):
     assert report["rules"]["language"]["pass_rate"] < 1 and "gopher_min_words" in by_lang["en"]["rule_pass_rate"]
     assert sum(v["first_failed"] for v in report["rules"].values()) == n_rejected
     for name in report["plots"]:
-        assert (filtered / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        svg = ElementTree.parse(filtered / name).getroot()
+        assert svg.tag == "{http://www.w3.org/2000/svg}svg" and name.endswith(".svg")
+        assert len(svg.findall("{http://www.w3.org/2000/svg}polygon")) >= 1  # a language's histogram
 
 
 def test_reapply_uses_stored_signals_only(filtered, tmp_path):

@@ -46,18 +46,13 @@ def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
 
 
-def _png(path: Path, title: str) -> None:
-    import matplotlib
+def _svg(path: Path, title: str) -> None:
+    import numpy as np
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from crawl2model.pipeline.filters.histograms import Series, histogram_svg
 
-    fig, ax = plt.subplots(figsize=(3, 2))
-    ax.hist([0.1, 0.2, 0.2, 0.5, 0.7], bins=5)
-    ax.axvline(0.3, ls="--")
-    ax.set_title(title)
-    fig.savefig(path, format="png", dpi=60)
-    plt.close(fig)
+    counts, edges = np.histogram([0.1, 0.2, 0.2, 0.5, 0.7], bins=5)
+    path.write_text(histogram_svg(title, [Series("en (5)", counts, edges, "#1f77b4")], [(0.3, "#1f77b4")], False))
 
 
 @pytest.fixture
@@ -66,7 +61,7 @@ def run_dir(tmp_path: Path) -> Path:
     shutil.copytree(DATA, run)
     filtered = run / "filtered"
     for name in json.loads((filtered / "report.json").read_text())["plots"]:
-        _png(filtered / name, name)
+        _svg(filtered / name, name)
     return run
 
 

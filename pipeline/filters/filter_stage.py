@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -228,62 +227,31 @@ def _summarize(decided: "DataFrame", rs: rules.RuleSet, fraction: float) -> tupl
     return summary.merge(parts, rs)
 
 
-def _import_plotting() -> None:
-    """matplotlib's import costs a second or more; a thread pays it while Spark computes the signals
-    (the driver only waits then), so that the histograms do not wait for it at the end."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.figure  # noqa: F401
-
-
 def _plot(sample: pa.Table, rs: rules.RuleSet, out) -> list[str]:
-    """One histogram per main signal, per kept language, with the thresholds drawn.
-
-    One figure is cleared and redrawn for every signal, with fixed margins (no pyplot figure per
-    plot, no tight_layout), each histogram one filled step artist (not a bar patch per bin), the
-    title at a fixed height (not placed around the ticks) and log axes without minor ticks: a
-    fraction of the time, which a small run waits for."""
-    import matplotlib
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, NullLocator
-
-    plain = FuncFormatter(lambda v, _: f"{v:g}")  # log-axis labels without mathtext ($10^{2}$): a third of the time
+    """One histogram per main signal (`histograms.histogram_svg`), per kept language (up to
+    three), with the thresholds drawn: hist_<signal>.svg."""
+    from crawl2model.pipeline.filters.histograms import COLORS, Series, histogram_svg
 
     langs = [lang for lang in rs.keep_langs if lang != "*"][:3] or ["en"]
     lang_col = np.array(sample.column("lang").to_pylist(), dtype=object)
-    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig = Figure(figsize=(6, 3.6))
-    ax = fig.add_subplot()
-    fig.subplots_adjust(left=0.12, right=0.97, top=0.91, bottom=0.13)
     written = []
     for signal, log in PLOTTED:
         values = sample.column(signal).to_numpy(zero_copy_only=False).astype(np.float64)
-        ax.clear()
-        for i, lang in enumerate(langs):
+        series, thresholds = [], []
+        for lang, color in zip(langs, COLORS):
             v = values[(lang_col == lang) & np.isfinite(values)]
             if log:
                 v = v[v > 0]
             if len(v):
                 bins = np.logspace(np.log10(v.min()), np.log10(v.max()) + 1e-9, 40) if log else 40
                 counts, edges = np.histogram(v, bins=bins)
-                ax.stairs(counts, edges, fill=True, alpha=0.5, color=colors[i % len(colors)],
-                          label=f"{lang} ({len(v)})")
-            for rule in rs.active:
-                if rule.signal == signal:
-                    ax.axvline(rule.threshold_for(lang), color=colors[i % len(colors)], linestyle="--", linewidth=1)
-            if signal == "lang_score":
-                ax.axvline(rs.min_lang_score, color="black", linestyle="--", linewidth=1)
-        if log:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(plain)
-            ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_title(f"{signal} (dashed: thresholds)", y=1.0)
-        ax.set_ylabel("documents")
-        ax.legend(fontsize=8)
-        name = f"hist_{signal}.png"
+                series.append(Series(f"{lang} ({len(v)})", counts, edges, color))
+            thresholds += [(rule.threshold_for(lang), color) for rule in rs.active if rule.signal == signal]
+        if signal == "lang_score":
+            thresholds.append((rs.min_lang_score, "black"))
+        name = f"hist_{signal}.svg"
         with out.fs.open_output_stream(out.path(name)) as f:
-            fig.savefig(f, format="png", dpi=100)
+            f.write(histogram_svg(f"{signal} (dashed: thresholds)", series, thresholds, log).encode())
         written.append(name)
     return written
 
@@ -297,7 +265,6 @@ def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: Fi
     from crawl2model.pipeline.tables import read_table, require_columns
 
     timer = Timer()
-    threading.Thread(target=_import_plotting, name="filter-import-plotting", daemon=True).start()
     rs = cfg.ruleset()
     lists = None
     if cfg.reapply:
