@@ -489,8 +489,8 @@ def _graph_in_one_task(sig_rows: "DataFrame", cfg: DedupConfig, want: int, main:
                   persisted=[graph])
 
 
-def _graph_distributed(spark: "SparkSession", sig_rows: "DataFrame", cfg: DedupConfig, want: int, main: int,
-                       curve: bool, index, timer: Timer) -> tuple[_Graph, "DataFrame"]:
+def _graph_distributed(sig_rows: "DataFrame", cfg: DedupConfig, want: int, main: int, curve: bool,
+                       index, timer: Timer) -> tuple[_Graph, "DataFrame"]:
     """The graph in Spark jobs that scale with the cluster; also returns the numbered signature
     rows (the incremental index appends the kept ones)."""
     from pyspark import StorageLevel
@@ -590,7 +590,7 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
         graph = _graph_in_one_task(sig_rows, cfg, want, main, curve)
         timer.mark("graph")
     else:
-        graph, sigs = _graph_distributed(spark, sig_rows, cfg, want, main, curve, index, timer)
+        graph, sigs = _graph_distributed(sig_rows, cfg, want, main, curve, index, timer)
     dumps, dump_sizes, docs_in = graph.dumps, graph.dump_sizes, sum(graph.dump_sizes)
     log.info(f"{len(dumps)} dumps ({len(old_dumps)} more in the index), {docs_in} documents; graph "
              + ("in one task" if one_task else "distributed"))
