@@ -148,24 +148,29 @@ def _representatives(nodes: np.ndarray, comp: np.ndarray, keep: str, n_chars: np
     return best[np.searchsorted(comp[order][starts], comp)]
 
 
-def _number(docs: pa.Table) -> tuple[dict[str, pa.Array], list[str], np.ndarray, np.ndarray]:
-    """The columns in node order (dump, then doc_id, byte-wise as Spark sorts), the dumps, their
-    sizes and each node's dump index."""
-    docs = docs.take(pc.sort_indices(docs, sort_keys=[("dump", "ascending"), ("doc_id", "ascending")]))
-    col = {name: docs.column(name).combine_chunks() for name in docs.column_names}
+def _number(docs: pa.Table) -> tuple[dict[str, pa.Array], np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """The small columns in node order (dump, then doc_id, byte-wise as Spark sorts), each node's
+    row in `docs` (signatures and bands stay where they arrived: no copy of the large columns),
+    the dumps, their sizes and each node's dump index."""
+    row = pc.sort_indices(docs, sort_keys=[("dump", "ascending"), ("doc_id", "ascending")])
+    col = {name: docs.column(name).take(row).combine_chunks() for name in ("doc_id", "dump", "n_chars", "url", "exact")}
     counted = pc.value_counts(col["dump"])  # in order of appearance: sorted
     dumps, sizes = counted.field("values").to_pylist(), counted.field("counts").to_numpy().astype(np.int64)
-    return col, dumps, sizes, np.repeat(np.arange(len(dumps), dtype=np.int32), sizes)
+    return col, row.to_numpy(), dumps, sizes, np.repeat(np.arange(len(dumps), dtype=np.int32), sizes)
 
 
-def _edges(col: dict[str, pa.Array], dump_idx: np.ndarray, n_dumps: int, cfg: "DedupConfig", want: int) -> dict:
+def _edges(docs: pa.Table, row: np.ndarray, dump_idx: np.ndarray, url: pa.Array, n_dumps: int,
+           cfg: "DedupConfig", want: int) -> dict:
     """Raw star edges (r_src, r_dst, r_band, r_scope: one per band that found them, for the figures)
     and the graph's edges (src, dst, scope, kind, verified) as `dedup.build_edges` makes them."""
-    n = len(dump_idx)
+    n = len(row)
+    node = np.empty(n, np.int64)
+    node[row] = np.arange(n)
     keys = key_rows_batch(pa.RecordBatch.from_arrays(
-        [pa.array(np.arange(n, dtype=np.int64)), pa.array(dump_idx), col["exact"], col["bands"]],
-        names=["node", "dump_idx", "exact", "bands"]))
+        [pa.array(node), pa.array(dump_idx[node]), docs.column("exact").combine_chunks(),
+         docs.column("bands").combine_chunks()], names=["node", "dump_idx", "exact", "bands"]))
     raw = next(bucket_edges(iter([keys]), want))
+    del keys
     e = {f"r_{c}": raw.column(c).to_numpy() for c in ("src", "dst", "band", "scope")}
     # Merged across bands: one edge per (src, dst), exact when an exact group made it.
     order, starts = _groups(e["r_src"] * n + e["r_dst"])
@@ -176,12 +181,10 @@ def _edges(col: dict[str, pa.Array], dump_idx: np.ndarray, n_dumps: int, cfg: "D
     e["kind"], e["verified"] = np.where(exact, EXACT, NEAR), np.ones(len(exact), bool)
     if cfg.verify:
         cand = np.flatnonzero(~exact)
-        sig = col[cfg.verify_column]
-        e["verified"][cand] = pair_jaccard(sig.take(e["src"][cand]), sig.take(e["dst"][cand]),
-                                           cfg.verify_by == "shingles") >= cfg.threshold
+        e["verified"][cand] = _jaccard(docs, row, e["src"][cand], e["dst"][cand], cfg) >= cfg.threshold
     if cfg.url_dedup:
-        has_url = np.flatnonzero(col["url"].is_valid().to_numpy(zero_copy_only=False))
-        code = pc.dictionary_encode(col["url"].take(has_url)).indices.to_numpy().astype(np.int64)
+        has_url = np.flatnonzero(url.is_valid().to_numpy(zero_copy_only=False))
+        code = pc.dictionary_encode(url.take(has_url)).indices.to_numpy().astype(np.int64)
         for bit, key in ((GLOBAL, code), (PER_DUMP, code * n_dumps + dump_idx[has_url])):
             if want & bit:
                 u_src, u_dst = _stars(has_url.astype(np.int64), key)
@@ -189,6 +192,12 @@ def _edges(col: dict[str, pa.Array], dump_idx: np.ndarray, n_dumps: int, cfg: "D
                                   ("kind", np.full(len(u_src), URL)), ("verified", np.ones(len(u_src), bool))):
                     e[name] = np.concatenate([e[name], add])
     return e
+
+
+def _jaccard(docs: pa.Table, row: np.ndarray, a: np.ndarray, b: np.ndarray, cfg: "DedupConfig") -> np.ndarray:
+    """Jaccard of nodes a[k] and b[k], as the job verifies: signatures' estimate, or shingle sets'."""
+    column = docs.column(cfg.verify_column)
+    return pair_jaccard(column.take(row[a]), column.take(row[b]), cfg.verify_by == "shingles")
 
 
 def solve(batches: Iterable[pa.RecordBatch], cfg: "DedupConfig", want: int, main: int,
@@ -201,8 +210,10 @@ def solve(batches: Iterable[pa.RecordBatch], cfg: "DedupConfig", want: int, main
                             {"exact": 0, "near": 0}, **edge_figures((0, 0), (0, 0, None, None), (0, 0), {}),
                             "component_size_histogram": {}, **(curve_figures([], [], 0) if curve else {})})
         return
-    col, dumps, dump_sizes, dump_idx = _number(pa.Table.from_batches(parts))
-    e = _edges(col, dump_idx, len(dumps), cfg, want)
+    docs = pa.Table.from_batches(parts)
+    del parts
+    col, row, dumps, dump_sizes, dump_idx = _number(docs)
+    e = _edges(docs, row, dump_idx, col["url"], len(dumps), cfg, want)
     in_main = (e["scope"] & main) != 0
     nodes, comp = components_of_edges(e["src"][in_main & e["verified"]], e["dst"][in_main & e["verified"]])
     rep = _representatives(nodes, comp, cfg.keep, col["n_chars"].to_numpy(), dump_idx)
@@ -214,9 +225,7 @@ def solve(batches: Iterable[pa.RecordBatch], cfg: "DedupConfig", want: int, main
     same_text = pc.equal(col["exact"].take(gone), col["exact"].take(gone_rep)).to_numpy(zero_copy_only=False)
     jaccard = np.full(len(nodes), np.nan)
     if len(gone):
-        sig = col[cfg.verify_column]
-        jaccard[removed] = np.where(same_text, 1.0, pair_jaccard(sig.take(gone), sig.take(gone_rep),
-                                                                 cfg.verify_by == "shingles"))
+        jaccard[removed] = np.where(same_text, 1.0, _jaccard(docs, row, gone, gone_rep, cfg))
     reason = np.full(len(nodes), None, object)
     reason[removed] = np.where(same_text, "exact", "near")
 
