@@ -549,6 +549,14 @@ def _graph_distributed(sig_rows: "DataFrame", cfg: DedupConfig, want: int, main:
                   [raw, duplicates, members, comps]), sigs
 
 
+def _rows(docs: "DataFrame", paths: list[str]) -> int:
+    """The input's documents: from local Parquet footers, else a Spark count (footers too, in parallel)."""
+    from crawl2model.pipeline.tables import local_rows
+
+    rows = local_rows(paths)
+    return docs.count() if rows is None else rows
+
+
 def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from pyspark.sql import functions as F
 
@@ -583,8 +591,8 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     sig_rows = _signature_rows(docs, cfg, bands, rows)
     log.info(f"LSH {bands} bands x {rows} rows over {cfg.num_perm} permutations ({cfg.scheme}), "
              f"threshold {cfg.threshold}, mode {cfg.mode}, keep {cfg.keep}")
-    # Parquet counts from the footers; the incremental index is always solved by the distributed plan.
-    one_task = not index and docs.count() <= cfg.one_task_docs
+    # The incremental index is always solved by the distributed plan.
+    one_task = not index and _rows(docs, cfg.input) <= cfg.one_task_docs
     sigs = None
     if one_task:
         graph = _graph_in_one_task(sig_rows, cfg, want, main, curve)
