@@ -11,6 +11,11 @@ Jaccard. Connected components of all edges are the duplicate clusters; in
 each, the `--keep` policy picks the representative and every other member is
 removed, with its reason and its Jaccard to the representative. Nothing is
 collected to the driver but counts.
+
+That is the distributed plan. An input of up to `one_task_docs` documents
+takes the same steps after its signatures in one Python task instead
+(`dedup_graph`), with the same results: one Spark job where this plan takes
+about sixty, whose fixed costs dominate at that size.
 """
 from __future__ import annotations
 
