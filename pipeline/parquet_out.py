@@ -36,10 +36,12 @@ def plain_type(t: pa.DataType) -> pa.DataType:
 FILE_COLUMN = "__file"  # which file of `num_files` a row goes to: a hash of its sort key
 
 
-def _write_partition(batches: Iterator[pa.RecordBatch], root: str,
-                     partition_by: Sequence[str]) -> Iterator[pa.RecordBatch]:
-    """Write one task's rows, sorted by (file, *partition_by, *sort_by), into
-    `root/<col>=<value>/.../part-<file>.zstd.parquet`, one file per key.
+def _write_partition(batches: Iterator[pa.RecordBatch], root: str, partition_by: Sequence[str],
+                     split_by: str | None = None, drop: dict[str, Sequence[str]] | None = None
+                     ) -> Iterator[pa.RecordBatch]:
+    """Write one task's rows, sorted by (file, [split_by,] *partition_by, *sort_by), into
+    `root/[<split value>/]<col>=<value>/.../part-<file>.zstd.parquet`, one file per key; the
+    files under a split value leave out its `drop` columns. Yields (side, file, rows) per file.
 
     A task may hold several files' rows (adaptive execution coalesces small
     partitions) and Spark cuts its Arrow batches wherever it likes, so rows are
@@ -47,10 +49,11 @@ def _write_partition(batches: Iterator[pa.RecordBatch], root: str,
     file depend on its rows only.
     """
     fs, base = filesystem(root)
-    key_cols = [FILE_COLUMN, *partition_by]
+    splits = [split_by] if split_by else []
+    key_cols = [FILE_COLUMN, *splits, *partition_by]
     writer = out = key = schema = None
     pending: list[pa.RecordBatch] = []
-    files, counts = [], []
+    files, counts, sides = [], [], []
 
     def flush(final: bool) -> None:
         rows = sum(b.num_rows for b in pending)
@@ -73,7 +76,6 @@ def _write_partition(batches: Iterator[pa.RecordBatch], root: str,
         for batch in batches:
             if not batch.num_rows:
                 continue
-            data_cols = [c for c in batch.schema.names if c not in key_cols]
             keys = list(zip(*(batch.column(c).to_pylist() for c in key_cols)))
             start = 0
             for i in range(1, batch.num_rows + 1):
@@ -82,7 +84,13 @@ def _write_partition(batches: Iterator[pa.RecordBatch], root: str,
                 if keys[start] != key:
                     close()
                     key = keys[start]
-                    folder = posixpath.join(base, *(f"{c}={v}" for c, v in zip(partition_by, key[1:])))
+                    split = key[1:1 + len(splits)]
+                    side = split[0] if split else None
+                    sides.append(side)
+                    left_out = {*key_cols, *(drop or {}).get(side, ())}
+                    data_cols = [c for c in batch.schema.names if c not in left_out]
+                    folder = posixpath.join(base, *split, *(f"{c}={v}" for c, v in
+                                                            zip(partition_by, key[1 + len(splits):])))
                     fs.create_dir(folder, recursive=True)
                     out = AtomicFile(fs, posixpath.join(folder, f"part-{key[0]:05d}.zstd.parquet"))
                     schema = pa.schema([pa.field(c, plain_type(batch.schema.field(c).type)) for c in data_cols])
@@ -99,8 +107,8 @@ def _write_partition(batches: Iterator[pa.RecordBatch], root: str,
             writer.close()
             out.discard()
         raise
-    yield pa.RecordBatch.from_pydict({"file": files, "rows": counts},
-                                     schema=pa.schema([("file", pa.string()), ("rows", pa.int64())]))
+    yield pa.RecordBatch.from_pydict({"side": sides, "file": files, "rows": counts}, schema=pa.schema(
+        [("side", pa.string()), ("file", pa.string()), ("rows", pa.int64())]))
 
 
 def write_parquet(df: "DataFrame", root: str, *, partition_by: Sequence[str] = (), sort_by: Sequence[str],
@@ -111,11 +119,29 @@ def write_parquet(df: "DataFrame", root: str, *, partition_by: Sequence[str] = (
     and so the bytes, depend on the input layout. Each row's file is a hash of
     its `sort_by` values, not the task that happens to hold it.
     """
+    return [(f, n) for _, f, n in _write(df, root, list(partition_by), list(sort_by), num_files)]
+
+
+def write_sides(df: "DataFrame", root: str, side: str, *, drop: dict[str, Sequence[str]] | None = None,
+                partition_by: Sequence[str] = (), sort_by: Sequence[str],
+                num_files: int) -> dict[str, list[tuple[str, int]]]:
+    """`write_parquet` of each value v of the string column `side` to `root/v`, less `drop[v]`'s
+    columns: the same files as one write per value (a stage's kept/ and rejected/), from one
+    shuffle. Returns (file, rows) per value written."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for value, f, n in _write(df, root, list(partition_by), list(sort_by), num_files, side, drop):
+        out.setdefault(value, []).append((f, n))
+    return out
+
+
+def _write(df: "DataFrame", root: str, partition_by: list[str], sort_by: list[str], num_files: int,
+           split_by: str | None = None, drop: dict[str, Sequence[str]] | None = None) -> list[tuple]:
     from pyspark.sql import functions as F
 
-    partition_by, sort_by = list(partition_by), list(sort_by)
+    splits = [split_by] if split_by else []
     ordered = (df.withColumn(FILE_COLUMN, F.pmod(F.xxhash64(*sort_by), F.lit(num_files)).cast("int"))
                  .repartition(num_files, FILE_COLUMN)
-                 .sortWithinPartitions(FILE_COLUMN, *partition_by, *sort_by))
-    rows = ordered.mapInArrow(lambda it: _write_partition(it, root, partition_by), "file string, rows long").collect()
-    return sorted((r["file"], r["rows"]) for r in rows)
+                 .sortWithinPartitions(FILE_COLUMN, *splits, *partition_by, *sort_by))
+    rows = ordered.mapInArrow(lambda it: _write_partition(it, root, partition_by, split_by, drop),
+                              "side string, file string, rows long").collect()
+    return sorted((r["side"], r["file"], r["rows"]) for r in rows)

@@ -48,6 +48,7 @@ WARM_TEXTS = ["The filter loads its models before the first batch arrives.\nA se
 # Columns a filter output written before they existed lacks; --reapply reads them as unmeasured.
 LATER_FIELDS = [pa.field(s, pa.float64()) for s in heuristics.LATER_SIGNALS] + BLOCKLIST_FIELDS + pii.FIELDS
 # Histograms in the report folder: (signal, log scale).
+SIDE = "__side"  # kept or rejected: the folder a row is written to
 PLOTTED = (("lang_score", False), ("n_words", True), ("mean_word_len", False), ("alpha_word_frac", False),
            ("dup_line_char_frac", False), ("top_2gram_frac", False), ("line_punct_frac", False),
            ("short_line_frac", False), ("quality_score", False), ("perplexity", True))
@@ -261,7 +262,7 @@ def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: Fi
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from crawl2model.pipeline.parquet_out import write_parquet
+    from crawl2model.pipeline.parquet_out import write_sides
     from crawl2model.pipeline.tables import read_table, require_columns
 
     timer = Timer()
@@ -287,19 +288,18 @@ def run(spark: "SparkSession", cfg: FilterConfig, out: "StageOutput", models: Fi
                                  _with_fields(signals, rules.DECISION_FIELDS))
     decided = decided.persist(StorageLevel.MEMORY_AND_DISK)
     decision_only = [c for c in rules.DECISION_COLUMNS if c.startswith("filter_")]
-    sides = {"kept": decided.where(F.col("filter_rule").isNull()).drop(*decision_only),
-             "rejected": decided.where(F.col("filter_rule").isNotNull())}
-    # The two writes run as concurrent Spark jobs while this thread sums the report and draws the
-    # histograms: on a small input the jobs' fixed costs overlap instead of adding up.
-    with ThreadPoolExecutor(len(sides), thread_name_prefix="filter-write") as pool:
-        writes = {side: pool.submit(write_parquet, df, f"{out.tmp_uri}/{side}", partition_by=["dump"],
-                                    sort_by=["doc_id"], num_files=cfg.output_partitions)
-                  for side, df in sides.items()}
+    sides = decided.withColumn(SIDE, F.when(F.col("filter_rule").isNull(), "kept").otherwise("rejected"))
+    # kept/ and rejected/ in one write job, which runs while this thread sums the report and
+    # draws the histograms: on a small input the jobs' fixed costs overlap instead of adding up.
+    with ThreadPoolExecutor(1, thread_name_prefix="filter-write") as pool:
+        writing = pool.submit(write_sides, sides, out.tmp_uri, SIDE, drop={"kept": decision_only},
+                              partition_by=["dump"], sort_by=["doc_id"], num_files=cfg.output_partitions)
         report, sample = _summarize(decided, rs, min(1.0, cfg.histogram_sample / max(n_docs, 1)))
         timer.mark("rules")
         report["plots"] = _plot(sample, rs, out)
         timer.mark("plots")
-        kept_files, rejected_files = writes["kept"].result(), writes["rejected"].result()
+        files = writing.result()
+        kept_files, rejected_files = files.get("kept", []), files.get("rejected", [])
     timer.mark("write")
     written = (sum(n for _, n in kept_files), sum(n for _, n in rejected_files))
     rejected = sum(report["removed_by_reason"].values())
