@@ -5,7 +5,7 @@ them from a CDS archive (JDK 13+ dynamic archives) skips reading, parsing and
 verifying them, which halves the fixed cost every stage pays on a small input.
 The archive is written once per Spark install and JVM, by the first stage that
 ran without one (`-XX:ArchiveClassesAtExit`: 10-30 s as that process ends, once),
-under `~/.cache/crawl2model/jvm/`. The JVM validates it at every
+under `~/.cache/crawl2model/jvm/`, where the newest few are kept. The JVM validates it at every
 start and ignores one that does not match its classpath or build, so a stale
 archive costs speed, never correctness. `CRAWL2MODEL_JVM_CDS=0` turns it off.
 """
@@ -23,6 +23,7 @@ log = get_logger("spark")
 
 QUIET = "-Xlog:cds*=off"   # the JVM reports classes it cannot archive on stdout; none of them matter
 _recording: Path | None = None   # where this process's JVM should be dumped, if it records
+KEEP_ARCHIVES = 3  # other venvs' and Spark installs' archives kept when one is published
 
 
 def _java() -> str | None:
@@ -75,6 +76,16 @@ def _remove_orphans(path: Path) -> None:
             continue
 
 
+def _prune(path: Path, keep: int = KEEP_ARCHIVES) -> None:
+    """Keep `path` and the `keep` newest other archives: each venv or Spark install records its
+    own (~120-190 MB), and a pruned one only costs its next session one recording."""
+    others = sorted((p for p in path.parent.glob("spark-*.jsa") if p != path),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in others[keep:]:
+        old.unlink(missing_ok=True)
+        log.info(f"removed an old JVM class archive: {old}")
+
+
 def publish_at_exit() -> None:
     """If the JVM just started records an archive, publish it when this process ends.
 
@@ -115,6 +126,7 @@ def _publish(path: Path) -> None:
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise RuntimeError(f"the JVM wrote no archive (exit code {proc.returncode})")
         os.replace(tmp, path)
+        _prune(path)
     except Exception as e:  # noqa: BLE001 - any failure only loses the speed-up
         log.warning(f"could not save the JVM's class archive ({e}); sessions start without one")
         path.with_suffix(".failed").touch()

@@ -46,6 +46,17 @@ def test_recording_removes_partial_archives_of_dead_processes(cache):
     assert not orphan.exists() and alive.exists()
 
 
+def test_publishing_keeps_the_newest_other_archives(cache):
+    folder = cache / "crawl2model" / "jvm"
+    folder.mkdir(parents=True)
+    archives = [folder / f"spark-4.3.0-{k:012d}.jsa" for k in range(6)]
+    for age, archive in enumerate(archives):
+        archive.write_bytes(b"x")
+        os.utime(archive, (1_000_000 - age, 1_000_000 - age))  # archives[0] is the newest
+    jvm_archive._prune(archives[5], keep=3)
+    assert sorted(folder.iterdir()) == sorted([*archives[:3], archives[5]])
+
+
 def test_a_failed_dump_is_not_retried(cache):
     path = jvm_archive.archive_path()
     path.parent.mkdir(parents=True)
