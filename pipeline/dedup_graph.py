@@ -116,10 +116,10 @@ def _stars(node: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return node[keep], center[keep]
 
 
-def _bucket_figures(src: np.ndarray, band: np.ndarray, dst: np.ndarray) -> tuple[tuple, tuple, dict[int, int]]:
+def _bucket_figures(band: np.ndarray, dst: np.ndarray) -> tuple[tuple, tuple, dict[int, int]]:
     """(exact groups, members), (buckets, members, max, p99) and edges per band, from raw star edges:
     (band, dst) names one group, and a group of n documents has n-1 edges."""
-    if not len(src):
+    if not len(dst):
         return (0, 0), (0, 0, None, None), {}
     order, starts = _groups(band.astype(np.int64) << 40 | dst)
     sizes = np.diff(np.append(starts, len(order))) + 1
@@ -231,8 +231,7 @@ def solve(batches: Iterable[pa.RecordBatch], cfg: "DedupConfig", want: int, main
 
     near_main = in_main & (e["kind"] == NEAR)
     raw_main = (e["r_scope"] & main) != 0
-    exact_groups, buckets, per_band = _bucket_figures(e["r_src"][raw_main], e["r_band"][raw_main],
-                                                      e["r_dst"][raw_main])
+    exact_groups, buckets, per_band = _bucket_figures(e["r_band"][raw_main], e["r_dst"][raw_main])
     figures = {
         "dumps": dumps, "dump_sizes": dump_sizes.tolist(),
         "removed_per_dump": dict(zip(dumps, np.bincount(dump_idx[gone], minlength=len(dumps)).tolist())),

@@ -11,6 +11,7 @@ archive costs speed, never correctness. `CRAWL2MODEL_JVM_CDS=0` turns it off.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -79,11 +80,15 @@ def _remove_orphans(path: Path) -> None:
 def _prune(path: Path, keep: int = KEEP_ARCHIVES) -> None:
     """Keep `path` and the `keep` newest other archives: each venv or Spark install records its
     own (~120-190 MB), and a pruned one only costs its next session one recording."""
-    others = sorted((p for p in path.parent.glob("spark-*.jsa") if p != path),
-                    key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in others[keep:]:
-        old.unlink(missing_ok=True)
-        log.info(f"removed an old JVM class archive: {old}")
+    others = []
+    for p in path.parent.glob("spark-*.jsa"):
+        with contextlib.suppress(OSError):  # another process may be pruning too
+            if p != path:
+                others.append((p.stat().st_mtime, p))
+    for _, old in sorted(others, reverse=True)[keep:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+            log.info(f"removed an old JVM class archive: {old}")
 
 
 def publish_at_exit() -> None:
@@ -126,8 +131,9 @@ def _publish(path: Path) -> None:
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise RuntimeError(f"the JVM wrote no archive (exit code {proc.returncode})")
         os.replace(tmp, path)
-        _prune(path)
     except Exception as e:  # noqa: BLE001 - any failure only loses the speed-up
         log.warning(f"could not save the JVM's class archive ({e}); sessions start without one")
         path.with_suffix(".failed").touch()
         tmp.unlink(missing_ok=True)
+        return
+    _prune(path)

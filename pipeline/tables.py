@@ -72,7 +72,7 @@ def local_rows(paths: str | list[str], most_files: int = 1000) -> int | None:
         files += parquet_files(p)
     if len(files) > most_files:
         return None
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return sum(pq.read_metadata(f).num_rows for f in files)
 
 
 def require_columns(df: "DataFrame", columns: tuple[str, ...], stage: str, paths: list[str]) -> None:

@@ -254,7 +254,7 @@ def run(spark: SparkSession, cfg: DecontaminateConfig, out: StageOutput) -> dict
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from crawl2model.pipeline.parquet_out import write_parquet
+    from crawl2model.pipeline.parquet_out import write_sides
     from crawl2model.pipeline.tables import read_table
 
     timer = Timer()
@@ -289,10 +289,10 @@ def run(spark: SparkSession, cfg: DecontaminateConfig, out: StageOutput) -> dict
                    .distinct().count())
     timer.mark("match")
     partition = ["dump"] if "dump" in decided.columns else []
-    kept_files = write_parquet(decided.where(~F.col("_removed")).drop("_removed"), f"{out.tmp_uri}/kept",
-                               partition_by=partition, sort_by=["doc_id"], num_files=cfg.output_partitions)
-    removed_files = write_parquet(decided.where(F.col("_removed")).drop("_removed"), f"{out.tmp_uri}/removed",
-                                  partition_by=partition, sort_by=["doc_id"], num_files=cfg.output_partitions)
+    sides = decided.drop("_removed").withColumn("_side", F.when(gone, "removed").otherwise("kept"))
+    files = write_sides(sides, out.tmp_uri, "_side", partition_by=partition, sort_by=["doc_id"],
+                        num_files=cfg.output_partitions)
+    kept_files, removed_files = files.get("kept", []), files.get("removed", [])
     timer.mark("write")
     evals.unpersist()
     decided.unpersist()

@@ -47,8 +47,8 @@ WARM_TEXTS = ["The filter loads its models before the first batch arrives.\nA se
               "过滤器在第一批文档到达之前加载模型。\n第二行中文。"]
 # Columns a filter output written before they existed lacks; --reapply reads them as unmeasured.
 LATER_FIELDS = [pa.field(s, pa.float64()) for s in heuristics.LATER_SIGNALS] + BLOCKLIST_FIELDS + pii.FIELDS
-# Histograms in the report folder: (signal, log scale).
 SIDE = "__side"  # kept or rejected: the folder a row is written to
+# Histograms in the report folder: (signal, log scale).
 PLOTTED = (("lang_score", False), ("n_words", True), ("mean_word_len", False), ("alpha_word_frac", False),
            ("dup_line_char_frac", False), ("top_2gram_frac", False), ("line_punct_frac", False),
            ("short_line_frac", False), ("quality_score", False), ("perplexity", True))

@@ -40,8 +40,7 @@ def linear_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     first = math.ceil(lo / step - 1e-9)
-    ticks = [round(k * step, 12) for k in range(first, int(math.floor(hi / step + 1e-9)) + 1)]
-    return ticks
+    return [round(k * step, 12) for k in range(first, int(math.floor(hi / step + 1e-9)) + 1)]
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
@@ -96,13 +95,11 @@ def histogram_svg(title: str, series: list[Series], thresholds: list[tuple[float
                        f'stroke="{color}" stroke-dasharray="5,3"/>')
     out.append(f'<rect x="{LEFT}" y="{TOP}" width="{w}" height="{h}" fill="none" stroke="black"/>')
     for t in (log_ticks if log else linear_ticks)(lo, hi):
-        if lo <= t <= hi:
-            out.append(f'<line x1="{x(t):.1f}" y1="{TOP + h}" x2="{x(t):.1f}" y2="{TOP + h + 4}" stroke="black"/>'
-                       f'<text x="{x(t):.1f}" y="{TOP + h + 16}" text-anchor="middle">{_fmt(t)}</text>')
+        out.append(f'<line x1="{x(t):.1f}" y1="{TOP + h}" x2="{x(t):.1f}" y2="{TOP + h + 4}" stroke="black"/>'
+                   f'<text x="{x(t):.1f}" y="{TOP + h + 16}" text-anchor="middle">{_fmt(t)}</text>')
     for t in linear_ticks(0, top):
-        if t <= top:
-            out.append(f'<line x1="{LEFT - 4}" y1="{y(t):.1f}" x2="{LEFT}" y2="{y(t):.1f}" stroke="black"/>'
-                       f'<text x="{LEFT - 7}" y="{y(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
+        out.append(f'<line x1="{LEFT - 4}" y1="{y(t):.1f}" x2="{LEFT}" y2="{y(t):.1f}" stroke="black"/>'
+                   f'<text x="{LEFT - 7}" y="{y(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
     out.append(f'<text transform="translate(16,{TOP + h / 2}) rotate(-90)" text-anchor="middle">'
                f'{escape(ylabel)}</text>')
     for i, s in enumerate(series):  # legend, top right
