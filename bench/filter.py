@@ -94,8 +94,10 @@ def corpus(n: int, cache: str, out: Path) -> pa.Table:
 
 
 def datatrove_stack():
-    """datatrove 0.10.1's heuristic filters with their defaults (None if datatrove is not installed)."""
+    """datatrove 0.10.1's heuristic filters with their defaults (None if datatrove, or spaCy, which its
+    English word tokenizer loads on the first document, is not installed)."""
     try:
+        import spacy  # noqa: F401
         from datatrove.data import Document
         from datatrove.pipeline.filters import (
             C4QualityFilter,
@@ -104,7 +106,7 @@ def datatrove_stack():
             GopherRepetitionFilter,
         )
     except ImportError as e:
-        print(f"datatrove not available ({e}): pip install 'crawl2model[bench]'")
+        print(f"datatrove's filters not available ({e}): make setup EXTRAS=bench (pip install -e '.[bench]')")
         return None
     return Document, [GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(), FineWebQualityFilter()]
 

@@ -20,11 +20,12 @@ document, and `code_line_frac` tells how much of it was set aside.
 from __future__ import annotations
 
 import re
+from itertools import filterfalse
 
 import numpy as np
 import pyarrow as pa
 
-from crawl2model.core.text import CJK_LANGS, words
+from crawl2model.core.text import words
 
 MAX_CHARS = 100_000  # signals of longer documents are measured on their first 100k characters
 
@@ -84,9 +85,11 @@ SIGNALS: tuple[str, ...] = (
 LATER_SIGNALS: tuple[str, ...] = ("code_line_frac",)
 
 
-def has_letter(word: str) -> bool:
-    """Gopher's 'word with an alphabetic character' (CJK characters count: str.isalpha is True for them)."""
-    return word.isalpha() or _LETTER.search(word) is not None
+def letter_words(ws: list[str]) -> int:
+    """How many words have an alphabetic character (Gopher's alpha words; CJK characters count:
+    str.isalpha is True for them). Most words are all letters; only the rest need the search."""
+    others = list(filterfalse(str.isalpha, ws))
+    return len(ws) - len(others) + sum(map(bool, map(_LETTER.search, others)))
 
 
 def is_code_line(line: str) -> bool:
@@ -136,23 +139,20 @@ def _duplicates(items: list[str]) -> tuple[int, int]:
 _P = np.uint64(0x100000001B3)  # FNV prime: n-gram keys as a polynomial of word ids, wrapping in 64 bits
 
 
-def _ngrams(ids: np.ndarray, lens: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(key, characters) of each n-gram of the word ids: a tuple of n words as one 64-bit number, so
-    that counting and "seen before" work on integers (collisions at 2^-64 change no signal)."""
-    m = len(ids) - n + 1
-    keys = np.zeros(m, np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(n):
-            keys = keys * _P + ids[j:j + m]
+def _ngram_tables(ids: np.ndarray, lens: np.ndarray):
+    """(n, keys, characters) of the n-grams of the word ids for n = 2, 3, ...: a tuple of n words as one
+    64-bit number (a polynomial of the ids, wrapping), so that counting and "seen before" work on
+    integers (collisions at 2^-64 change no signal). Each n's keys extend the previous n's by one word."""
     csum = np.concatenate(([0], np.cumsum(lens)))
-    return keys, csum[n:] - csum[:m]
+    keys = ids
+    with np.errstate(over="ignore"):
+        for n in range(2, len(ids) + 1):
+            keys = keys[:-1] * _P + ids[n - 1:]
+            yield n, keys, csum[n:] - csum[:len(keys)]
 
 
-def _top_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int) -> float:
+def _top_ngram_frac(keys: np.ndarray, chars: np.ndarray, total_chars: int) -> float:
     """Characters of the most frequent n-gram times its count, over all word characters (ties: the first)."""
-    if len(ids) < n or not total_chars:
-        return 0.0
-    keys, chars = _ngrams(ids, lens, n)
     ordered = np.sort(keys)   # an unstable sort: an n-gram's characters are the same wherever it occurs
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
     counts = np.diff(np.append(starts, len(ordered)))
@@ -164,16 +164,13 @@ def _top_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int)
     return float(chars[first]) * int(top) / total_chars
 
 
-def _dup_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int) -> float | None:
+def _dup_ngram_frac(keys: np.ndarray, chars: np.ndarray, n: int, total_chars: int) -> float | None:
     """Characters in n-grams already seen (non-overlapping once counted), over all word characters.
 
     Gopher's walk: at each position, an n-gram seen at a visited position counts and the walk jumps
     n ahead, any other is remembered and the walk steps one. Only repeats (an n-gram that occurred
     earlier) can count, so the walk visits those one by one and remembers the runs of first
     occurrences between them in one set update. None: no n-gram occurs twice."""
-    if len(ids) < n or not total_chars:
-        return None
-    keys, chars = _ngrams(ids, lens, n)
     order = np.argsort(keys, kind="stable")   # equal keys in the order they occur
     same = keys[order[1:]] == keys[order[:-1]]
     if not same.any():
@@ -195,34 +192,40 @@ def _dup_ngram_frac(ids: np.ndarray, lens: np.ndarray, n: int, total_chars: int)
     return repeated / total_chars
 
 
-def _dup_ngram_fracs(ids: np.ndarray, lens: np.ndarray, total_chars: int) -> list[float]:
-    """`_dup_ngram_frac` for each of DUP_NGRAMS; once no n-gram repeats, no longer one can (it would
-    repeat its first n words), so the rest are 0 without a look."""
-    out: list[float] = []
-    for n in DUP_NGRAMS:
-        frac = _dup_ngram_frac(ids, lens, n, total_chars)
-        if frac is None:
-            return out + [0.0] * (len(DUP_NGRAMS) - len(out))
-        out.append(frac)
-    return out
+def _repetition(ids: np.ndarray, lens: np.ndarray, total_chars: int) -> list[float]:
+    """The top n-gram shares for TOP_NGRAMS, then the duplicated n-gram shares for DUP_NGRAMS (both
+    ascending and contiguous: one table per n serves both). Once no n-gram repeats, no longer one can
+    (it would repeat its first n words), so the rest are 0 without a look."""
+    top: list[float] = []
+    dup: list[float] = []
+    if total_chars:
+        for n, keys, chars in _ngram_tables(ids, lens):
+            if n in TOP_NGRAMS:
+                top.append(_top_ngram_frac(keys, chars, total_chars))
+            if n in DUP_NGRAMS:
+                frac = _dup_ngram_frac(keys, chars, n, total_chars)
+                if frac is None:
+                    break
+                dup.append(frac)
+            if n >= DUP_NGRAMS[-1]:
+                break
+    return top + [0.0] * (len(TOP_NGRAMS) - len(top)) + dup + [0.0] * (len(DUP_NGRAMS) - len(dup))
 
 
-def _composition(lines: list[str], ws: list[str], text: str, lang: str) -> list[float]:
+def _composition(lines: list[str], line_words: list[list[str]], ws: list[str], text: str,
+                 lang: str) -> list[float]:
     """The signals read from how the lines and words are made (Gopher quality, C4 and FineWeb lines)."""
     n_words = len(ws)
     n_lines = max(len(lines), 1)
     short_chars = SHORT_LINE_CHARS.get(lang, DEFAULT_SHORT_LINE_CHARS)
-    if lang in CJK_LANGS:
-        c4_short = sum(len(words(ln, lang)) < C4_MIN_LINE_WORDS for ln in lines)
-    else:
-        c4_short = sum(len(ln.split()) < C4_MIN_LINE_WORDS for ln in lines)
+    c4_short = sum(len(lw) < C4_MIN_LINE_WORDS for lw in line_words)
     n_symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
     return [
         sum(map(len, ws)) / n_words if n_words else 0.0,
         n_symbols / n_words if n_words else 0.0,
         sum(ln.startswith(BULLETS) for ln in lines) / n_lines,
         sum(ln.endswith(ELLIPSES) for ln in lines) / n_lines,
-        sum(map(has_letter, ws)) / n_words if n_words else 0.0,
+        letter_words(ws) / n_words if n_words else 0.0,
         c4_short / n_lines,
         sum(ln.endswith(END_PUNCT) for ln in lines) / n_lines,
         sum(len(ln) <= short_chars for ln in lines) / n_lines,
@@ -236,7 +239,11 @@ def doc_signals(text: str, lang: str) -> list[float]:
     lines = [ln.strip() for ln in text.split("\n")]
     lines = [ln for ln in lines if ln]
     paras = [p.strip() for p in text.split("\n\n") if p.strip()]
-    ws = words(text, lang)
+    # Words never span a line, so a line's words are the text's words there: each line is cut once (jieba
+    # was a third of the heuristics' time when it cut the text, its lines and its prose apart). Japanese
+    # script runs keep an ideographic space (U+3000) that stripping takes off a line's ends: cut whole.
+    line_words = [words(ln, lang) for ln in lines]
+    ws = words(text, lang) if lang == "ja" else [w for lw in line_words for w in lw]
     n_words = len(ws)
     n_lines = max(len(lines), 1)
     code = code_lines(lines)
@@ -244,19 +251,20 @@ def doc_signals(text: str, lang: str) -> list[float]:
     composition = None
     if n_code:
         prose_lines = [ln for ln, c in zip(lines, code) if not c]
-        prose = "\n".join(prose_lines)
-        prose_words = words(prose, lang)
+        prose_line_words = [lw for lw, c in zip(line_words, code) if not c]
+        prose_words = [w for lw in prose_line_words for w in lw]
         if len(prose_words) >= MIN_PROSE_WORDS:
-            composition = _composition(prose_lines, prose_words, prose, lang)
+            composition = _composition(prose_lines, prose_line_words, prose_words, "\n".join(prose_lines), lang)
     if composition is None:
-        composition = _composition(lines, ws, text, lang)
+        composition = _composition(lines, line_words, ws, text, lang)
     (mean_word_len, symbol_ratio, bullets, ellipses, alpha, c4_short, line_punct, short_lines,
      newline_ratio) = composition
     lower = " ".join(ws).lower().split(" ") if ws else []   # no word holds a space; one call, not one a word
     content = [w for w in lower if w.isalnum() or _ALNUM.search(w)]  # repetition ignores punctuation tokens
     content_chars = sum(map(len, content))
-    vocab: dict[str, int] = {}
-    ids = np.array([vocab.setdefault(w, len(vocab) + 1) for w in content], dtype=np.uint64)
+    # A word's id is its string hash (64 bits, equal words equal): n-grams compare by id, and no signal
+    # depends on an id's value, only on which are equal, so the per-process hash seed changes nothing.
+    ids = np.fromiter(map(hash, content), np.int64, len(content)).view(np.uint64)
     lens = np.fromiter(map(len, content), np.int64, len(content))
     stop = STOP_WORDS.get(lang, frozenset())
     dup_lines, dup_line_chars = _duplicates(lines)
@@ -270,13 +278,12 @@ def doc_signals(text: str, lang: str) -> list[float]:
         bullets,
         ellipses,
         alpha,
-        float(sum(text.count(w) for w in stop) if lang == "ja" else sum(w in stop for w in lower)),
+        float(sum(text.count(w) for w in stop) if lang == "ja" else sum(map(stop.__contains__, lower))),
         dup_lines / n_lines,
         dup_paras / max(len(paras), 1),
         dup_line_chars / text_chars,
         dup_para_chars / text_chars,
-        *(_top_ngram_frac(ids, lens, n, content_chars) for n in TOP_NGRAMS),
-        *_dup_ngram_fracs(ids, lens, content_chars),
+        *_repetition(ids, lens, content_chars),
         sum("javascript" in ln.lower() for ln in lines) / n_lines if "javascript" in low_text else 0.0,
         sum(any(p in ln.lower() for p in POLICY) for ln in lines) / n_lines
         if any(p in low_text for p in POLICY) else 0.0,
