@@ -14,7 +14,7 @@ DESCRIPTION = (
     "Remove exact and near duplicates across all dumps (or within each dump with --mode per-dump). "
     "Writes kept/ (the document table plus cluster_id and cluster_size, the copies each kept document had), "
     "duplicates/ (each removed document with its URL, representative, reason exact|near, estimated Jaccard "
-    "and cluster_id), report.json with the removal rate by number of dumps, and rate_by_dumps.png."
+    "and cluster_id), report.json with the removal rate by number of dumps, and rate_by_dumps.svg."
 )
 
 
@@ -66,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 STAGE = SparkStage(
     "dedup", help="exact + near-duplicate removal across dumps", description=DESCRIPTION,
     add_arguments=add_arguments, config="crawl2model.pipeline.dedup:DedupConfig", body="crawl2model.pipeline.dedup:run",
-    worker_preload=("crawl2model.pipeline.dedup",))
+    worker_preload=("crawl2model.pipeline.dedup:warm_kernels",))
 register = STAGE.register
 
 if __name__ == "__main__":

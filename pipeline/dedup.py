@@ -177,6 +177,25 @@ def signature_batch(batch: pa.RecordBatch, params, bands: int, rows: int,
     return pa.RecordBatch.from_arrays(cols, names=names)
 
 
+def warm_kernels() -> None:
+    """Load the numba kernels a dedup task calls (signatures, bucket edges, union-finds, Jaccard) by
+    running them on three tiny documents: the stage's worker daemon calls this before it forks
+    (`jobs/dedup.py`'s `worker_preload`), so each worker starts with them loaded from numba's cache
+    (or compiled, the first time on a machine) instead of spending its first task on it (~1 s a
+    worker on a 2-core host, on the stage's critical path)."""
+    from crawl2model.pipeline.dedup_edges import GLOBAL, PER_DUMP
+    from crawl2model.pipeline.dedup_graph import solve
+
+    cfg = DedupConfig(input=["-"], output="-")
+    texts = ["Every worker loads the dedup kernels before its first task arrives. " * 3] * 2 + ["数据去重 " * 9]
+    batch = pa.RecordBatch.from_pydict({"doc_id": ["a", "b", "c"], "dump": ["d0", "d1", "d1"],
+                                        "n_chars": [len(t) for t in texts], "url": [None, None, None],
+                                        "text": texts})
+    sigs = signature_batch(batch, cfg.minhash_params(), *cfg.lsh())
+    for _ in solve(iter([sigs]), cfg, GLOBAL | PER_DUMP, GLOBAL, curve=True):
+        pass
+
+
 # --- graph building ---------------------------------------------------------------------
 
 def star_edges(members: "DataFrame", key_cols: list[str]) -> tuple["DataFrame", "DataFrame"]:
@@ -564,17 +583,23 @@ def _rows(docs: "DataFrame", paths: list[str]) -> int:
 
 
 def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
+    """The dedup stage: `_dedup` with a checkpoint folder that goes when it ends."""
+    from crawl2model.pipeline.spark import checkpoint_dir
+
+    with checkpoint_dir(spark, out):
+        return _dedup(spark, cfg, out)
+
+
+def _dedup(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
     from pyspark.sql import functions as F
 
     from crawl2model.pipeline.dedup_edges import GLOBAL, PER_DUMP
     from crawl2model.pipeline.dedup_index import DedupIndex
     from crawl2model.pipeline.minhash import fp_fn_curve, fp_fn_mass
     from crawl2model.pipeline.parquet_out import write_parquet
-    from crawl2model.pipeline.spark import use_checkpoint_dir
     from crawl2model.pipeline.tables import read_table, require_columns
 
     timer = Timer()
-    use_checkpoint_dir(spark, out)
     docs = read_table(spark, cfg.input)
     require_columns(docs, ("doc_id", "dump", "text"), "dedup", cfg.input)
     if "n_chars" not in docs.columns:
@@ -671,22 +696,14 @@ def run(spark: "SparkSession", cfg: DedupConfig, out) -> dict:
 
 
 def _plot_rate(report: dict, out) -> None:
-    """rate_by_dumps.png: removal rate against the number of dumps deduplicated together."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """rate_by_dumps.svg: removal rate against the number of dumps deduplicated together."""
+    from crawl2model.core.charts import COLORS, Line, line_svg
 
     pts = report["rate_by_dumps"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([p["dumps"] for p in pts], [100 * p["removed_fraction"] for p in pts], "o-", label="dumps 1..k together")
-    ax.axhline(100 * report["per_dump_mode_removed_fraction"], color="gray", ls="--", label="each dump alone")
-    ax.set_xlabel("dumps deduplicated together (k, oldest first)")
-    ax.set_ylabel("documents removed (%)")
-    ax.set_title("Deduplication rate vs. number of dumps")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with out.fs.open_output_stream(out.path("rate_by_dumps.png")) as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    svg = line_svg("Deduplication rate vs. number of dumps",
+                   [Line("dumps 1..k together", [p["dumps"] for p in pts],
+                         [100 * p["removed_fraction"] for p in pts], COLORS[0])],
+                   [(100 * report["per_dump_mode_removed_fraction"], "gray", "each dump alone")],
+                   "dumps deduplicated together (k, oldest first)", "documents removed (%)")
+    with out.fs.open_output_stream(out.path("rate_by_dumps.svg")) as f:
+        f.write(svg.encode())

@@ -184,11 +184,16 @@ def one_partition_per_file(spark: "SparkSession") -> Iterator[None]:
             spark.conf.set(key, before)
 
 
-def use_checkpoint_dir(spark: "SparkSession", out) -> str:
-    """Where Spark checkpoints go: `spark.checkpoint.dir` if set (cluster storage), else beside the output.
+@contextlib.contextmanager
+def checkpoint_dir(spark: "SparkSession", out) -> Iterator[str]:
+    """Where Spark checkpoints go while a stage runs: `spark.checkpoint.dir` if set (cluster storage),
+    else beside the output.
 
     Spark writes checkpoints through Hadoop filesystems, which know no s3:// without
     hadoop-aws; an output on an object store without that conf checkpoints to local disk.
+    Spark never deletes reliable checkpoints by default (`spark.cleaner.referenceTracking.
+    cleanCheckpoints`), and beside the output they would be committed with it: the stage's own
+    folder (Spark's per-call subfolder; ours whole) is deleted when the stage ends.
     """
     from crawl2model.core.fs import is_local
 
@@ -201,8 +206,15 @@ def use_checkpoint_dir(spark: "SparkSession", out) -> str:
         import tempfile
 
         folder = tempfile.mkdtemp(prefix="crawl2model-checkpoints-")
-    spark.sparkContext.setCheckpointDir(folder)
-    return folder
+    sc = spark.sparkContext
+    sc.setCheckpointDir(folder)
+    made = sc._jsc.sc().getCheckpointDir().get()  # folder/<uuid>, as the JVM names it
+    try:
+        yield made
+    finally:
+        path = sc._jvm.org.apache.hadoop.fs.Path(made)
+        path = path if configured else path.getParent()
+        path.getFileSystem(sc._jsc.hadoopConfiguration()).delete(path, True)
 
 
 def check_spark_arguments(args) -> None:

@@ -49,7 +49,7 @@ def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def _svg(path: Path, title: str) -> None:
     import numpy as np
 
-    from crawl2model.pipeline.filters.histograms import Series, histogram_svg
+    from crawl2model.core.charts import Series, histogram_svg
 
     counts, edges = np.histogram([0.1, 0.2, 0.2, 0.5, 0.7], bins=5)
     path.write_text(histogram_svg(title, [Series("en (5)", counts, edges, "#1f77b4")], [(0.3, "#1f77b4")], False))

@@ -229,9 +229,9 @@ def _summarize(decided: "DataFrame", rs: rules.RuleSet, fraction: float) -> tupl
 
 
 def _plot(sample: pa.Table, rs: rules.RuleSet, out) -> list[str]:
-    """One histogram per main signal (`histograms.histogram_svg`), per kept language (up to
+    """One histogram per main signal (`core.charts.histogram_svg`), per kept language (up to
     three), with the thresholds drawn: hist_<signal>.svg."""
-    from crawl2model.pipeline.filters.histograms import COLORS, Series, histogram_svg
+    from crawl2model.core.charts import COLORS, Series, histogram_svg
 
     langs = [lang for lang in rs.keep_langs if lang != "*"][:3] or ["en"]
     lang_col = np.array(sample.column("lang").to_pylist(), dtype=object)

@@ -1,4 +1,5 @@
-"""The filter's SVG histograms: round ticks, valid SVG in the corner cases a run can produce."""
+"""SVG charts (filter histograms, dedup's rate curve): round ticks, valid SVG in the corner cases a run
+can produce."""
 from __future__ import annotations
 
 from xml.etree import ElementTree
@@ -6,7 +7,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
-from crawl2model.pipeline.filters.histograms import Series, histogram_svg, linear_ticks, log_ticks
+from crawl2model.core.charts import Line, Series, histogram_svg, line_svg, linear_ticks, log_ticks
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -40,5 +41,16 @@ def test_svg_is_valid_with_empty_constant_and_unplottable_input():
         assert len(root.findall(SVG + "polygon")) == len(series)
         texts = [t.text for t in root.iter(SVG + "text")]
         assert "t <1>" in texts and all(s.label in texts for s in series)
+        for line in root.iter(SVG + "line"):
+            assert all(np.isfinite(float(line.get(k))) for k in ("x1", "x2", "y1", "y2"))
+
+
+def test_line_chart_is_valid_with_one_point_and_no_points():
+    for xs, ys in (([1, 2, 3], [0.6, 13.8, 10.0]), ([1], [0.0]), ([], [])):
+        root = ElementTree.fromstring(line_svg("rate", [Line("1..k", xs, ys, "#1f77b4")],
+                                               [(float("nan"), "gray", "nan"), (3.8, "gray", "alone")], "k", "%"))
+        assert len(root.findall(SVG + "circle")) == len(xs)
+        texts = [t.text for t in root.iter(SVG + "text")]
+        assert {"rate", "1..k", "alone", "k", "%"} <= set(texts)
         for line in root.iter(SVG + "line"):
             assert all(np.isfinite(float(line.get(k))) for k in ("x1", "x2", "y1", "y2"))
