@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crawl2model.core.errors import ConfigError
+from crawl2model.core.log import get_logger
 from crawl2model.core.resources import resource
 
 if TYPE_CHECKING:
@@ -208,13 +209,16 @@ def checkpoint_dir(spark: "SparkSession", out) -> Iterator[str]:
         folder = tempfile.mkdtemp(prefix="crawl2model-checkpoints-")
     sc = spark.sparkContext
     sc.setCheckpointDir(folder)
-    made = sc._jsc.sc().getCheckpointDir().get()  # folder/<uuid>, as the JVM names it
+    made = sc.getCheckpointDir()  # folder/<uuid>, as the JVM names it
     try:
         yield made
     finally:
         path = sc._jvm.org.apache.hadoop.fs.Path(made)
         path = path if configured else path.getParent()
-        path.getFileSystem(sc._jsc.hadoopConfiguration()).delete(path, True)
+        try:
+            path.getFileSystem(sc._jsc.hadoopConfiguration()).delete(path, True)
+        except Exception as e:  # noqa: BLE001 - leftover checkpoints cost space, not the stage's result
+            get_logger("spark").warning(f"could not delete the checkpoints in {path.toString()}: {e}")
 
 
 def check_spark_arguments(args) -> None:
