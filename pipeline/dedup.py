@@ -182,7 +182,8 @@ def warm_kernels() -> None:
     running them on three tiny documents: the stage's worker daemon calls this before it forks
     (`jobs/dedup.py`'s `worker_preload`), so each worker starts with them loaded from numba's cache
     (or compiled, the first time on a machine) instead of spending its first task on it (~1 s a
-    worker on a 2-core host, on the stage's critical path)."""
+    worker on a 2-core host, on the stage's critical path). `scripts/pack_env.py` runs it to
+    compile them into a cluster's packed environment."""
     from crawl2model.pipeline.dedup_edges import GLOBAL, PER_DUMP
     from crawl2model.pipeline.dedup_graph import solve
 

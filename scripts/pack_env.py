@@ -41,34 +41,16 @@ PRUNED = {"tests", "include"}  # folders inside packages that nothing imports at
 UNUSED = ("pyarrow/libarrow_flight.so.*", "pyarrow/libarrow_python_flight.so*", "pyarrow/_flight.*.so",
           "pyarrow/flight.py", "pyarrow/_pyarrow_cpp_tests.*", "jieba/posseg", "jieba/lac_small", "jieba/analyse",
           "hf_xet")
-# Run in the packed environment before packing: numba compiles the dedup kernels (`cache=True`: the
-# signatures, the bucket edges, the union-finds) into
+# Run in the packed environment before packing: numba compiles the dedup kernels (`cache=True`:
+# `dedup.warm_kernels` runs the signatures, the bucket edges, the union-finds and the Jaccard) into
 # the package's __pycache__, so an executor loads them (valid while the source's mtime and size and
 # the CPU match; tar keeps the mtime) instead of compiling them in its first task (~15 s per
 # executor on a 2-core host); and the filter's word cutter is exercised once, proving the pruned
 # jieba still cuts.
 WARM = """
-import numpy as np
-import pyarrow as pa
 from crawl2model.core.text import words
-from crawl2model.pipeline import components, dedup_edges
-from crawl2model.pipeline.dedup import DedupConfig, signature_batch
-from crawl2model.pipeline.dedup_edges import jaccard_batch
-cfg = DedupConfig(input=["-"], output="-")
-texts = ["The quick brown fox jumps over the lazy dog " * 3, "The quick brown fox jumps over the lazy dog " * 3,
-         "", "数据去重与过滤 " * 5, None]
-n = len(texts)
-batch = pa.record_batch([pa.array(range(n), pa.int64()), pa.array([0] * n, pa.int32()),
-                         pa.array(texts, pa.string())], ["node", "dump_idx", "text"])
-sigs = signature_batch(batch, cfg.minhash_params(), *cfg.lsh())
-edges = pa.Table.from_batches(list(dedup_edges.bucket_edges(iter([dedup_edges.key_rows_batch(sigs)]),
-                                                            dedup_edges.GLOBAL | dedup_edges.PER_DUMP)))
-src, dst = edges.column("src").to_numpy(), edges.column("dst").to_numpy()
-components.components_of_edges(src, dst)
-components.forest_edges_by_order(src, dst, np.zeros(len(src), np.int64), 1)
-pairs = pa.record_batch([pa.array([1], pa.int64()), pa.array([0], pa.int64()), sigs.column("sig").take([1]),
-                         sigs.column("sig").take([0])], ["src", "dst", "sig_src", "sig_dst"])
-assert jaccard_batch(pairs).column("jaccard")[0].as_py() == 1.0
+from crawl2model.pipeline.dedup import warm_kernels
+warm_kernels()
 assert words("数据去重与过滤", "zh")
 """
 
